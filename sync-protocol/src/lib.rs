@@ -1,0 +1,1 @@
+//! Yanshou sync protocol (skeleton; see issue "The sync protocol").
