@@ -1,1 +1,152 @@
+//! Yanshou server library.
+//!
+//! The `yanshou` binary (`main.rs`) is a thin command-line layer over this crate. Tests launch the
+//! server in-process with [`app`] and [`serve`] on a listener bound to port 0.
+//!
+//! Module map:
+//! - [`config`]: typed settings (defaults < file < `YANSHOU_*` environment);
+//! - [`store`]: the `Store` trait and its SQLite and PostgreSQL implementations;
+//! - [`auth`], [`accounts`], [`devices`]: identity, sessions, device enrolment;
+//! - [`api`]: the HTTP routes and the OpenAPI document;
+//! - [`error`]: the one error type and its JSON shape.
 
+pub mod accounts;
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod devices;
+pub mod error;
+pub mod store;
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, Request},
+    http::HeaderName,
+    response::IntoResponse,
+};
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+
+use crate::{auth::tokens::TokenKeys, config::Settings, error::AppError, store::Store};
+
+/// Shared application state: cheap to clone, holds nothing another replica would need.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<TokenKeys>,
+    pub settings: Arc<Settings>,
+}
+
+impl AppState {
+    /// Connect the store, migrate if configured, and load (or create) the token signing key.
+    pub async fn from_settings(settings: Settings) -> anyhow::Result<Self> {
+        let store = store::connect(&settings).await?;
+        if settings.migrate_on_start {
+            store.migrate().await?;
+        }
+        Self::with_store(store, settings).await
+    }
+
+    /// Build the state over an already-open, migrated store.
+    pub async fn with_store(store: Arc<dyn Store>, settings: Settings) -> anyhow::Result<Self> {
+        let keys = TokenKeys::load_or_create(store.as_ref(), &settings).await?;
+        Ok(Self {
+            store,
+            keys: Arc::new(keys),
+            settings: Arc::new(settings),
+        })
+    }
+}
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The complete HTTP application.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.settings.max_json_body_bytes;
+    let (routes, _openapi) = api::routes();
+    routes
+        .fallback(|| async { AppError::NotFound("route") })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                AppError::Internal("handler panicked".into()).into_response()
+            },
+        ))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let request_id = req
+                .headers()
+                .get(&REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(),
+                    request_id = %request_id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+}
+
+/// Serve `app` on `listener` until `shutdown` completes, then finish in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+/// Install the global tracing subscriber (binary only; tests don't call this).
+pub fn init_tracing(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if settings.log_json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// How long graceful shutdown may take before the process exits anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);

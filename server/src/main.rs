@@ -1,1 +1,217 @@
-fn main() {}
+//! `yanshou`: the server binary. A thin command-line layer over the `yanshou_server` library.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use uuid::Uuid;
+use yanshou_server::{
+    AppState, accounts, app,
+    config::{Settings, annotated_default_config},
+    init_tracing, serve, shutdown_signal,
+    store::{self, Role},
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "yanshou",
+    version,
+    about = "Yanshou (验收): field acceptance server"
+)]
+struct Cli {
+    /// Config file (TOML). Environment variables YANSHOU_* override it.
+    #[arg(long, short, global = true, env = "YANSHOU_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server (the default when no command is given is not assumed: say `serve`).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print an annotated example configuration.
+    DefaultConfig,
+    /// Manage user accounts from the shell (e.g. to create the first administrator).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user. The password is read from YANSHOU_NEW_PASSWORD or from standard input.
+    Add {
+        username: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        /// admin, county_office, department_inspector, township_officer, expert, operator
+        #[arg(long, default_value = "admin")]
+        role: String,
+        /// Department code (department_inspector), e.g. forestry.
+        #[arg(long)]
+        department: Option<String>,
+        /// Township id (township_officer).
+        #[arg(long)]
+        township: Option<Uuid>,
+        /// Specialty code (expert).
+        #[arg(long)]
+        specialty: Option<String>,
+    },
+    /// List users.
+    List,
+    /// Disable a user; their tokens stop working at once.
+    Disable { username: String },
+    /// Enable a disabled user.
+    Enable { username: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::DefaultConfig = cli.command {
+        print!("{}", annotated_default_config());
+        return ExitCode::SUCCESS;
+    }
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("yanshou: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&settings);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("yanshou: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("yanshou: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::DefaultConfig => Ok(()),
+        Command::Serve => serve_command(settings).await,
+        Command::Migrate => {
+            let store = store::connect(&settings).await?;
+            store.migrate().await?;
+            println!(
+                "migrations applied to {} ({})",
+                settings.database_url_redacted(),
+                store.backend()
+            );
+            Ok(())
+        }
+        Command::User { command } => user_command(command, settings).await,
+    }
+}
+
+async fn serve_command(settings: Settings) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    tracing::info!(?settings, "starting");
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    let state = AppState::from_settings(settings)
+        .await
+        .context("cannot open the store")?;
+    // Tests and scripts read this line to learn the port when listening on port 0.
+    println!("yanshou listening on http://{addr}");
+    tracing::info!(%addr, startup_ms = started.elapsed().as_millis() as u64, "ready");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, app(state), async {
+        let _ = rx.await;
+    }));
+    shutdown_signal().await;
+    let _ = tx.send(());
+    match tokio::time::timeout(yanshou_server::SHUTDOWN_GRACE, server).await {
+        Ok(joined) => joined??,
+        Err(_) => tracing::warn!("in-flight requests did not finish in time; exiting"),
+    }
+    Ok(())
+}
+
+async fn user_command(command: UserCommand, settings: Settings) -> anyhow::Result<()> {
+    let store = store::connect(&settings).await?;
+    store.migrate().await?;
+    match command {
+        UserCommand::Add {
+            username,
+            display_name,
+            role,
+            department,
+            township,
+            specialty,
+        } => {
+            let role = Role::parse(&role).with_context(|| format!("unknown role {role:?}"))?;
+            let password = match std::env::var("YANSHOU_NEW_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    eprint!("password for {username}: ");
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            let user = accounts::create_user(
+                store.as_ref(),
+                accounts::NewUserInput {
+                    display_name: display_name.unwrap_or_else(|| username.clone()),
+                    username,
+                    password,
+                    role,
+                    department,
+                    township_id: township,
+                    specialty,
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("created {} ({}) id {}", user.username, user.role, user.id);
+        }
+        UserCommand::List => {
+            for u in store.list_users().await? {
+                let scope = u
+                    .department
+                    .clone()
+                    .or(u.specialty.clone())
+                    .or(u.township_id.map(|t| t.to_string()))
+                    .unwrap_or_default();
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    u.username,
+                    u.role,
+                    scope,
+                    if u.disabled { "disabled" } else { "active" },
+                    u.display_name
+                );
+            }
+        }
+        UserCommand::Disable { username } => {
+            let user = store.get_user_by_username(&username).await?;
+            store.set_user_disabled(user.id, true).await?;
+            println!("disabled {username}");
+        }
+        UserCommand::Enable { username } => {
+            let user = store.get_user_by_username(&username).await?;
+            store.set_user_disabled(user.id, false).await?;
+            println!("enabled {username}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,391 @@
+//! Typed settings.
+//!
+//! Precedence: built-in defaults < config file (TOML) < `YANSHOU_*` environment variables. Loading
+//! has no side effects (no directories are created here; the store does that when it opens).
+//! Secrets (database passwords inside URLs) are redacted in `Debug`.
+
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+/// All server settings.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address and port the HTTP server listens on. Port 0 picks a free port (tests).
+    pub listen: SocketAddr,
+    /// `sqlite://PATH` (embedded, default) or `postgres://USER@HOST:PORT/DB`.
+    pub database_url: String,
+    /// Largest number of pooled database connections.
+    pub database_max_connections: u32,
+    /// How long a request waits for a database connection before it fails with 503.
+    /// Short, so a database that went away gives quick, clean errors instead of hung requests.
+    pub database_acquire_timeout_secs: u64,
+    /// Apply pending migrations when `serve` starts (otherwise run `yanshou migrate`).
+    pub migrate_on_start: bool,
+    /// Directory for content-addressed blobs (photos, signature images, PDFs).
+    pub blob_dir: PathBuf,
+    /// `iss` claim of access tokens; also checked on every request.
+    pub token_issuer: String,
+    /// `aud` claim of access tokens; also checked on every request.
+    pub token_audience: String,
+    /// Lifetime of an access token. Short, because an access token cannot be revoked by itself
+    /// (a disabled user or revoked device is still refused at once: every request checks them).
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a refresh token. Long, because an inspector may be offline in the mountains for
+    /// weeks; every use rotates it and restarts the lifetime.
+    pub refresh_token_ttl_days: u64,
+    /// Failed logins allowed per account within `login_window_secs` before further attempts are
+    /// refused with 429.
+    pub login_max_failures_per_account: u32,
+    /// Failed logins allowed per client address within `login_window_secs`.
+    pub login_max_failures_per_address: u32,
+    /// Window of the login failure counters.
+    pub login_window_secs: u64,
+    /// Take the client address from the first `X-Forwarded-For` entry (only behind a trusted
+    /// reverse proxy; otherwise anyone could spoof the address and dodge the rate limit).
+    pub trust_forwarded_for: bool,
+    /// Largest accepted JSON request body in bytes (larger bodies get 413).
+    pub max_json_body_bytes: usize,
+    /// Log filter in `tracing_subscriber::EnvFilter` syntax, e.g. `info,yanshou_server=debug`.
+    pub log: String,
+    /// Log as JSON lines (for log shippers) instead of human-readable text.
+    pub log_json: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite://data/yanshou.db".into(),
+            database_max_connections: 8,
+            database_acquire_timeout_secs: 3,
+            migrate_on_start: true,
+            blob_dir: PathBuf::from("data/blobs"),
+            token_issuer: "yanshou".into(),
+            token_audience: "yanshou-api".into(),
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_days: 30,
+            login_max_failures_per_account: 5,
+            login_max_failures_per_address: 30,
+            login_window_secs: 15 * 60,
+            trust_forwarded_for: false,
+            max_json_body_bytes: 1024 * 1024,
+            log: "info".into(),
+            log_json: false,
+        }
+    }
+}
+
+/// Why settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("environment variable {name}={value:?} is invalid: {reason}")]
+    Env {
+        name: String,
+        value: String,
+        reason: String,
+    },
+    #[error("invalid setting {name}: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+impl Settings {
+    /// Load settings: defaults, then the file (if given), then the process environment.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, SettingsError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, env)
+    }
+
+    /// Like [`Settings::load`] with an explicit environment (for tests; no global state).
+    pub fn load_from(
+        file: Option<&std::path::Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
+        let mut settings = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                Self::from_toml(&text).map_err(|source| SettingsError::Parse {
+                    path: path.to_owned(),
+                    source: Box::new(source),
+                })?
+            }
+            None => Self::default(),
+        };
+        for (name, value) in env {
+            if let Some(key) = name.strip_prefix("YANSHOU_") {
+                settings.apply_env(&name, &key.to_ascii_lowercase(), &value)?;
+            }
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Parse a TOML document; absent keys keep their defaults.
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    fn apply_env(&mut self, name: &str, key: &str, value: &str) -> Result<(), SettingsError> {
+        fn parse<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, SettingsError>
+        where
+            T::Err: fmt::Display,
+        {
+            value
+                .trim()
+                .parse()
+                .map_err(|e: T::Err| SettingsError::Env {
+                    name: name.into(),
+                    value: value.into(),
+                    reason: e.to_string(),
+                })
+        }
+        match key {
+            "listen" => self.listen = parse(name, value)?,
+            "database_url" => self.database_url = value.into(),
+            "database_max_connections" => self.database_max_connections = parse(name, value)?,
+            "database_acquire_timeout_secs" => {
+                self.database_acquire_timeout_secs = parse(name, value)?
+            }
+            "migrate_on_start" => self.migrate_on_start = parse(name, value)?,
+            "blob_dir" => self.blob_dir = value.into(),
+            "token_issuer" => self.token_issuer = value.into(),
+            "token_audience" => self.token_audience = value.into(),
+            "access_token_ttl_secs" => self.access_token_ttl_secs = parse(name, value)?,
+            "refresh_token_ttl_days" => self.refresh_token_ttl_days = parse(name, value)?,
+            "login_max_failures_per_account" => {
+                self.login_max_failures_per_account = parse(name, value)?
+            }
+            "login_max_failures_per_address" => {
+                self.login_max_failures_per_address = parse(name, value)?
+            }
+            "login_window_secs" => self.login_window_secs = parse(name, value)?,
+            "trust_forwarded_for" => self.trust_forwarded_for = parse(name, value)?,
+            "max_json_body_bytes" => self.max_json_body_bytes = parse(name, value)?,
+            "log" => self.log = value.into(),
+            "log_json" => self.log_json = parse(name, value)?,
+            // Variables the CLI reads itself (e.g. YANSHOU_CONFIG) or test harness variables.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            return Err(SettingsError::Invalid {
+                name: "database_url",
+                reason: "must start with sqlite:, postgres:// or postgresql://".into(),
+            });
+        }
+        if self.database_max_connections == 0 {
+            return Err(SettingsError::Invalid {
+                name: "database_max_connections",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.access_token_ttl_secs == 0 || self.refresh_token_ttl_days == 0 {
+            return Err(SettingsError::Invalid {
+                name: "access_token_ttl_secs/refresh_token_ttl_days",
+                reason: "token lifetimes must be positive".into(),
+            });
+        }
+        if self.login_window_secs == 0 {
+            return Err(SettingsError::Invalid {
+                name: "login_window_secs",
+                reason: "must be positive".into(),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_secs(self.database_acquire_timeout_secs)
+    }
+
+    /// The database URL with any password replaced by `***`, for logs.
+    pub fn database_url_redacted(&self) -> String {
+        redact_url(&self.database_url)
+    }
+}
+
+/// Replace the password part of `scheme://user:password@host` with `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("database_url", &self.database_url_redacted())
+            .field("database_max_connections", &self.database_max_connections)
+            .field("migrate_on_start", &self.migrate_on_start)
+            .field("blob_dir", &self.blob_dir)
+            .field("token_issuer", &self.token_issuer)
+            .field("token_audience", &self.token_audience)
+            .field("access_token_ttl_secs", &self.access_token_ttl_secs)
+            .field("refresh_token_ttl_days", &self.refresh_token_ttl_days)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The annotated example configuration printed by `yanshou default-config`.
+pub fn annotated_default_config() -> String {
+    let d = Settings::default();
+    format!(
+        r#"# Yanshou server configuration (TOML).
+# Precedence: defaults < this file (yanshou --config FILE, or YANSHOU_CONFIG) < YANSHOU_* environment
+# variables, e.g. YANSHOU_DATABASE_URL=postgres://yanshou@db:5432/yanshou overrides database_url.
+
+# Address and port to listen on. Port 0 picks a free port.
+listen = "{listen}"
+
+# Database: "sqlite://PATH" (embedded, one file, WAL) or "postgres://USER:PASSWORD@HOST:PORT/DB".
+database_url = "{database_url}"
+# Largest number of pooled database connections.
+database_max_connections = {database_max_connections}
+# Seconds a request waits for a database connection before failing with 503.
+database_acquire_timeout_secs = {database_acquire_timeout_secs}
+# Apply pending migrations when `serve` starts (otherwise run `yanshou migrate`).
+migrate_on_start = {migrate_on_start}
+
+# Directory for content-addressed blobs (photos, signature images, generated PDFs).
+blob_dir = "{blob_dir}"
+
+# Access tokens (JWT, ES256): issuer and audience claims, lifetime in seconds.
+token_issuer = "{token_issuer}"
+token_audience = "{token_audience}"
+access_token_ttl_secs = {access_token_ttl_secs}
+# Refresh tokens rotate on every use; each new one lives this many days. Inspectors may be offline
+# for weeks, so keep this longer than the longest field trip.
+refresh_token_ttl_days = {refresh_token_ttl_days}
+
+# Login rate limiting: failed attempts allowed per account and per client address within the window.
+login_max_failures_per_account = {login_max_failures_per_account}
+login_max_failures_per_address = {login_max_failures_per_address}
+login_window_secs = {login_window_secs}
+# Take the client address from X-Forwarded-For (only behind a trusted reverse proxy).
+trust_forwarded_for = {trust_forwarded_for}
+
+# Largest accepted JSON request body in bytes (larger: 413).
+max_json_body_bytes = {max_json_body_bytes}
+
+# Log filter (tracing EnvFilter syntax) and format.
+log = "{log}"
+log_json = {log_json}
+"#,
+        listen = d.listen,
+        database_url = d.database_url,
+        database_max_connections = d.database_max_connections,
+        database_acquire_timeout_secs = d.database_acquire_timeout_secs,
+        migrate_on_start = d.migrate_on_start,
+        blob_dir = d.blob_dir.display(),
+        token_issuer = d.token_issuer,
+        token_audience = d.token_audience,
+        access_token_ttl_secs = d.access_token_ttl_secs,
+        refresh_token_ttl_days = d.refresh_token_ttl_days,
+        login_max_failures_per_account = d.login_max_failures_per_account,
+        login_max_failures_per_address = d.login_max_failures_per_address,
+        login_window_secs = d.login_window_secs,
+        trust_forwarded_for = d.trust_forwarded_for,
+        max_json_body_bytes = d.max_json_body_bytes,
+        log = d.log,
+        log_json = d.log_json,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn annotated_default_config_parses_back_to_the_defaults() {
+        let parsed = Settings::from_toml(&annotated_default_config()).expect("valid toml");
+        assert_eq!(parsed, Settings::default());
+    }
+
+    #[test]
+    fn environment_wins_over_file_which_wins_over_defaults() {
+        let dir = std::env::temp_dir().join(format!("yanshou-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let file = dir.join("y.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nrefresh_token_ttl_days = 60\n",
+        )
+        .expect("write");
+        let s = Settings::load_from(
+            Some(&file),
+            env(&[("YANSHOU_LISTEN", "127.0.0.1:9100"), ("PATH", "/bin")]),
+        )
+        .expect("load");
+        assert_eq!(s.listen.port(), 9100, "env wins over file");
+        assert_eq!(s.refresh_token_ttl_days, 60, "file wins over default");
+        assert_eq!(s.access_token_ttl_secs, 900, "default kept");
+    }
+
+    #[test]
+    fn bad_environment_value_names_the_variable() {
+        let err = Settings::load_from(None, env(&[("YANSHOU_LOGIN_WINDOW_SECS", "soon")]))
+            .expect_err("must fail");
+        assert!(
+            err.to_string().contains("YANSHOU_LOGIN_WINDOW_SECS"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_an_error() {
+        assert!(Settings::from_toml("listne = \"127.0.0.1:1\"").is_err());
+    }
+
+    #[test]
+    fn unsupported_database_scheme_is_refused() {
+        let err = Settings::load_from(None, env(&[("YANSHOU_DATABASE_URL", "mysql://x")]))
+            .expect_err("must fail");
+        assert!(err.to_string().contains("database_url"));
+    }
+
+    #[test]
+    fn debug_output_redacts_database_password() {
+        let s = Settings {
+            database_url: "postgres://app:s3cret@db:5432/y".into(),
+            ..Settings::default()
+        };
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("app:***@db"), "{shown}");
+    }
+}

@@ -1,0 +1,336 @@
+//! One error type for the HTTP layer.
+//!
+//! Every error response has the same JSON shape:
+//! `{"error": {"code": "stable_machine_code", "message": "human text", "fields": [...]}}`.
+//! Internal details (database messages, panics) go to the log only, never to the client.
+
+use axum::{
+    Json,
+    extract::{FromRequest, Request},
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::store::StoreError;
+
+/// Crate-wide result type for handlers and domain code.
+pub type Result<T, E = AppError> = std::result::Result<T, E>;
+
+/// A problem with one field of a request.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    /// Path of the field in the request body, e.g. `username` or `items[2].value`.
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The request is malformed or fails validation.
+    #[error("{message}")]
+    BadRequest {
+        message: String,
+        fields: Vec<FieldError>,
+    },
+    /// Wrong username or password; never says which.
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    /// Missing, malformed, expired or otherwise unacceptable credentials.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// A refresh token was presented again after it had been rotated: the family is revoked.
+    #[error("refresh token was already used; all sessions from that login were signed out")]
+    RefreshTokenReused,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("expected Content-Type: application/json")]
+    UnsupportedMediaType,
+    #[error("too many failed attempts; try again later")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("service temporarily unavailable")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl AppError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        AppError::BadRequest {
+            message: message.into(),
+            fields: Vec::new(),
+        }
+    }
+
+    /// A validation failure of one field.
+    pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        AppError::BadRequest {
+            message: format!("{field}: {message}"),
+            fields: vec![FieldError {
+                field: field.into(),
+                message,
+            }],
+        }
+    }
+
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            AppError::InvalidCredentials
+            | AppError::Unauthenticated(_)
+            | AppError::RefreshTokenReused => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Conflict { .. } => StatusCode::CONFLICT,
+            AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable machine-readable code clients switch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::BadRequest { .. } => "invalid_request",
+            AppError::InvalidCredentials => "invalid_credentials",
+            AppError::Unauthenticated(_) => "unauthenticated",
+            AppError::RefreshTokenReused => "refresh_token_reused",
+            AppError::Forbidden(_) => "forbidden",
+            AppError::NotFound(_) => "not_found",
+            AppError::Conflict { code, .. } => code,
+            AppError::PayloadTooLarge => "payload_too_large",
+            AppError::UnsupportedMediaType => "unsupported_media_type",
+            AppError::RateLimited { .. } => "rate_limited",
+            AppError::Unavailable(_) => "unavailable",
+            AppError::Internal(_) => "internal",
+        }
+    }
+}
+
+/// The JSON body of every error response.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `invalid_request`, `unauthenticated`, `rate_limited`.
+    pub code: String,
+    /// Human-readable explanation (English; the PWA shows Chinese text keyed by `code`).
+    pub message: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldError>,
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status_code();
+        match &self {
+            AppError::Internal(detail) => tracing::error!(%detail, "internal error"),
+            AppError::Unavailable(detail) => tracing::warn!(%detail, "store unavailable"),
+            _ => {}
+        }
+        let fields = match &self {
+            AppError::BadRequest { fields, .. } => fields.clone(),
+            _ => Vec::new(),
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().into(),
+                message: self.to_string(),
+                fields,
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
+        if let AppError::RateLimited { retry_after_secs } = self {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs.max(1)),
+            );
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => AppError::NotFound("resource"),
+            StoreError::Conflict { constraint } => conflict_from_constraint(&constraint),
+            StoreError::Unavailable(detail) => AppError::Unavailable(detail),
+            StoreError::Other(detail) => AppError::Internal(detail),
+        }
+    }
+}
+
+/// Map a violated constraint (PostgreSQL names it; SQLite names the columns) to a client error.
+fn conflict_from_constraint(constraint: &str) -> AppError {
+    let c = constraint.to_ascii_lowercase();
+    if c.contains("users_username_key") || c.contains("users.username") {
+        AppError::Conflict {
+            code: "username_taken",
+            message: "a user with this username already exists".into(),
+        }
+    } else if c.contains("townships_name_key") || c.contains("townships.name") {
+        AppError::Conflict {
+            code: "township_exists",
+            message: "a township with this name already exists".into(),
+        }
+    } else if c.contains("foreign key") || c.contains("fkey") {
+        AppError::bad_request("the request refers to something that does not exist")
+    } else {
+        tracing::warn!(%constraint, "unmapped constraint violation");
+        AppError::Conflict {
+            code: "conflict",
+            message: "the request conflicts with existing data".into(),
+        }
+    }
+}
+
+impl From<tokio::task::JoinError> for AppError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        AppError::Internal(format!("blocking task failed: {e}"))
+    }
+}
+
+/// A JSON body extractor whose rejections have the common error shape, with the path of the
+/// offending field (via `serde_path_to_error`) for missing fields and wrong types.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|mime| {
+                let mime = mime.trim().to_ascii_lowercase();
+                mime == "application/json" || mime.ends_with("+json")
+            });
+        if !is_json {
+            return Err(AppError::UnsupportedMediaType);
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    AppError::PayloadTooLarge
+                } else {
+                    AppError::bad_request("could not read the request body")
+                }
+            })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Deserialize a JSON document, reporting the failing field's path.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = inner.to_string();
+        if inner.is_syntax() || inner.is_eof() {
+            AppError::bad_request(format!("malformed JSON: {message}"))
+        } else {
+            // For a missing field serde reports the path of the enclosing object; name the field.
+            let field = match (path.as_str(), missing_field_name(&message)) {
+                (".", Some(name)) => name.to_owned(),
+                (p, Some(name)) => format!("{p}.{name}"),
+                (p, None) => p.to_owned(),
+            };
+            AppError::BadRequest {
+                message: format!("{field}: {message}"),
+                fields: vec![FieldError { field, message }],
+            }
+        }
+    })?;
+    de.end()
+        .map_err(|e| AppError::bad_request(format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+fn missing_field_name(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("missing field `")?;
+    rest.split('`').next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Login {
+        username: String,
+        password: String,
+        inner: Option<Inner>,
+    }
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Inner {
+        count: u32,
+    }
+
+    fn fields(e: AppError) -> Vec<String> {
+        match e {
+            AppError::BadRequest { fields, .. } => fields.into_iter().map(|f| f.field).collect(),
+            other => panic!("expected BadRequest, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_field_is_named() {
+        let e = parse_json::<Login>(br#"{"username":"a"}"#).expect_err("missing password");
+        assert_eq!(fields(e), ["password"]);
+    }
+
+    #[test]
+    fn wrong_type_names_the_nested_path() {
+        let e = parse_json::<Login>(br#"{"username":"a","password":"b","inner":{"count":"x"}}"#)
+            .expect_err("wrong type");
+        assert_eq!(fields(e), ["inner.count"]);
+    }
+
+    #[test]
+    fn syntax_error_has_no_field() {
+        let e = parse_json::<Login>(br#"{"username":"#).expect_err("truncated");
+        assert!(e.to_string().starts_with("malformed JSON"), "{e}");
+        assert!(fields(e).is_empty());
+    }
+
+    #[test]
+    fn trailing_garbage_is_rejected() {
+        assert!(parse_json::<Login>(br#"{"username":"a","password":"b"} x"#).is_err());
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak_details() {
+        let e = AppError::from(StoreError::Other("relation users does not exist".into()));
+        assert_eq!(e.to_string(), "internal error");
+        assert_eq!(e.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

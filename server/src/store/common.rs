@@ -1,0 +1,432 @@
+//! The SQL shared by both backends.
+//!
+//! SQLite and PostgreSQL accept the same statements here (`$N` placeholders, `on conflict`,
+//! `returning`), and sqlx maps `Uuid`, `bool`, `i64` and `Vec<u8>` to each backend's column types,
+//! so the statements are written once and expanded for each pool type by [`impl_common_store!`].
+//! Only connection setup, migrations and backend-specific tuning live in `sqlite.rs` and
+//! `postgres.rs`.
+
+/// Expand `impl Store` for a store type with a `pool` field, in a module that has a static
+/// `MIGRATOR` (its backend's migrations) and row decoders from [`impl_row_decoders!`].
+macro_rules! impl_common_store {
+    ($ty:ty, $backend:literal) => {
+        #[async_trait]
+        impl Store for $ty {
+        async fn migrate(&self) -> StoreResult<()> {
+            MIGRATOR.run(&self.pool).await?;
+            Ok(())
+        }
+
+        async fn ping(&self) -> StoreResult<()> {
+            sqlx::query("select 1").execute(&self.pool).await?;
+            Ok(())
+        }
+
+        fn backend(&self) -> &'static str {
+            $backend
+        }
+
+        async fn list_departments(&self) -> StoreResult<Vec<Department>> {
+            let rows = sqlx::query(
+                "select code, name, observer, sort_order from departments order by sort_order",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Department {
+                        code: r.try_get("code")?,
+                        name: r.try_get("name")?,
+                        observer: r.try_get("observer")?,
+                        sort_order: r.try_get("sort_order")?,
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(Into::into)
+        }
+
+        async fn list_specialties(&self) -> StoreResult<Vec<Specialty>> {
+            let rows = sqlx::query("select code, name from specialties order by code")
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Specialty {
+                        code: r.try_get("code")?,
+                        name: r.try_get("name")?,
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(Into::into)
+        }
+
+        async fn list_townships(&self) -> StoreResult<Vec<Township>> {
+            let rows =
+                sqlx::query("select id, name, kind, created_at from townships order by name")
+                    .fetch_all(&self.pool)
+                    .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Township {
+                        id: r.try_get("id")?,
+                        name: r.try_get("name")?,
+                        kind: r.try_get("kind")?,
+                        created_at: r.try_get("created_at")?,
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(Into::into)
+        }
+
+        async fn create_township(&self, t: &Township) -> StoreResult<()> {
+            sqlx::query("insert into townships (id, name, kind, created_at) values ($1, $2, $3, $4)")
+                .bind(t.id)
+                .bind(&t.name)
+                .bind(&t.kind)
+                .bind(t.created_at)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+
+        async fn create_user(&self, u: &NewUser) -> StoreResult<User> {
+            sqlx::query(
+                "insert into users (id, username, display_name, role, department, township_id, \
+                 specialty, disabled, password_hash, created_at) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(u.id)
+            .bind(&u.username)
+            .bind(&u.display_name)
+            .bind(u.role.as_str())
+            .bind(&u.department)
+            .bind(u.township_id)
+            .bind(&u.specialty)
+            .bind(false)
+            .bind(&u.password_hash)
+            .bind(u.created_at)
+            .execute(&self.pool)
+            .await?;
+            self.get_user(u.id).await
+        }
+
+        async fn get_user(&self, id: Uuid) -> StoreResult<User> {
+            let row = sqlx::query(concat!(
+                "select id, username, display_name, role, department, township_id, specialty, ",
+                "disabled, password_hash, created_at from users where id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            user_from_row(&row)
+        }
+
+        async fn get_user_by_username(&self, username: &str) -> StoreResult<User> {
+            let row = sqlx::query(concat!(
+                "select id, username, display_name, role, department, township_id, specialty, ",
+                "disabled, password_hash, created_at from users where username = $1"
+            ))
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            user_from_row(&row)
+        }
+
+        async fn list_users(&self) -> StoreResult<Vec<User>> {
+            let rows = sqlx::query(concat!(
+                "select id, username, display_name, role, department, township_id, specialty, ",
+                "disabled, password_hash, created_at from users order by username"
+            ))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(user_from_row).collect()
+        }
+
+        async fn set_user_disabled(&self, id: Uuid, disabled: bool) -> StoreResult<()> {
+            let done = sqlx::query("update users set disabled = $1 where id = $2")
+                .bind(disabled)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        }
+
+        async fn set_user_password(&self, id: Uuid, password_hash: &str) -> StoreResult<()> {
+            let done = sqlx::query("update users set password_hash = $1 where id = $2")
+                .bind(password_hash)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        }
+
+        async fn principal_status(
+            &self,
+            user_id: Uuid,
+            device_id: Option<Uuid>,
+        ) -> StoreResult<PrincipalStatus> {
+            // One round trip: the user row, left-joined with the device if one is named.
+            let row = sqlx::query(
+                "select u.disabled, d.user_id as device_user, d.revoked_at \
+                 from users u left join devices d on d.id = $2 where u.id = $1",
+            )
+            .bind(user_id)
+            .bind(device_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            let device_user: Option<Uuid> = row.try_get("device_user")?;
+            let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+            Ok(PrincipalStatus {
+                user_disabled: row.try_get("disabled")?,
+                device_revoked: device_user.map(|owner| owner != user_id || revoked_at.is_some()),
+            })
+        }
+
+        async fn record_login_failure(&self, key: &str, window_start: i64) -> StoreResult<u32> {
+            let mut tx = self.pool.begin().await?;
+            // Old windows of this key are dead weight; the primary key makes this cheap.
+            sqlx::query("delete from login_failures where key = $1 and window_start < $2")
+                .bind(key)
+                .bind(window_start)
+                .execute(&mut *tx)
+                .await?;
+            let row = sqlx::query(
+                "insert into login_failures (key, window_start, failures, created_at) \
+                 values ($1, $2, 1, $3) \
+                 on conflict (key, window_start) \
+                 do update set failures = login_failures.failures + 1 \
+                 returning failures",
+            )
+            .bind(key)
+            .bind(window_start)
+            .bind(crate::store::now_ms())
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            let n: i32 = row.try_get("failures")?;
+            Ok(u32::try_from(n).unwrap_or(0))
+        }
+
+        async fn login_failures(&self, key: &str, window_start: i64) -> StoreResult<u32> {
+            let row = sqlx::query(
+                "select failures from login_failures where key = $1 and window_start = $2",
+            )
+            .bind(key)
+            .bind(window_start)
+            .fetch_optional(&self.pool)
+            .await?;
+            match row {
+                Some(r) => {
+                    let n: i32 = r.try_get("failures")?;
+                    Ok(u32::try_from(n).unwrap_or(0))
+                }
+                None => Ok(0),
+            }
+        }
+
+        async fn clear_login_failures(&self, key: &str) -> StoreResult<()> {
+            sqlx::query("delete from login_failures where key = $1")
+                .bind(key)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+
+        async fn get_or_create_signing_key(&self, candidate: &SigningKey) -> StoreResult<SigningKey> {
+            sqlx::query(
+                "insert into signing_keys (slot, kid, private_pkcs8_pem, created_at) \
+                 values (1, $1, $2, $3) on conflict (slot) do nothing",
+            )
+            .bind(&candidate.kid)
+            .bind(&candidate.private_pkcs8_pem)
+            .bind(candidate.created_at)
+            .execute(&self.pool)
+            .await?;
+            let row = sqlx::query(
+                "select kid, private_pkcs8_pem, created_at from signing_keys where slot = 1",
+            )
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(SigningKey {
+                kid: row.try_get("kid")?,
+                private_pkcs8_pem: row.try_get("private_pkcs8_pem")?,
+                created_at: row.try_get("created_at")?,
+            })
+        }
+
+        async fn insert_refresh_token(&self, t: &RefreshToken) -> StoreResult<()> {
+            sqlx::query(
+                "insert into refresh_tokens (id, family_id, user_id, device_id, token_hash, \
+                 created_at, expires_at, used_at, revoked_at) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(t.id)
+            .bind(t.family_id)
+            .bind(t.user_id)
+            .bind(t.device_id)
+            .bind(&t.token_hash)
+            .bind(t.created_at)
+            .bind(t.expires_at)
+            .bind(t.used_at)
+            .bind(t.revoked_at)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        }
+
+        async fn get_refresh_token_by_hash(&self, hash: &[u8]) -> StoreResult<RefreshToken> {
+            let r = sqlx::query(
+                "select id, family_id, user_id, device_id, token_hash, created_at, expires_at, \
+                 used_at, revoked_at from refresh_tokens where token_hash = $1",
+            )
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            Ok(RefreshToken {
+                id: r.try_get("id")?,
+                family_id: r.try_get("family_id")?,
+                user_id: r.try_get("user_id")?,
+                device_id: r.try_get("device_id")?,
+                token_hash: r.try_get("token_hash")?,
+                created_at: r.try_get("created_at")?,
+                expires_at: r.try_get("expires_at")?,
+                used_at: r.try_get("used_at")?,
+                revoked_at: r.try_get("revoked_at")?,
+            })
+        }
+
+        async fn mark_refresh_token_used(&self, id: Uuid, now: i64) -> StoreResult<bool> {
+            let done = sqlx::query(
+                "update refresh_tokens set used_at = $1 \
+                 where id = $2 and used_at is null and revoked_at is null",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        }
+
+        async fn revoke_refresh_family(&self, family_id: Uuid, now: i64) -> StoreResult<()> {
+            sqlx::query(
+                "update refresh_tokens set revoked_at = $1 \
+                 where family_id = $2 and revoked_at is null",
+            )
+            .bind(now)
+            .bind(family_id)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        }
+
+        async fn create_device(&self, d: &Device) -> StoreResult<()> {
+            sqlx::query(
+                "insert into devices (id, user_id, name, public_key_spki, created_at, revoked_at) \
+                 values ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(d.id)
+            .bind(d.user_id)
+            .bind(&d.name)
+            .bind(&d.public_key_spki)
+            .bind(d.created_at)
+            .bind(d.revoked_at)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        }
+
+        async fn get_device(&self, id: Uuid) -> StoreResult<Device> {
+            let row = sqlx::query(
+                "select id, user_id, name, public_key_spki, created_at, revoked_at \
+                 from devices where id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            device_from_row(&row)
+        }
+
+        async fn list_devices(&self, user_id: Option<Uuid>) -> StoreResult<Vec<Device>> {
+            let rows = sqlx::query(
+                "select id, user_id, name, public_key_spki, created_at, revoked_at from devices \
+                 where $1 is null or user_id = $1 order by created_at, id",
+            )
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(device_from_row).collect()
+        }
+
+        async fn revoke_device(&self, id: Uuid, now: i64) -> StoreResult<()> {
+            let mut tx = self.pool.begin().await?;
+            let done = sqlx::query(
+                "update devices set revoked_at = coalesce(revoked_at, $1) where id = $2",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            sqlx::query(
+                "update refresh_tokens set revoked_at = $1 \
+                 where device_id = $2 and revoked_at is null",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        }
+    };
+}
+
+/// Expand the row decoders for one backend's row type.
+macro_rules! impl_row_decoders {
+    ($row:ty) => {
+        fn user_from_row(r: &$row) -> StoreResult<User> {
+            let role: String = r.try_get("role")?;
+            Ok(User {
+                id: r.try_get("id")?,
+                username: r.try_get("username")?,
+                display_name: r.try_get("display_name")?,
+                role: Role::parse(&role)
+                    .ok_or_else(|| StoreError::Other(format!("unknown role {role:?} in users")))?,
+                department: r.try_get("department")?,
+                township_id: r.try_get("township_id")?,
+                specialty: r.try_get("specialty")?,
+                disabled: r.try_get("disabled")?,
+                created_at: r.try_get("created_at")?,
+                password_hash: r.try_get("password_hash")?,
+            })
+        }
+
+        fn device_from_row(r: &$row) -> StoreResult<Device> {
+            Ok(Device {
+                id: r.try_get("id")?,
+                user_id: r.try_get("user_id")?,
+                name: r.try_get("name")?,
+                public_key_spki: r.try_get("public_key_spki")?,
+                created_at: r.try_get("created_at")?,
+                revoked_at: r.try_get("revoked_at")?,
+            })
+        }
+    };
+}
+
+pub(crate) use impl_common_store;
+pub(crate) use impl_row_decoders;

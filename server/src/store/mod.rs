@@ -1,0 +1,301 @@
+//! Storage behind one trait.
+//!
+//! Vocabulary:
+//! - **Store**: everything the server persists (accounts, devices, tokens, organisation data). Held
+//!   as `Arc<dyn Store>`; two implementations, [`sqlite::SqliteStore`] (embedded default) and
+//!   [`postgres::PgStore`] (scale-out). One conformance suite (`server/tests/store_conformance.rs`)
+//!   runs against both.
+//! - **StoreError**: backend-neutral; `sqlx::Error` is converted in one place ([`StoreError::from`]),
+//!   unique-constraint violations become [`StoreError::Conflict`] carrying the constraint name.
+//! - Timestamps are Unix milliseconds (`i64`) in both backends, so no SQL differs just for time types.
+//!
+//! The server keeps no state in process memory that another replica would need: login throttling,
+//! refresh tokens and signing keys all live here.
+
+mod common;
+pub mod postgres;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::config::Settings;
+
+/// Backend-neutral storage error.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness or foreign-key rule was broken; `constraint` names it so the HTTP layer can
+    /// map it to a precise client error.
+    #[error("conflict on {constraint}")]
+    Conflict { constraint: String },
+    /// The database cannot be reached (connection refused, pool timeout, closed pool).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Database(db) => {
+                if db.is_unique_violation() || db.is_foreign_key_violation() {
+                    // SQLite reports no constraint name; its message names the columns instead.
+                    let constraint = db
+                        .constraint()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| db.message().to_owned());
+                    StoreError::Conflict { constraint }
+                } else {
+                    StoreError::Other(db.to_string())
+                }
+            }
+            sqlx::Error::Io(e) => StoreError::Unavailable(e.to_string()),
+            sqlx::Error::PoolTimedOut => {
+                StoreError::Unavailable("connection pool timed out".into())
+            }
+            sqlx::Error::PoolClosed => StoreError::Unavailable("connection pool closed".into()),
+            sqlx::Error::Tls(e) => StoreError::Unavailable(e.to_string()),
+            sqlx::Error::Protocol(e) => StoreError::Unavailable(e),
+            other => StoreError::Other(other.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Other(format!("migration failed: {e}"))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What a user may do. Scope (department, township, specialty) lives beside the role on [`User`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Runs the installation: users, townships, templates.
+    Admin,
+    /// 县政府办 / 领导小组办公室: runs the campaign, approves dispositions, sees the dashboard.
+    CountyOffice,
+    /// A department's inspector (bound to one department); fills and signs its section.
+    DepartmentInspector,
+    /// 乡镇/林场 officer (bound to one township or forest farm); proposes dispositions, 初验.
+    TownshipOfficer,
+    /// 专家 from the provincial pool (with a specialty); signs the 验收合格意见书.
+    Expert,
+    /// 采矿权人 (mining-right holder); bound to its mines later.
+    Operator,
+}
+
+impl Role {
+    pub const ALL: [Role; 6] = [
+        Role::Admin,
+        Role::CountyOffice,
+        Role::DepartmentInspector,
+        Role::TownshipOfficer,
+        Role::Expert,
+        Role::Operator,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::CountyOffice => "county_office",
+            Role::DepartmentInspector => "department_inspector",
+            Role::TownshipOfficer => "township_officer",
+            Role::Expert => "expert",
+            Role::Operator => "operator",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A person's account.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct User {
+    pub id: Uuid,
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    /// Department code, for `department_inspector`.
+    pub department: Option<String>,
+    /// Township or forest farm, for `township_officer`.
+    pub township_id: Option<Uuid>,
+    /// Expert specialty code, for `expert`.
+    pub specialty: Option<String>,
+    pub disabled: bool,
+    pub created_at: i64,
+    #[serde(skip)]
+    pub password_hash: String,
+}
+
+/// Input for [`Store::create_user`]; the scope rules are checked by the caller (`accounts`).
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub id: Uuid,
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    pub department: Option<String>,
+    pub township_id: Option<Uuid>,
+    pub specialty: Option<String>,
+    pub password_hash: String,
+    pub created_at: i64,
+}
+
+/// A department (责任单位). Inspecting departments own acceptance-table sections; observers
+/// (国资办, 财政局, 检察院, 法院, 纪委监委) attend but fill no section.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Department {
+    pub code: String,
+    pub name: String,
+    pub observer: bool,
+    pub sort_order: i32,
+}
+
+/// Expert specialty (水工环, 环境保护, 林业).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Specialty {
+    pub code: String,
+    pub name: String,
+}
+
+/// A township, town, sub-district or forest farm: configurable data, not code.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Township {
+    pub id: Uuid,
+    pub name: String,
+    /// `township` (乡), `town` (镇), `subdistrict` (街道), or `forest_farm` (林场).
+    pub kind: String,
+    pub created_at: i64,
+}
+
+/// An enrolled phone. Its id is the writer of one op series in the sync protocol.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Device {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub name: String,
+    /// The device's P-256 public key as SPKI DER, base64 (standard alphabet).
+    pub public_key_spki: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// A stored refresh token (only its SHA-256 hash is kept).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefreshToken {
+    pub id: Uuid,
+    /// All tokens rotated from one login share a family; reuse of a rotated token revokes it.
+    pub family_id: Uuid,
+    pub user_id: Uuid,
+    pub device_id: Option<Uuid>,
+    pub token_hash: Vec<u8>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// The token signing key (ES256), generated on first start and shared by all replicas.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SigningKey {
+    pub kid: String,
+    pub private_pkcs8_pem: String,
+    pub created_at: i64,
+}
+
+/// Whether a token's subject may still act: checked on every authenticated request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrincipalStatus {
+    pub user_disabled: bool,
+    /// `None` when the token names no device or the device does not exist.
+    pub device_revoked: Option<bool>,
+}
+
+/// Persistence for everything the server keeps.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Apply pending migrations.
+    async fn migrate(&self) -> StoreResult<()>;
+    /// A cheap round trip to the database (for `/readyz`).
+    async fn ping(&self) -> StoreResult<()>;
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    // Organisation
+    async fn list_departments(&self) -> StoreResult<Vec<Department>>;
+    async fn list_specialties(&self) -> StoreResult<Vec<Specialty>>;
+    async fn list_townships(&self) -> StoreResult<Vec<Township>>;
+    async fn create_township(&self, township: &Township) -> StoreResult<()>;
+
+    // Users
+    async fn create_user(&self, user: &NewUser) -> StoreResult<User>;
+    async fn get_user(&self, id: Uuid) -> StoreResult<User>;
+    async fn get_user_by_username(&self, username: &str) -> StoreResult<User>;
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+    async fn set_user_disabled(&self, id: Uuid, disabled: bool) -> StoreResult<()>;
+    async fn set_user_password(&self, id: Uuid, password_hash: &str) -> StoreResult<()>;
+    /// Is the user disabled, and (if given) is the device revoked or not this user's?
+    async fn principal_status(
+        &self,
+        user_id: Uuid,
+        device_id: Option<Uuid>,
+    ) -> StoreResult<PrincipalStatus>;
+
+    // Login throttling (fixed windows keyed by `account:NAME` or `addr:IP`)
+    /// Count one failure for `key` in the window starting at `window_start`; returns the count.
+    async fn record_login_failure(&self, key: &str, window_start: i64) -> StoreResult<u32>;
+    /// Failures recorded for `key` in the window starting at `window_start`.
+    async fn login_failures(&self, key: &str, window_start: i64) -> StoreResult<u32>;
+    async fn clear_login_failures(&self, key: &str) -> StoreResult<()>;
+
+    // Signing keys
+    /// Insert `candidate` unless a key already exists; return the key in force (the oldest).
+    /// Safe when several replicas start at once: all end up with the same key.
+    async fn get_or_create_signing_key(&self, candidate: &SigningKey) -> StoreResult<SigningKey>;
+
+    // Refresh tokens
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
+    async fn get_refresh_token_by_hash(&self, hash: &[u8]) -> StoreResult<RefreshToken>;
+    /// Mark a token used, atomically: `false` if it was already used (a replay or a race).
+    async fn mark_refresh_token_used(&self, id: Uuid, now: i64) -> StoreResult<bool>;
+    async fn revoke_refresh_family(&self, family_id: Uuid, now: i64) -> StoreResult<()>;
+
+    // Devices
+    async fn create_device(&self, device: &Device) -> StoreResult<()>;
+    async fn get_device(&self, id: Uuid) -> StoreResult<Device>;
+    async fn list_devices(&self, user_id: Option<Uuid>) -> StoreResult<Vec<Device>>;
+    /// Revoke a device and every refresh-token family bound to it.
+    async fn revoke_device(&self, id: Uuid, now: i64) -> StoreResult<()>;
+}
+
+/// Open the store named by `settings.database_url`.
+pub async fn connect(settings: &Settings) -> StoreResult<Arc<dyn Store>> {
+    if settings.database_url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::connect(settings).await?))
+    } else {
+        Ok(Arc::new(postgres::PgStore::connect(settings).await?))
+    }
+}
+
+/// Current time in Unix milliseconds (the server's clock; the only place it is read for storage).
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

@@ -1,0 +1,45 @@
+//! The PostgreSQL store, for scale-out: several stateless server replicas over one database.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use sqlx::{
+    Row,
+    postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow},
+};
+use uuid::Uuid;
+
+use super::common::{impl_common_store, impl_row_decoders};
+use super::*;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// PostgreSQL-backed [`Store`].
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connect to `settings.database_url`. The pool connects lazily, so a server can start (and
+    /// answer `/healthz`, with `/readyz` reporting 503) while the database is still down.
+    pub async fn connect(settings: &Settings) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(&settings.database_url)
+            .map_err(|e| StoreError::Other(format!("invalid postgres url: {e}")))?
+            .application_name("yanshou");
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.database_max_connections)
+            .acquire_timeout(settings.acquire_timeout())
+            .connect_lazy_with(options);
+        Ok(Self { pool })
+    }
+
+    /// The pool, for backend-specific code in this crate (sync, benchmarks).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+impl_row_decoders!(PgRow);
+
+impl_common_store!(PgStore, "postgres");

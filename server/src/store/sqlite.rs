@@ -1,0 +1,62 @@
+//! The embedded SQLite store: one file, WAL journal, foreign keys on.
+//!
+//! WAL lets readers run beside the single writer; `synchronous = normal` is durable across process
+//! crashes in WAL mode (only an OS crash can lose the last transactions), the usual trade for a
+//! server on one machine.
+
+use std::{str::FromStr, time::Duration};
+
+use async_trait::async_trait;
+use sqlx::{
+    Row,
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+        SqliteSynchronous,
+    },
+};
+use uuid::Uuid;
+
+use super::common::{impl_common_store, impl_row_decoders};
+use super::*;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// SQLite-backed [`Store`].
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Open (creating if missing) the database file named by `settings.database_url`.
+    pub async fn connect(settings: &Settings) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(&settings.database_url)
+            .map_err(|e| StoreError::Other(format!("invalid sqlite url: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let path = options.get_filename();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(settings.database_max_connections)
+            .acquire_timeout(settings.acquire_timeout())
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool, for backend-specific code in this crate (sync, benchmarks).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+impl_row_decoders!(SqliteRow);
+
+impl_common_store!(SqliteStore, "sqlite");
