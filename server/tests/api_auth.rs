@@ -1,0 +1,1005 @@
+//! HTTP API tests for identity: login, tokens, refresh rotation, devices, bad input, and the
+//! authorization matrix of every endpoint × role. Each runs on SQLite and PostgreSQL.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use axum::{
+    body::Body,
+    http::{Method, Request, StatusCode, header},
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use common::{Backend, PASSWORD, TestApp, device_jwk};
+use serde_json::{Value, json};
+use uuid::Uuid;
+use yanshou_server::{
+    auth::{Claims, tokens::TokenKeys},
+    store::{RefreshToken, Role, SigningKey},
+};
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<none>")
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+async fn claims_for(app: &TestApp, username: &str) -> Claims {
+    let user = app.db.store.get_user_by_username(username).await.unwrap();
+    Claims {
+        iss: app.state.settings.token_issuer.clone(),
+        aud: app.state.settings.token_audience.clone(),
+        sub: user.id,
+        iat: now(),
+        nbf: now(),
+        exp: now() + 600,
+        typ: "access".into(),
+        role: user.role,
+        dept: None,
+        town: None,
+        spec: None,
+        did: None,
+    }
+}
+
+async fn me_status(app: &TestApp, token: &str) -> (StatusCode, Value) {
+    app.call(Method::GET, "/api/v1/me", Some(token), None).await
+}
+
+// ---------------------------------------------------------------- login and bad input
+
+async fn login_returns_tokens_that_work(b: Backend) {
+    let app = TestApp::new(b).await;
+    app.user("li.forest", Role::DepartmentInspector).await;
+    let session = app.login("li.forest").await;
+    assert_eq!(session["token_type"], "Bearer");
+    assert_eq!(session["expires_in"], 900);
+    assert_eq!(session["refresh_expires_in"], 30 * 86_400);
+    assert!(session["user"].get("password_hash").is_none());
+    let (status, me) = me_status(&app, session["access_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["username"], "li.forest");
+    assert_eq!(me["department"], "forestry");
+}
+
+async fn wrong_password_and_unknown_user_look_the_same(b: Backend) {
+    let app = TestApp::new(b).await;
+    app.user("wang", Role::Expert).await;
+    let (s1, b1) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "wang", "password": "not-the-password"})),
+        )
+        .await;
+    let (s2, b2) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "nobody", "password": "not-the-password"})),
+        )
+        .await;
+    assert_eq!(s1, StatusCode::UNAUTHORIZED);
+    assert_eq!(s2, StatusCode::UNAUTHORIZED);
+    assert_eq!(b1, b2, "responses must not reveal whether the user exists");
+    assert_eq!(code(&b1), "invalid_credentials");
+}
+
+async fn malformed_requests_get_field_level_400s(b: Backend) {
+    let app = TestApp::new(b).await;
+    let raw = |body: &'static str, content_type: &'static str| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/auth/login")
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let (s, body) = app
+        .send(raw(r#"{"username": "a", "password""#, "application/json"))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(code(&body), "invalid_request");
+
+    let (s, body) = app
+        .send(raw(r#"{"username": "a"}"#, "application/json"))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["fields"][0]["field"], "password");
+
+    let (s, body) = app
+        .send(raw(
+            r#"{"username": 5, "password": "x"}"#,
+            "application/json",
+        ))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["fields"][0]["field"], "username");
+
+    let (s, body) = app
+        .send(raw(
+            r#"{"username": "a", "password": "x", "device_id": "not-a-uuid"}"#,
+            "application/json",
+        ))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["fields"][0]["field"], "device_id");
+
+    let (s, body) = app
+        .send(raw(
+            "username=a&password=b",
+            "application/x-www-form-urlencoded",
+        ))
+        .await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(code(&body), "unsupported_media_type");
+}
+
+async fn oversized_body_is_413(b: Backend) {
+    let app = TestApp::with_settings(b, |s| s.max_json_body_bytes = 4096).await;
+    let big = "x".repeat(10_000);
+    let (s, body) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": big, "password": "x"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(code(&body), "payload_too_large");
+}
+
+async fn unknown_route_is_json_404_with_request_id(b: Backend) {
+    let app = TestApp::new(b).await;
+    let res = tower::ServiceExt::oneshot(
+        app.router.clone(),
+        Request::builder()
+            .uri("/api/v1/nope")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let id = res.headers().get("x-request-id").expect("request id");
+    assert!(Uuid::parse_str(id.to_str().unwrap()).is_ok());
+}
+
+async fn repeated_failures_are_rate_limited_per_account(b: Backend) {
+    let app = TestApp::new(b).await;
+    app.user("zhao", Role::CountyOffice).await;
+    for i in 0..5 {
+        let (s, _) = app
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"username": "zhao", "password": format!("guess-{i}")})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    // Even the right password is refused until the window ends.
+    let res = tower::ServiceExt::oneshot(
+        app.router.clone(),
+        Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/auth/login")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(
+                json!({"username": "zhao", "password": PASSWORD}).to_string(),
+            ))
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = res.headers()[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=900).contains(&retry), "{retry}");
+    // Other accounts are not affected by one account's lock.
+    app.user("qian", Role::CountyOffice).await;
+    app.login("qian").await;
+}
+
+async fn many_accounts_from_one_address_are_rate_limited(b: Backend) {
+    let app = TestApp::with_settings(b, |s| {
+        s.login_max_failures_per_address = 3;
+        s.trust_forwarded_for = true;
+    })
+    .await;
+    app.user("sun", Role::Operator).await;
+    let attempt = |user: &str, password: &str, ip: &str| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/auth/login")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("x-forwarded-for", ip)
+            .body(Body::from(
+                json!({"username": user, "password": password}).to_string(),
+            ))
+            .unwrap()
+    };
+    for u in ["a1", "a2", "a3"] {
+        let (s, _) = app.send(attempt(u, "wrong-password", "10.9.8.7")).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    let (s, body) = app.send(attempt("sun", PASSWORD, "10.9.8.7")).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    let (s, _) = app.send(attempt("sun", PASSWORD, "10.9.8.8")).await;
+    assert_eq!(s, StatusCode::OK, "another address is not blocked");
+}
+
+// ---------------------------------------------------------------- access tokens
+
+async fn bad_access_tokens_are_401(b: Backend) {
+    let app = TestApp::new(b).await;
+    app.user("zhou", Role::Admin).await;
+    let keys = &app.state.keys;
+    let base = claims_for(&app, "zhou").await;
+
+    let good = keys.sign(&base).unwrap();
+    assert_eq!(me_status(&app, &good).await.0, StatusCode::OK);
+
+    let expired = keys
+        .sign(&Claims {
+            exp: now() - 120,
+            iat: now() - 1000,
+            nbf: now() - 1000,
+            ..base.clone()
+        })
+        .unwrap();
+    let not_yet = keys
+        .sign(&Claims {
+            nbf: now() + 3600,
+            exp: now() + 7200,
+            ..base.clone()
+        })
+        .unwrap();
+    let wrong_aud = keys
+        .sign(&Claims {
+            aud: "someone-else".into(),
+            ..base.clone()
+        })
+        .unwrap();
+    let wrong_iss = keys
+        .sign(&Claims {
+            iss: "evil".into(),
+            ..base.clone()
+        })
+        .unwrap();
+    let wrong_typ = keys
+        .sign(&Claims {
+            typ: "refresh".into(),
+            ..base.clone()
+        })
+        .unwrap();
+
+    // alg=none with the same claims.
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&base).unwrap());
+    let none = format!(
+        "{}.{payload}.",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#)
+    );
+    // HS256 keyed with the server's public key (the classic algorithm-confusion attack).
+    let signing_key = app
+        .db
+        .store
+        .get_or_create_signing_key(&SigningKey {
+            kid: "unused".into(),
+            private_pkcs8_pem: "unused".into(),
+            created_at: 0,
+        })
+        .await
+        .unwrap();
+    let public_pem = TokenKeys::public_key_pem(&signing_key).unwrap();
+    let hs256 = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &base,
+        &jsonwebtoken::EncodingKey::from_secret(public_pem.as_bytes()),
+    )
+    .unwrap();
+    // A valid token whose payload was changed to claim the admin role for someone else.
+    let parts: Vec<&str> = good.split('.').collect();
+    let forged_payload = URL_SAFE_NO_PAD.encode(
+        serde_json::to_vec(&Claims {
+            sub: Uuid::now_v7(),
+            ..base.clone()
+        })
+        .unwrap(),
+    );
+    let tampered = format!("{}.{forged_payload}.{}", parts[0], parts[2]);
+
+    for (name, token, message) in [
+        ("expired", expired, "access token expired"),
+        ("not yet valid", not_yet, "access token not yet valid"),
+        ("wrong audience", wrong_aud, "invalid access token"),
+        ("wrong issuer", wrong_iss, "invalid access token"),
+        ("wrong typ", wrong_typ, "invalid access token"),
+        ("alg none", none, "invalid access token"),
+        ("HS256 with public key", hs256, "invalid access token"),
+        ("tampered", tampered, "invalid access token"),
+        ("garbage", "abc.def.ghi".into(), "invalid access token"),
+    ] {
+        let (s, body) = me_status(&app, &token).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{name}: {body}");
+        assert_eq!(code(&body), "unauthenticated", "{name}");
+        assert_eq!(body["error"]["message"], message, "{name}");
+    }
+
+    let (s, body) = app.call(Method::GET, "/api/v1/me", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["message"], "missing Authorization header");
+    let res = tower::ServiceExt::oneshot(
+        app.router.clone(),
+        Request::builder()
+            .uri("/api/v1/me")
+            .header(header::AUTHORIZATION, format!("Basic {good}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.headers()[header::WWW_AUTHENTICATE], "Bearer");
+}
+
+async fn disabled_user_is_locked_out_at_once(b: Backend) {
+    let app = TestApp::new(b).await;
+    let admin = app.token_for("admin", Role::Admin).await;
+    let victim = app.user("wu", Role::TownshipOfficer).await;
+    let session = app.login("wu").await;
+    let token = session["access_token"].as_str().unwrap();
+    assert_eq!(me_status(&app, token).await.0, StatusCode::OK);
+
+    let (s, _) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/users/{}/disable", victim.id),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, body) = me_status(&app, token).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"]["message"], "account is disabled");
+    let (s, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": session["refresh_token"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, body) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "wu", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+
+    // Enabled again, the user can log in.
+    let (s, _) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/users/{}/enable", victim.id),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    app.login("wu").await;
+}
+
+async fn admin_cannot_disable_themself(b: Backend) {
+    let app = TestApp::new(b).await;
+    let admin_user = app.user("root", Role::Admin).await;
+    let token = app.login("root").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, body) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/users/{}/disable", admin_user.id),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_eq!(code(&body), "cannot_disable_self");
+}
+
+// ---------------------------------------------------------------- refresh tokens
+
+async fn refresh_rotates_and_replay_revokes_the_family(b: Backend) {
+    let app = TestApp::new(b).await;
+    app.user("he", Role::Expert).await;
+    let first = app.login("he").await;
+    let r1 = first["refresh_token"].as_str().unwrap().to_owned();
+
+    let (s, second) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": r1})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{second}");
+    let r2 = second["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(r1, r2, "refresh token must rotate");
+    assert_eq!(
+        me_status(&app, second["access_token"].as_str().unwrap())
+            .await
+            .0,
+        StatusCode::OK
+    );
+
+    // Replaying the rotated token: refused, and the family (including r2) is revoked.
+    let (s, body) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": r1})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(code(&body), "refresh_token_reused");
+    let (s, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": r2})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "family must be revoked");
+
+    // Another login (another family) is unaffected.
+    let other = app.login("he").await;
+    let (s, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": other["refresh_token"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+async fn expired_and_unknown_refresh_tokens_are_401(b: Backend) {
+    let app = TestApp::new(b).await;
+    let user = app.user("lu", Role::Operator).await;
+    let raw = "week-old-token-from-the-mountains";
+    app.db
+        .store
+        .insert_refresh_token(&RefreshToken {
+            id: Uuid::now_v7(),
+            family_id: Uuid::now_v7(),
+            user_id: user.id,
+            device_id: None,
+            token_hash: yanshou_server::auth::tokens::hash_refresh_token(raw),
+            created_at: 0,
+            expires_at: yanshou_server::store::now_ms() - 1,
+            used_at: None,
+            revoked_at: None,
+        })
+        .await
+        .unwrap();
+    for (token, message) in [
+        (raw, "refresh token expired"),
+        ("never-issued", "invalid refresh token"),
+    ] {
+        let (s, body) = app
+            .call(
+                Method::POST,
+                "/api/v1/auth/refresh",
+                None,
+                Some(json!({"refresh_token": token})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["error"]["message"], message);
+    }
+}
+
+async fn logout_ends_the_session(b: Backend) {
+    let app = TestApp::new(b).await;
+    app.user("ma", Role::CountyOffice).await;
+    let session = app.login("ma").await;
+    let (s, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/logout",
+            None,
+            Some(json!({"refresh_token": session["refresh_token"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": session["refresh_token"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // Logging out twice (or with an unknown token) is harmless.
+    let (s, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/logout",
+            None,
+            Some(json!({"refresh_token": "whatever"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+}
+
+// ---------------------------------------------------------------- devices
+
+async fn device_enrolment_binding_and_revocation(b: Backend) {
+    let app = TestApp::new(b).await;
+    let token = app.token_for("li", Role::DepartmentInspector).await;
+    let (s, device) = app
+        .call(
+            Method::POST,
+            "/api/v1/devices",
+            Some(&token),
+            Some(json!({"name": "李工的手机", "public_key": device_jwk()})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{device}");
+    let device_id = device["id"].as_str().unwrap().to_owned();
+
+    // A session bound to the device.
+    let (s, session) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "li", "password": PASSWORD, "device_id": device_id})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let bound = session["access_token"].as_str().unwrap().to_owned();
+    let claims = app.state.keys.verify(&bound).unwrap();
+    assert_eq!(claims.did.map(|d| d.to_string()), Some(device_id.clone()));
+
+    let (s, list) = app
+        .call(Method::GET, "/api/v1/devices", Some(&token), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    let (s, _) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/devices/{device_id}/revoke"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    // The device's token and refresh token stop working at once; the unbound session goes on.
+    let (s, body) = me_status(&app, &bound).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["message"], "device is revoked");
+    let (s, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": session["refresh_token"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(me_status(&app, &token).await.0, StatusCode::OK);
+    let (s, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "li", "password": PASSWORD, "device_id": device_id})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}
+
+async fn device_of_another_user_cannot_be_used_or_revoked(b: Backend) {
+    let app = TestApp::new(b).await;
+    let owner = app.token_for("owner", Role::Expert).await;
+    let thief = app.token_for("thief", Role::Expert).await;
+    let (_, device) = app
+        .call(
+            Method::POST,
+            "/api/v1/devices",
+            Some(&owner),
+            Some(json!({"name": "phone", "public_key": device_jwk()})),
+        )
+        .await;
+    let id = device["id"].as_str().unwrap();
+    let (s, _) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/devices/{id}/revoke"),
+            Some(&thief),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, body) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "thief", "password": PASSWORD, "device_id": id})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["fields"][0]["field"], "device_id");
+}
+
+async fn bad_device_keys_are_400(b: Backend) {
+    let app = TestApp::new(b).await;
+    let token = app.token_for("gao", Role::Operator).await;
+    for key in [
+        json!("not a key"),
+        json!({"kty": "RSA", "n": "AQAB", "e": "AQAB"}),
+        json!({"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}),
+        json!(42),
+    ] {
+        let (s, body) = app
+            .call(
+                Method::POST,
+                "/api/v1/devices",
+                Some(&token),
+                Some(json!({"name": "p", "public_key": key})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{key}: {body}");
+        assert_eq!(body["error"]["fields"][0]["field"], "public_key", "{key}");
+    }
+}
+
+// ---------------------------------------------------------------- users and organisation
+
+async fn user_creation_enforces_role_scope(b: Backend) {
+    let app = TestApp::new(b).await;
+    let admin = app.token_for("admin", Role::Admin).await;
+    let cases = [
+        (
+            json!({"username": "x1", "display_name": "X", "password": PASSWORD,
+                   "role": "department_inspector"}),
+            "department",
+        ),
+        (
+            json!({"username": "x2", "display_name": "X", "password": PASSWORD,
+                   "role": "department_inspector", "department": "court"}),
+            "department",
+        ),
+        (
+            json!({"username": "x3", "display_name": "X", "password": PASSWORD,
+                   "role": "expert", "specialty": "astrology"}),
+            "specialty",
+        ),
+        (
+            json!({"username": "x4", "display_name": "X", "password": PASSWORD,
+                   "role": "admin", "department": "forestry"}),
+            "department",
+        ),
+        (
+            json!({"username": "x5", "display_name": "X", "password": PASSWORD,
+                   "role": "township_officer", "township_id": Uuid::now_v7()}),
+            "township_id",
+        ),
+        (
+            json!({"username": "x6", "display_name": "X", "password": "short",
+                   "role": "admin"}),
+            "password",
+        ),
+        (
+            json!({"username": "x7", "display_name": "X", "password": PASSWORD,
+                   "role": "emperor"}),
+            "role",
+        ),
+        (
+            json!({"username": "a b", "display_name": "X", "password": PASSWORD,
+                   "role": "admin"}),
+            "username",
+        ),
+    ];
+    for (body, field) in cases {
+        let (s, res) = app
+            .call(
+                Method::POST,
+                "/api/v1/users",
+                Some(&admin),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {res}");
+        assert_eq!(res["error"]["fields"][0]["field"], field, "{body}: {res}");
+    }
+    let ok = json!({"username": "shui.li", "display_name": "水利 李", "password": PASSWORD,
+                    "role": "department_inspector", "department": "water_resources"});
+    let (s, created) = app
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some(&admin),
+            Some(ok.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    assert_eq!(created["department"], "water_resources");
+    let (s, dup) = app
+        .call(Method::POST, "/api/v1/users", Some(&admin), Some(ok))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_eq!(code(&dup), "username_taken");
+}
+
+async fn townships_are_validated(b: Backend) {
+    let app = TestApp::new(b).await;
+    let office = app.token_for("office", Role::CountyOffice).await;
+    let (s, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/townships",
+            Some(&office),
+            Some(json!({"name": "翰堂镇", "kind": "town"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, body) = app
+        .call(
+            Method::POST,
+            "/api/v1/townships",
+            Some(&office),
+            Some(json!({"name": "翰堂镇", "kind": "town"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_eq!(code(&body), "township_exists");
+    let (s, body) = app
+        .call(
+            Method::POST,
+            "/api/v1/townships",
+            Some(&office),
+            Some(json!({"name": "某地", "kind": "city"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["fields"][0]["field"], "kind");
+}
+
+async fn health_and_openapi(b: Backend) {
+    let app = TestApp::new(b).await;
+    let (s, body) = app.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!((s, body["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let (s, body) = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        body["store"],
+        match b {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    );
+    let (s, doc) = app
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/api/v1/auth/login",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/logout",
+        "/api/v1/me",
+        "/api/v1/users",
+        "/api/v1/users/{id}",
+        "/api/v1/users/{id}/disable",
+        "/api/v1/users/{id}/enable",
+        "/api/v1/devices",
+        "/api/v1/devices/{id}/revoke",
+        "/api/v1/departments",
+        "/api/v1/specialties",
+        "/api/v1/townships",
+        "/healthz",
+        "/readyz",
+    ] {
+        assert!(paths.contains_key(p), "{p} missing from OpenAPI");
+    }
+}
+
+// ---------------------------------------------------------------- authorization matrix
+
+/// Every endpoint × every role (and anonymous): the expected status.
+async fn authorization_matrix(b: Backend) {
+    let app = TestApp::new(b).await;
+    let mut tokens = Vec::new();
+    for role in Role::ALL {
+        tokens.push((Some(role), app.token_for(&format!("m.{role}"), role).await));
+    }
+    let bystander = app.user("bystander", Role::Operator).await;
+    let bystander_token = app.login("bystander").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    use StatusCode as S;
+    let everyone = |ok: S| move |_: Role| ok;
+    let admin_only = |ok: S, denied: S| move |r: Role| if r == Role::Admin { ok } else { denied };
+    type Expect = Box<dyn Fn(Role) -> S>;
+    let table: Vec<(Method, &str, &str, Expect)> = vec![
+        (Method::GET, "/api/v1/me", "", Box::new(everyone(S::OK))),
+        (
+            Method::GET,
+            "/api/v1/users",
+            "",
+            Box::new(admin_only(S::OK, S::FORBIDDEN)),
+        ),
+        (
+            Method::POST,
+            "/api/v1/users",
+            "new_user",
+            Box::new(admin_only(S::CREATED, S::FORBIDDEN)),
+        ),
+        (
+            Method::GET,
+            "/api/v1/users/{bystander}",
+            "",
+            Box::new(admin_only(S::OK, S::FORBIDDEN)),
+        ),
+        (
+            Method::POST,
+            "/api/v1/users/{bystander}/enable",
+            "",
+            Box::new(admin_only(S::NO_CONTENT, S::FORBIDDEN)),
+        ),
+        (
+            Method::POST,
+            "/api/v1/users/{bystander}/disable",
+            "",
+            Box::new(admin_only(S::NO_CONTENT, S::FORBIDDEN)),
+        ),
+        (
+            Method::GET,
+            "/api/v1/departments",
+            "",
+            Box::new(everyone(S::OK)),
+        ),
+        (
+            Method::GET,
+            "/api/v1/specialties",
+            "",
+            Box::new(everyone(S::OK)),
+        ),
+        (
+            Method::GET,
+            "/api/v1/townships",
+            "",
+            Box::new(everyone(S::OK)),
+        ),
+        (
+            Method::POST,
+            "/api/v1/townships",
+            "new_township",
+            Box::new(|r: Role| {
+                if matches!(r, Role::Admin | Role::CountyOffice) {
+                    S::CREATED
+                } else {
+                    S::FORBIDDEN
+                }
+            }),
+        ),
+        (
+            Method::POST,
+            "/api/v1/devices",
+            "new_device",
+            Box::new(everyone(S::CREATED)),
+        ),
+        (
+            Method::GET,
+            "/api/v1/devices",
+            "",
+            Box::new(everyone(S::OK)),
+        ),
+        (
+            Method::GET,
+            "/api/v1/devices?all=true",
+            "",
+            Box::new(admin_only(S::OK, S::FORBIDDEN)),
+        ),
+        (
+            Method::POST,
+            "/api/v1/devices/{bystander_device}/revoke",
+            "",
+            Box::new(admin_only(S::NO_CONTENT, S::NOT_FOUND)),
+        ),
+    ];
+
+    let mut n = 0;
+    for (method, path_template, body_kind, expect) in &table {
+        for (role, token) in tokens
+            .iter()
+            .map(|(r, t)| (*r, Some(t.as_str())))
+            .chain([(None, None)])
+        {
+            n += 1;
+            // Fresh targets per call so each call is independent of the previous ones.
+            app.db
+                .store
+                .set_user_disabled(bystander.id, false)
+                .await
+                .unwrap();
+            let (_, device) = app
+                .call(
+                    Method::POST,
+                    "/api/v1/devices",
+                    Some(&bystander_token),
+                    Some(json!({"name": "b", "public_key": device_jwk()})),
+                )
+                .await;
+            let path = path_template
+                .replace("{bystander}", &bystander.id.to_string())
+                .replace("{bystander_device}", device["id"].as_str().unwrap());
+            let body = match *body_kind {
+                "new_user" => Some(
+                    json!({"username": format!("u{n}"), "display_name": "新用户",
+                                          "password": PASSWORD, "role": "operator"}),
+                ),
+                "new_township" => Some(json!({"name": format!("乡{n}"), "kind": "township"})),
+                "new_device" => Some(json!({"name": "手机", "public_key": device_jwk()})),
+                _ => None,
+            };
+            let (status, res) = app.call(method.clone(), &path, token, body).await;
+            let expected = role.map_or(S::UNAUTHORIZED, |r| expect(r));
+            assert_eq!(
+                status, expected,
+                "{method} {path_template} as {role:?}: {res}"
+            );
+        }
+    }
+    assert_eq!(n, table.len() * (Role::ALL.len() + 1));
+}
+
+both_backends!(
+    login_returns_tokens_that_work,
+    wrong_password_and_unknown_user_look_the_same,
+    malformed_requests_get_field_level_400s,
+    oversized_body_is_413,
+    unknown_route_is_json_404_with_request_id,
+    repeated_failures_are_rate_limited_per_account,
+    many_accounts_from_one_address_are_rate_limited,
+    bad_access_tokens_are_401,
+    disabled_user_is_locked_out_at_once,
+    admin_cannot_disable_themself,
+    refresh_rotates_and_replay_revokes_the_family,
+    expired_and_unknown_refresh_tokens_are_401,
+    logout_ends_the_session,
+    device_enrolment_binding_and_revocation,
+    device_of_another_user_cannot_be_used_or_revoked,
+    bad_device_keys_are_400,
+    user_creation_enforces_role_scope,
+    townships_are_validated,
+    health_and_openapi,
+    authorization_matrix,
+);

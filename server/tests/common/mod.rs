@@ -1,0 +1,304 @@
+//! Test harness shared by the server's integration tests.
+//!
+//! Every test gets its own database: a new SQLite file in a temporary directory, or a new schema
+//! in the PostgreSQL database named by `YANSHOU_TEST_PG_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`). PostgreSQL is required, not optional: a missing
+//! server fails the PostgreSQL half of the suite instead of silently skipping it.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::{path::PathBuf, sync::Arc};
+
+use axum::{
+    Router,
+    body::Body,
+    http::{Method, Request, StatusCode, header},
+};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use uuid::Uuid;
+use yanshou_server::{
+    AppState, accounts, app,
+    config::Settings,
+    store::{self, Role, Store, User},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub fn pg_base_url() -> String {
+    std::env::var("YANSHOU_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A fresh, migrated database; dropped (file removed or schema dropped) with the guard.
+pub struct TestDb {
+    pub backend: Backend,
+    pub settings: Settings,
+    pub store: Arc<dyn Store>,
+    dir: Option<PathBuf>,
+    schema: Option<String>,
+}
+
+impl std::fmt::Debug for TestDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestDb")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+/// Settings for tests: fast failure on an unreachable database.
+pub fn test_settings(database_url: String) -> Settings {
+    Settings {
+        database_url,
+        database_acquire_timeout_secs: 2,
+        database_max_connections: 4,
+        ..Settings::default()
+    }
+}
+
+/// The URL of a new empty schema in the test PostgreSQL database.
+pub async fn new_pg_schema() -> (String, String) {
+    let schema = format!("yt_{}", Uuid::new_v4().simple());
+    let base = pg_base_url();
+    let admin = sqlx::PgPool::connect(&base)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {base} is required for the test suite: {e}"));
+    sqlx::query(&format!("create schema {schema}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    (
+        format!("{base}{sep}options=-c%20search_path%3D{schema}"),
+        schema,
+    )
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("yanshou-test-{}", Uuid::new_v4()));
+                std::fs::create_dir_all(&dir).unwrap();
+                let settings = test_settings(format!("sqlite://{}/y.db", dir.display()));
+                let store = store::connect(&settings).await.unwrap();
+                store.migrate().await.unwrap();
+                TestDb {
+                    backend,
+                    settings,
+                    store,
+                    dir: Some(dir),
+                    schema: None,
+                }
+            }
+            Backend::Postgres => {
+                let (url, schema) = new_pg_schema().await;
+                let settings = test_settings(url);
+                let store = store::connect(&settings).await.unwrap();
+                store.migrate().await.unwrap();
+                TestDb {
+                    backend,
+                    settings,
+                    store,
+                    dir: None,
+                    schema: Some(schema),
+                }
+            }
+        }
+    }
+
+    pub async fn state(&self) -> AppState {
+        AppState::with_store(self.store.clone(), self.settings.clone())
+            .await
+            .unwrap()
+    }
+
+    pub async fn state_with(&self, f: impl FnOnce(&mut Settings)) -> AppState {
+        let mut settings = self.settings.clone();
+        f(&mut settings);
+        AppState::with_store(self.store.clone(), settings)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        if let Some(schema) = self.schema.take() {
+            // Drop runs inside the test's runtime; clean up on a thread with its own runtime.
+            let base = pg_base_url();
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    if let Ok(pool) = sqlx::PgPool::connect(&base).await {
+                        let _ = sqlx::query(&format!("drop schema {schema} cascade"))
+                            .execute(&pool)
+                            .await;
+                        pool.close().await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// Run an async test body once per backend: `both_backends!(name_of_async_fn, …)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+/// A server under test, driven in-process through `tower::ServiceExt::oneshot`.
+pub struct TestApp {
+    pub db: TestDb,
+    pub state: AppState,
+    pub router: Router,
+}
+
+pub const PASSWORD: &str = "field-work-2024";
+
+impl TestApp {
+    pub async fn new(backend: Backend) -> Self {
+        Self::with_settings(backend, |_| {}).await
+    }
+
+    pub async fn with_settings(backend: Backend, f: impl FnOnce(&mut Settings)) -> Self {
+        let db = TestDb::new(backend).await;
+        let state = db.state_with(f).await;
+        let router = app(state.clone());
+        TestApp { db, state, router }
+    }
+
+    /// Send a request; returns the status and the JSON body (`Value::Null` when empty).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(b) => req
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(serde_json::to_vec(&b).unwrap()))
+                .unwrap(),
+            None => req.body(Body::empty()).unwrap(),
+        };
+        self.send(req).await
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        (status, value)
+    }
+
+    /// Create a user directly through the domain layer.
+    pub async fn user(&self, username: &str, role: Role) -> User {
+        let (department, township_id, specialty) = match role {
+            Role::DepartmentInspector => (Some("forestry".to_owned()), None, None),
+            Role::TownshipOfficer => (None, Some(self.township().await), None),
+            Role::Expert => (None, None, Some("forestry".to_owned())),
+            _ => (None, None, None),
+        };
+        accounts::create_user(
+            self.db.store.as_ref(),
+            accounts::NewUserInput {
+                username: username.into(),
+                display_name: format!("{username} 测试"),
+                password: PASSWORD.into(),
+                role,
+                department,
+                township_id,
+                specialty,
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn township(&self) -> Uuid {
+        if let Some(t) = self.db.store.list_townships().await.unwrap().first() {
+            return t.id;
+        }
+        let t = store::Township {
+            id: Uuid::now_v7(),
+            name: "泗溪镇".into(),
+            kind: "town".into(),
+            created_at: 0,
+        };
+        self.db.store.create_township(&t).await.unwrap();
+        t.id
+    }
+
+    /// Log in; returns the whole session JSON.
+    pub async fn login(&self, username: &str) -> Value {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"username": username, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "login {username}: {body}");
+        body
+    }
+
+    /// Create a user of `role` and return an access token for them.
+    pub async fn token_for(&self, username: &str, role: Role) -> String {
+        self.user(username, role).await;
+        self.login(username).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+/// A fresh P-256 public key as a JWK (what WebCrypto exports).
+pub fn device_jwk() -> Value {
+    let secret = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+    serde_json::from_str(&secret.public_key().to_jwk_string()).unwrap()
+}
