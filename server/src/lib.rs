@@ -14,6 +14,7 @@ pub mod accounts;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod demo;
 pub mod devices;
 pub mod error;
 pub mod store;

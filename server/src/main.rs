@@ -30,6 +30,13 @@ struct Cli {
 enum Command {
     /// Run the HTTP server (the default when no command is given is not assumed: say `serve`).
     Serve,
+    /// Start a demo county on a fresh SQLite database (deleted and re-created each time):
+    /// Shanggao's townships and one user per role, passwords printed at start.
+    Demo {
+        /// Directory for the demo database and blobs (wiped at start).
+        #[arg(long, default_value = "data/demo")]
+        dir: PathBuf,
+    },
     /// Apply pending database migrations and exit.
     Migrate,
     /// Print an annotated example configuration.
@@ -105,7 +112,14 @@ fn main() -> ExitCode {
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
         Command::DefaultConfig => Ok(()),
-        Command::Serve => serve_command(settings).await,
+        Command::Serve => {
+            let listener = bind(&settings).await?;
+            let state = AppState::from_settings(settings)
+                .await
+                .context("cannot open the store")?;
+            serve_command(listener, state).await
+        }
+        Command::Demo { dir } => demo_command(settings, dir).await,
         Command::Migrate => {
             let store = store::connect(&settings).await?;
             store.migrate().await?;
@@ -120,19 +134,45 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     }
 }
 
-async fn serve_command(settings: Settings) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
+async fn bind(settings: &Settings) -> anyhow::Result<tokio::net::TcpListener> {
     tracing::info!(?settings, "starting");
-    let listener = tokio::net::TcpListener::bind(settings.listen)
+    tokio::net::TcpListener::bind(settings.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let addr = listener.local_addr()?;
+        .with_context(|| format!("cannot listen on {}", settings.listen))
+}
+
+async fn demo_command(mut settings: Settings, dir: PathBuf) -> anyhow::Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("cannot reset the demo directory {}", dir.display()))?;
+    }
+    settings.database_url = format!("sqlite://{}/yanshou.db", dir.display());
+    settings.blob_dir = dir.join("blobs");
+    settings.migrate_on_start = true;
+    let listener = bind(&settings).await?;
     let state = AppState::from_settings(settings)
         .await
-        .context("cannot open the store")?;
+        .context("cannot open the demo store")?;
+    let (users, password) = yanshou_server::demo::seed(state.store.as_ref())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot seed the demo county: {e}"))?;
+    println!("Demo county (上高县) — every account's password: {password}");
+    for u in &users {
+        println!(
+            "  {:<48} {:<22} {}",
+            u.username,
+            u.role.as_str(),
+            u.display_name
+        );
+    }
+    serve_command(listener, state).await
+}
+
+async fn serve_command(listener: tokio::net::TcpListener, state: AppState) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("yanshou listening on http://{addr}");
-    tracing::info!(%addr, startup_ms = started.elapsed().as_millis() as u64, "ready");
+    tracing::info!(%addr, "ready");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(listener, app(state), async {
         let _ = rx.await;

@@ -26,7 +26,7 @@ fn now() -> i64 {
 }
 
 async fn claims_for(app: &TestApp, username: &str) -> Claims {
-    let user = app.db.store.get_user_by_username(username).await.unwrap();
+    let user = app.store.get_user_by_username(username).await.unwrap();
     Claims {
         iss: app.state.settings.token_issuer.clone(),
         aud: app.state.settings.token_audience.clone(),
@@ -290,7 +290,6 @@ async fn bad_access_tokens_are_401(b: Backend) {
     );
     // HS256 keyed with the server's public key (the classic algorithm-confusion attack).
     let signing_key = app
-        .db
         .store
         .get_or_create_signing_key(&SigningKey {
             kid: "unused".into(),
@@ -486,8 +485,7 @@ async fn expired_and_unknown_refresh_tokens_are_401(b: Backend) {
     let app = TestApp::new(b).await;
     let user = app.user("lu", Role::Operator).await;
     let raw = "week-old-token-from-the-mountains";
-    app.db
-        .store
+    app.store
         .insert_refresh_token(&RefreshToken {
             id: Uuid::now_v7(),
             family_id: Uuid::now_v7(),
@@ -945,8 +943,7 @@ async fn authorization_matrix(b: Backend) {
         {
             n += 1;
             // Fresh targets per call so each call is independent of the previous ones.
-            app.db
-                .store
+            app.store
                 .set_user_disabled(bystander.id, false)
                 .await
                 .unwrap();

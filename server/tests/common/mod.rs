@@ -179,7 +179,9 @@ macro_rules! both_backends {
 
 /// A server under test, driven in-process through `tower::ServiceExt::oneshot`.
 pub struct TestApp {
-    pub db: TestDb,
+    /// Keeps the test database alive (absent when the test brought its own store).
+    pub db: Option<TestDb>,
+    pub store: Arc<dyn Store>,
     pub state: AppState,
     pub router: Router,
 }
@@ -194,8 +196,20 @@ impl TestApp {
     pub async fn with_settings(backend: Backend, f: impl FnOnce(&mut Settings)) -> Self {
         let db = TestDb::new(backend).await;
         let state = db.state_with(f).await;
+        let mut this = Self::from_state(state);
+        this.db = Some(db);
+        this
+    }
+
+    /// A harness over an existing state (its store is the caller's business).
+    pub fn from_state(state: AppState) -> Self {
         let router = app(state.clone());
-        TestApp { db, state, router }
+        TestApp {
+            db: None,
+            store: state.store.clone(),
+            state,
+            router,
+        }
     }
 
     /// Send a request; returns the status and the JSON body (`Value::Null` when empty).
@@ -244,7 +258,7 @@ impl TestApp {
             _ => (None, None, None),
         };
         accounts::create_user(
-            self.db.store.as_ref(),
+            self.store.as_ref(),
             accounts::NewUserInput {
                 username: username.into(),
                 display_name: format!("{username} 测试"),
@@ -260,7 +274,7 @@ impl TestApp {
     }
 
     async fn township(&self) -> Uuid {
-        if let Some(t) = self.db.store.list_townships().await.unwrap().first() {
+        if let Some(t) = self.store.list_townships().await.unwrap().first() {
             return t.id;
         }
         let t = store::Township {
@@ -269,7 +283,7 @@ impl TestApp {
             kind: "town".into(),
             created_at: 0,
         };
-        self.db.store.create_township(&t).await.unwrap();
+        self.store.create_township(&t).await.unwrap();
         t.id
     }
 

@@ -1,0 +1,228 @@
+//! The `yanshou` binary as a user runs it: a real process, a real SQLite file, real HTTP.
+#![allow(clippy::unwrap_used)]
+
+use std::{path::PathBuf, process::Stdio, time::Duration};
+
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_yanshou");
+
+fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("yanshou-cli-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A command with no `YANSHOU_*` variable from the outside, run in `dir`.
+fn yanshou(dir: &PathBuf) -> Command {
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("YANSHOU_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.current_dir(dir).kill_on_drop(true);
+    cmd
+}
+
+struct Running {
+    child: Child,
+    base: String,
+}
+
+/// Start `serve` and wait (without sleeping) for the line announcing the address.
+async fn serve(dir: &PathBuf, extra_env: &[(&str, &str)]) -> Running {
+    start(dir, "serve", extra_env).await.0
+}
+
+/// Start a server subcommand; returns it and every stdout line before the address line.
+async fn start(
+    dir: &PathBuf,
+    subcommand: &str,
+    extra_env: &[(&str, &str)],
+) -> (Running, Vec<String>) {
+    let mut cmd = yanshou(dir);
+    cmd.arg(subcommand)
+        .env("YANSHOU_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut before = Vec::new();
+    let base = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(url) = line.strip_prefix("yanshou listening on ") {
+                return url.to_owned();
+            }
+            before.push(line);
+        }
+        panic!("server exited before announcing its address");
+    })
+    .await
+    .expect("server did not start within 30 s");
+    (Running { child, base }, before)
+}
+
+async fn run(dir: &PathBuf, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = yanshou(dir);
+    cmd.args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn serve_with_no_configuration_answers_healthz_and_stops_on_sigterm() {
+    let dir = temp_dir();
+    let mut server = serve(&dir, &[]).await;
+    let health: serde_json::Value = reqwest::get(format!("{}/healthz", server.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    let ready = reqwest::get(format!("{}/readyz", server.base))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    assert!(
+        dir.join("data/yanshou.db").exists(),
+        "default SQLite file under ./data"
+    );
+
+    let pid = server.child.id().unwrap().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(25), server.child.wait())
+        .await
+        .expect("graceful shutdown took too long")
+        .unwrap();
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+}
+
+#[tokio::test]
+async fn default_config_prints_annotated_toml_of_the_defaults() {
+    let dir = temp_dir();
+    let (code, out, _) = run(&dir, &["default-config"], &[]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("# Database:"), "annotated: {out}");
+    let parsed = yanshou_server::config::Settings::from_toml(&out).unwrap();
+    assert_eq!(parsed, yanshou_server::config::Settings::default());
+}
+
+#[tokio::test]
+async fn invalid_environment_is_reported_with_exit_code_2() {
+    let dir = temp_dir();
+    let (code, _, err) = run(
+        &dir,
+        &["serve"],
+        &[("YANSHOU_ACCESS_TOKEN_TTL_SECS", "fifteen minutes")],
+    )
+    .await;
+    assert_eq!(code, 2);
+    assert!(err.contains("YANSHOU_ACCESS_TOKEN_TTL_SECS"), "{err}");
+}
+
+#[tokio::test]
+async fn bootstrap_admin_from_the_shell_then_log_in_over_http() {
+    let dir = temp_dir();
+    let (code, out, err) = run(
+        &dir,
+        &["user", "add", "admin", "--display-name", "管理员"],
+        &[("YANSHOU_NEW_PASSWORD", "change-me-now")],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("created admin (admin)"), "{out}");
+    let (code, out, _) = run(&dir, &["user", "list"], &[]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("admin\tadmin\t\tactive\t管理员"), "{out}");
+
+    let (code, _, err) = run(
+        &dir,
+        &["user", "add", "weak", "--role", "expert"],
+        &[("YANSHOU_NEW_PASSWORD", "short")],
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("specialty") || err.contains("password"),
+        "{err}"
+    );
+
+    let server = serve(&dir, &[]).await;
+    let client = reqwest::Client::new();
+    let login = |password: &'static str| {
+        client
+            .post(format!("{}/api/v1/auth/login", server.base))
+            .json(&serde_json::json!({"username": "admin", "password": password}))
+            .send()
+    };
+    let res = login("change-me-now").await.unwrap();
+    assert_eq!(res.status(), 200);
+    let session: serde_json::Value = res.json().await.unwrap();
+    let me: serde_json::Value = client
+        .get(format!("{}/api/v1/me", server.base))
+        .bearer_auth(session["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["role"], "admin");
+
+    let (code, _, _) = run(&dir, &["user", "disable", "admin"], &[]).await;
+    assert_eq!(code, 0);
+    assert_eq!(login("change-me-now").await.unwrap().status(), 403);
+}
+
+#[tokio::test]
+async fn demo_starts_a_county_whose_printed_password_logs_in() {
+    let dir = temp_dir();
+    let (server, lines) = start(&dir, "demo", &[]).await;
+    let password = lines[0].rsplit(' ').next().unwrap().to_owned();
+    assert!(
+        lines.iter().any(|l| l.contains("insp.water_resources")),
+        "{lines:?}"
+    );
+    let client = reqwest::Client::new();
+    let res = client
+        .post(format!("{}/api/v1/auth/login", server.base))
+        .json(&serde_json::json!({"username": "insp.forestry", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let session: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(session["user"]["department"], "forestry");
+    let townships: serde_json::Value = client
+        .get(format!("{}/api/v1/townships", server.base))
+        .bearer_auth(session["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(townships.as_array().unwrap().len() >= 15);
+    assert!(dir.join("data/demo/yanshou.db").exists());
+}
