@@ -46,6 +46,12 @@ pub struct Batch<'a> {
     /// response was lost still learns why; may be empty if the server does not keep results
     /// (retries are then answered `duplicate`).
     pub prior_results: &'a BTreeMap<OpId, OpResult>,
+    /// The op ids the server stored under this device's sequence numbers, for the batch's ops
+    /// with `seq <= series.last_seq`. A retried op must have the stored id; a different op under
+    /// an old number is rejected `seq_reused` instead of being acknowledged as a duplicate (which
+    /// would make the device drop a value the server never saw). May be empty if the server does
+    /// not keep ops (retries are then answered `duplicate`).
+    pub stored_seqs: &'a BTreeMap<u64, OpId>,
 }
 
 impl fmt::Debug for Batch<'_> {
@@ -57,6 +63,7 @@ impl fmt::Debug for Batch<'_> {
             .field("ops", &self.ops)
             .field("next_commit_seq", &self.next_commit_seq)
             .field("prior_results", &self.prior_results)
+            .field("stored_seqs", &self.stored_seqs)
             .finish_non_exhaustive()
     }
 }
@@ -92,6 +99,7 @@ pub fn process_batch(batch: Batch<'_>) -> BatchOutcome {
         policy,
         mut next_commit_seq,
         prior_results,
+        stored_seqs,
     } = batch;
     let mut results = Vec::with_capacity(ops.len());
     let mut changes = Vec::new();
@@ -117,9 +125,22 @@ pub fn process_batch(batch: Batch<'_>) -> BatchOutcome {
         }
         match series.admit(op.seq) {
             Admission::Duplicate => {
-                results.push(match prior_results.get(&op.id) {
-                    Some(prior @ OpResult::Rejected { .. }) => prior.clone(),
-                    _ => OpResult::Duplicate { op: op.id },
+                results.push(match stored_seqs.get(&op.seq) {
+                    Some(stored) if *stored != op.id => rejected(
+                        op,
+                        Reject::new(
+                            RejectCode::SeqReused,
+                            format!(
+                                "sequence number {} of this device already belongs to another \
+                                 change; this change was not saved and must be entered again",
+                                op.seq
+                            ),
+                        ),
+                    ),
+                    _ => match prior_results.get(&op.id) {
+                        Some(prior @ OpResult::Rejected { .. }) => prior.clone(),
+                        _ => OpResult::Duplicate { op: op.id },
+                    },
                 });
             }
             Admission::Gap { expected } => {
@@ -234,6 +255,7 @@ mod tests {
             policy: &AllowAll,
             next_commit_seq: 10,
             prior_results: &none,
+            stored_seqs: &BTreeMap::new(),
         });
         assert!(matches!(
             out.results[0],
@@ -254,5 +276,34 @@ mod tests {
         assert_eq!(out.series.last_seq, 1);
         assert_eq!((out.changes.len(), out.next_commit_seq), (1, 11));
         assert_eq!(touched_entities(&ops), [EntityId::from_u128(1)]);
+    }
+
+    #[test]
+    fn a_different_op_under_an_old_sequence_number_is_rejected_not_acknowledged() {
+        let a = DeviceId::from_u128(7);
+        let tombstone = || OpBody::Tombstone {};
+        let first = op(a, 1, tombstone());
+        let mut impostor = op(a, 1, tombstone());
+        impostor.id = OpId::from_u128(999);
+        let stored = BTreeMap::from([(1, first.id)]);
+        let out = process_batch(Batch {
+            device: a,
+            series: SeriesState { last_seq: 1 },
+            entities: BTreeMap::new(),
+            ops: &[first.clone(), impostor],
+            policy: &AllowAll,
+            next_commit_seq: 5,
+            prior_results: &BTreeMap::new(),
+            stored_seqs: &stored,
+        });
+        assert!(matches!(out.results[0], OpResult::Duplicate { .. }));
+        assert!(matches!(
+            &out.results[1],
+            OpResult::Rejected {
+                code: RejectCode::SeqReused,
+                ..
+            }
+        ));
+        assert!(out.changes.is_empty());
     }
 }

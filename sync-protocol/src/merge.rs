@@ -72,6 +72,10 @@ pub enum RejectCode {
     FieldKindMismatch,
     /// The op's device is not the device that sent the batch.
     WrongDevice,
+    /// The device reused a sequence number the server already holds for a different op (its
+    /// outbox was restored from an old copy). The op is returned, not dropped, so the person
+    /// can enter it again.
+    SeqReused,
     /// Policy: the field or entity type does not exist in the template.
     UnknownField,
     /// Policy: the device's user may not make this change.
@@ -97,6 +101,7 @@ impl RejectCode {
             RejectCode::InvalidBaseRev => "invalid_base_rev",
             RejectCode::FieldKindMismatch => "field_kind_mismatch",
             RejectCode::WrongDevice => "wrong_device",
+            RejectCode::SeqReused => "seq_reused",
             RejectCode::UnknownField => "unknown_field",
             RejectCode::Forbidden => "forbidden",
         }

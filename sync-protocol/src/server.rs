@@ -82,6 +82,12 @@ impl<P: Policy> Authority<P> {
             .iter()
             .filter_map(|op| self.results.get(&op.id).map(|r| (op.id, r.clone())))
             .collect();
+        let stored_seqs = self
+            .log
+            .iter()
+            .filter(|(op, _)| op.device == device)
+            .map(|(op, _)| (op.seq, op.id))
+            .collect();
         let outcome = process_batch(Batch {
             device,
             series: self.series.get(&device).copied().unwrap_or_default(),
@@ -90,13 +96,15 @@ impl<P: Policy> Authority<P> {
             policy: &self.policy,
             next_commit_seq: self.next_commit_seq,
             prior_results: &prior_results,
+            stored_seqs: &stored_seqs,
         });
         self.series.insert(device, outcome.series);
         for (op, result) in ops.iter().zip(&outcome.results) {
             let stored = match result {
                 OpResult::Duplicate { .. } | OpResult::Gap { .. } => false,
                 OpResult::Rejected { code, .. } => {
-                    *code != RejectCode::WrongDevice && !self.results.contains_key(&op.id)
+                    !matches!(code, RejectCode::WrongDevice | RejectCode::SeqReused)
+                        && !self.results.contains_key(&op.id)
                 }
                 OpResult::Applied { .. } | OpResult::Conflict { .. } => true,
             };
