@@ -54,6 +54,9 @@ pub enum AppError {
     UnsupportedMediaType,
     #[error("too many failed attempts; try again later")]
     RateLimited { retry_after_secs: u64 },
+    /// The device speaks another sync protocol version.
+    #[error("{0}")]
+    UnsupportedProtocol(String),
     #[error("service temporarily unavailable")]
     Unavailable(String),
     #[error("internal error")]
@@ -82,7 +85,9 @@ impl AppError {
 
     pub fn status_code(&self) -> StatusCode {
         match self {
-            AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            AppError::BadRequest { .. } | AppError::UnsupportedProtocol(_) => {
+                StatusCode::BAD_REQUEST
+            }
             AppError::InvalidCredentials
             | AppError::Unauthenticated(_)
             | AppError::RefreshTokenReused => StatusCode::UNAUTHORIZED,
@@ -110,6 +115,7 @@ impl AppError {
             AppError::PayloadTooLarge => "payload_too_large",
             AppError::UnsupportedMediaType => "unsupported_media_type",
             AppError::RateLimited { .. } => "rate_limited",
+            AppError::UnsupportedProtocol(_) => "unsupported_protocol_version",
             AppError::Unavailable(_) => "unavailable",
             AppError::Internal(_) => "internal",
         }
@@ -221,6 +227,23 @@ where
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let RawJson(bytes) = RawJson::from_request(req, state).await?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// The raw bytes of a JSON request body (content type and size checked), for handlers that parse
+/// it themselves (e.g. sync, which checks the protocol version before the rest).
+#[derive(Debug, Clone)]
+pub struct RawJson(pub axum::body::Bytes);
+
+impl<S> FromRequest<S> for RawJson
+where
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let is_json = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -242,7 +265,7 @@ where
                     AppError::bad_request("could not read the request body")
                 }
             })?;
-        parse_json(&bytes).map(ApiJson)
+        Ok(RawJson(bytes))
     }
 }
 

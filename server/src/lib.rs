@@ -10,6 +10,7 @@
 //! - [`api`]: the HTTP routes and the OpenAPI document;
 //! - [`error`]: the one error type and its JSON shape.
 
+pub mod acceptance;
 pub mod accounts;
 pub mod api;
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod demo;
 pub mod devices;
 pub mod error;
 pub mod store;
+pub mod sync;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod devices;
 pub mod health;
 pub mod org;
+pub mod sync;
 pub mod users;
 
 use axum::{Json, Router, routing::get};
@@ -48,7 +49,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(auth::router())
         .merge(users::router())
         .merge(devices::router())
-        .merge(org::router());
+        .merge(org::router())
+        .merge(sync::router());
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .merge(health::router())

@@ -9,7 +9,7 @@
 /// Expand `impl Store` for a store type with a `pool` field, in a module that has a static
 /// `MIGRATOR` (its backend's migrations) and row decoders from [`impl_row_decoders!`].
 macro_rules! impl_common_store {
-    ($ty:ty, $backend:literal) => {
+    ($ty:ty, $db:ty, $backend:literal) => {
         #[async_trait]
         impl Store for $ty {
         async fn migrate(&self) -> StoreResult<()> {
@@ -391,6 +391,292 @@ macro_rules! impl_common_store {
             tx.commit().await?;
             Ok(())
         }
+
+        async fn sync_batch(
+            &self,
+            device: Uuid,
+            ops: &[Op],
+            process: SyncProcess<'_>,
+        ) -> StoreResult<SyncWrites> {
+            let mut tx = self.begin_write().await?;
+            let mut loaded = SyncLoaded::default();
+
+            let row = sqlx::query("select last_seq from sync_series where device_id = $1")
+                .bind(device)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(row) = row {
+                loaded.last_seq = to_u64(row.try_get::<i64, _>("last_seq")?);
+            }
+
+            let ids = sync_protocol::touched_entities(ops);
+            for chunk in ids.chunks(500) {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "select state_json from sync_entities where id in (",
+                );
+                let mut list = qb.separated(", ");
+                for id in chunk {
+                    list.push_bind(id.0);
+                }
+                list.push_unseparated(")");
+                for row in qb.build().fetch_all(&mut *tx).await? {
+                    let state: EntityState = from_json(&row.try_get::<String, _>("state_json")?)?;
+                    loaded.entities.insert(state.id, state);
+                }
+            }
+
+            // Ops of this batch under sequence numbers the device already used: retries.
+            let min_seq = ops.iter().map(|o| o.seq).min().unwrap_or(0);
+            if !ops.is_empty() && min_seq <= loaded.last_seq {
+                let rows = sqlx::query(
+                    "select op_id, seq, result_json from sync_ops \
+                     where device_id = $1 and seq >= $2 and seq <= $3",
+                )
+                .bind(device)
+                .bind(to_i64(min_seq))
+                .bind(to_i64(loaded.last_seq))
+                .fetch_all(&mut *tx)
+                .await?;
+                for row in rows {
+                    let id = OpId(row.try_get::<Uuid, _>("op_id")?);
+                    let result: OpResult = from_json(&row.try_get::<String, _>("result_json")?)?;
+                    loaded
+                        .stored_seqs
+                        .insert(to_u64(row.try_get::<i64, _>("seq")?), id);
+                    loaded.prior_results.insert(id, result);
+                }
+            }
+
+            let row = sqlx::query("select coalesce(max(commit_seq), 0) as last from sync_changes")
+                .fetch_one(&mut *tx)
+                .await?;
+            loaded.next_commit_seq = to_u64(row.try_get::<i64, _>("last")?) + 1;
+
+            let writes = process(loaded);
+            let now = crate::store::now_ms();
+
+            sqlx::query(
+                "insert into sync_series (device_id, last_seq, created_at, updated_at) \
+                 values ($1, $2, $3, $3) on conflict (device_id) \
+                 do update set last_seq = excluded.last_seq, updated_at = excluded.updated_at",
+            )
+            .bind(device)
+            .bind(to_i64(writes.last_seq))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+
+            for chunk in writes.ops.chunks(500) {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "insert into sync_ops (op_id, device_id, seq, entity_id, kind, op_json, \
+                     result_json, commit_seq, received_at, created_at) ",
+                );
+                let mut encoded = Vec::with_capacity(chunk.len());
+                for s in chunk {
+                    encoded.push((to_json(&s.op)?, to_json(&s.result)?));
+                }
+                qb.push_values(chunk.iter().zip(encoded), |mut b, (s, (op_json, result_json))| {
+                    b.push_bind(s.op.id.0)
+                        .push_bind(s.op.device.0)
+                        .push_bind(to_i64(s.op.seq))
+                        .push_bind(s.op.entity.0)
+                        .push_bind(s.op.body.kind())
+                        .push_bind(op_json)
+                        .push_bind(result_json)
+                        .push_bind(s.commit_seq.map(to_i64))
+                        .push_bind(s.received_at)
+                        .push_bind(now);
+                });
+                qb.build().execute(&mut *tx).await?;
+            }
+
+            for chunk in writes.entities.chunks(500) {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "insert into sync_entities (id, entity_type, scope, state_json, last_commit, \
+                     created_at, updated_at) ",
+                );
+                let mut encoded = Vec::with_capacity(chunk.len());
+                for e in chunk {
+                    encoded.push(to_json(&e.state)?);
+                }
+                qb.push_values(chunk.iter().zip(encoded), |mut b, (e, json)| {
+                    b.push_bind(e.state.id.0)
+                        .push_bind(e.state.entity_type.clone())
+                        .push_bind(e.scope)
+                        .push_bind(json)
+                        .push_bind(to_i64(e.last_commit))
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                qb.push(
+                    " on conflict (id) do update set state_json = excluded.state_json, \
+                     scope = excluded.scope, last_commit = excluded.last_commit, \
+                     updated_at = excluded.updated_at",
+                );
+                qb.build().execute(&mut *tx).await?;
+            }
+
+            for chunk in writes.changes.chunks(500) {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "insert into sync_changes (commit_seq, entity_id, entity_type, scope, \
+                     change_json, created_at) ",
+                );
+                let mut encoded = Vec::with_capacity(chunk.len());
+                for c in chunk {
+                    encoded.push(to_json(&c.change)?);
+                }
+                qb.push_values(chunk.iter().zip(encoded), |mut b, (c, json)| {
+                    b.push_bind(to_i64(c.change.commit_seq))
+                        .push_bind(c.change.entity.0)
+                        .push_bind(c.change.entity_type.clone())
+                        .push_bind(c.scope)
+                        .push_bind(json)
+                        .push_bind(now);
+                });
+                qb.build().execute(&mut *tx).await?;
+            }
+
+            for chunk in writes.conflicts_of.chunks(500) {
+                let mut qb =
+                    sqlx::QueryBuilder::<$db>::new("delete from sync_conflicts where entity_id in (");
+                let mut list = qb.separated(", ");
+                for id in chunk {
+                    list.push_bind(id.0);
+                }
+                list.push_unseparated(")");
+                qb.build().execute(&mut *tx).await?;
+            }
+            for chunk in writes.conflicts.chunks(500) {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "insert into sync_conflicts (entity_id, field, section, entity_type, scope, \
+                     candidates, since_commit, created_at) ",
+                );
+                qb.push_values(chunk, |mut b, c| {
+                    b.push_bind(c.entity.0)
+                        .push_bind(c.field.clone())
+                        .push_bind(c.section.clone())
+                        .push_bind(c.entity_type.clone())
+                        .push_bind(c.scope)
+                        .push_bind(i32::try_from(c.candidates).unwrap_or(i32::MAX))
+                        .push_bind(to_i64(c.since_commit))
+                        .push_bind(now);
+                });
+                qb.build().execute(&mut *tx).await?;
+            }
+
+            tx.commit().await?;
+            Ok(writes)
+        }
+
+        async fn sync_pull(
+            &self,
+            cursor: u64,
+            limit: u32,
+            visibility: Visibility,
+        ) -> StoreResult<FeedPage> {
+            let (see_all, township) = match visibility {
+                Visibility::All => (true, None),
+                Visibility::Township(t) => (false, Some(t)),
+                Visibility::Nothing => (false, None),
+            };
+            let mut conn = self.pool.acquire().await?;
+            // Read the feed's end first: commits become visible in order, so every change up to
+            // `last` is visible now, and a cursor never skips a change committed meanwhile.
+            let row = sqlx::query("select coalesce(max(commit_seq), 0) as last from sync_changes")
+                .fetch_one(&mut *conn)
+                .await?;
+            let last = to_u64(row.try_get::<i64, _>("last")?);
+            if visibility == Visibility::Nothing || last <= cursor {
+                return Ok(FeedPage {
+                    changes: Vec::new(),
+                    cursor: cursor.max(if visibility == Visibility::Nothing { last } else { cursor }),
+                    has_more: false,
+                });
+            }
+            let rows = sqlx::query(
+                "select commit_seq, change_json from sync_changes \
+                 where commit_seq > $1 and commit_seq <= $2 \
+                 and ($3 or scope is null or scope = $4) \
+                 order by commit_seq limit $5",
+            )
+            .bind(to_i64(cursor))
+            .bind(to_i64(last))
+            .bind(see_all)
+            .bind(township)
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&mut *conn)
+            .await?;
+            let has_more = rows.len() > limit as usize;
+            let mut changes = Vec::with_capacity(rows.len().min(limit as usize));
+            for row in rows.iter().take(limit as usize) {
+                changes.push(from_json::<Change>(&row.try_get::<String, _>("change_json")?)?);
+            }
+            let cursor = if has_more {
+                changes.last().map_or(cursor, |c| c.commit_seq)
+            } else {
+                last
+            };
+            Ok(FeedPage {
+                changes,
+                cursor,
+                has_more,
+            })
+        }
+
+        async fn sync_conflicts(
+            &self,
+            visibility: Visibility,
+            limit: u32,
+        ) -> StoreResult<Vec<ConflictRow>> {
+            let (see_all, township) = match visibility {
+                Visibility::All => (true, None),
+                Visibility::Township(t) => (false, Some(t)),
+                Visibility::Nothing => return Ok(Vec::new()),
+            };
+            let rows = sqlx::query(
+                "select entity_id, field, section, entity_type, scope, candidates, since_commit \
+                 from sync_conflicts where ($1 or scope is null or scope = $2) \
+                 order by since_commit, entity_id, field limit $3",
+            )
+            .bind(see_all)
+            .bind(township)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(ConflictRow {
+                        entity: EntityId(r.try_get("entity_id")?),
+                        field: r.try_get("field")?,
+                        section: r.try_get("section")?,
+                        entity_type: r.try_get("entity_type")?,
+                        scope: r.try_get("scope")?,
+                        candidates: u32::try_from(r.try_get::<i32, _>("candidates")?)
+                            .unwrap_or(0),
+                        since_commit: to_u64(r.try_get::<i64, _>("since_commit")?),
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(Into::into)
+        }
+
+        async fn sync_entities(&self, ids: &[EntityId]) -> StoreResult<Vec<EntityState>> {
+            let mut out = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(500) {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "select state_json from sync_entities where id in (",
+                );
+                let mut list = qb.separated(", ");
+                for id in chunk {
+                    list.push_bind(id.0);
+                }
+                list.push_unseparated(")");
+                for row in qb.build().fetch_all(&self.pool).await? {
+                    out.push(from_json(&row.try_get::<String, _>("state_json")?)?);
+                }
+            }
+            Ok(out)
+        }
         }
     };
 }
@@ -429,4 +715,23 @@ macro_rules! impl_row_decoders {
 }
 
 pub(crate) use impl_common_store;
+
 pub(crate) use impl_row_decoders;
+
+/// Sequence numbers are `u64` in the protocol and `bigint` in the database; they stay far below
+/// 2^63, so these conversions saturate instead of failing.
+pub(crate) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, super::StoreError> {
+    serde_json::to_string(v).map_err(|e| super::StoreError::Other(format!("encode: {e}")))
+}
+
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, super::StoreError> {
+    serde_json::from_str(s).map_err(|e| super::StoreError::Other(format!("stored JSON: {e}")))
+}

@@ -16,10 +16,11 @@ mod common;
 pub mod postgres;
 pub mod sqlite;
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use sync_protocol::{Change, EntityId, EntityState, Op, OpId, OpResult};
 use uuid::Uuid;
 
 use crate::config::Settings;
@@ -229,6 +230,99 @@ pub struct PrincipalStatus {
     pub device_revoked: Option<bool>,
 }
 
+/// What one sync transaction reads before the batch is processed (see `sync-protocol`'s
+/// `process_batch`). Everything is read inside the write transaction, so it cannot go stale.
+#[derive(Debug, Clone, Default)]
+pub struct SyncLoaded {
+    /// The device's last accepted sequence number (0 for a new device).
+    pub last_seq: u64,
+    /// States of the batch's entities that exist.
+    pub entities: BTreeMap<EntityId, EntityState>,
+    /// Stored results of the batch's ops that were processed before (retries).
+    pub prior_results: BTreeMap<OpId, OpResult>,
+    /// Op ids stored under the batch's already-used sequence numbers.
+    pub stored_seqs: BTreeMap<u64, OpId>,
+    /// The commit sequence number the first new change gets.
+    pub next_commit_seq: u64,
+}
+
+/// An op to append to the op log with its result.
+#[derive(Debug, Clone)]
+pub struct StoredOp {
+    pub op: Op,
+    pub result: OpResult,
+    /// `commit_seq` of the change it made (applied and conflict results).
+    pub commit_seq: Option<u64>,
+    /// The server's receive time.
+    pub received_at: i64,
+}
+
+/// An entity state to write back, with the township that scopes its visibility.
+#[derive(Debug, Clone)]
+pub struct EntityRow {
+    pub state: EntityState,
+    pub scope: Option<Uuid>,
+    pub last_commit: u64,
+}
+
+/// A change for the feed, with the scope of its entity.
+#[derive(Debug, Clone)]
+pub struct ChangeRow {
+    pub change: Change,
+    pub scope: Option<Uuid>,
+}
+
+/// A field in conflict, as listed in the conflict queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ConflictRow {
+    #[schema(value_type = Uuid)]
+    pub entity: EntityId,
+    pub field: String,
+    pub section: String,
+    pub entity_type: String,
+    pub scope: Option<Uuid>,
+    /// How many concurrent values wait for a decision.
+    pub candidates: u32,
+    /// Commit at which the conflict last changed.
+    pub since_commit: u64,
+}
+
+/// What one sync transaction writes; `results` is handed back to the caller, not stored as such.
+#[derive(Debug, Clone, Default)]
+pub struct SyncWrites {
+    pub last_seq: u64,
+    pub ops: Vec<StoredOp>,
+    pub entities: Vec<EntityRow>,
+    pub changes: Vec<ChangeRow>,
+    /// Entities whose conflict-queue rows are replaced by `conflicts`.
+    pub conflicts_of: Vec<EntityId>,
+    pub conflicts: Vec<ConflictRow>,
+    pub results: Vec<OpResult>,
+}
+
+/// Which entities a user may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    /// County-wide roles.
+    All,
+    /// A township officer: county-wide entities and those of the township.
+    Township(Uuid),
+    /// Nothing (e.g. a mining-right holder until mines are bound to them).
+    Nothing,
+}
+
+/// One page of the change feed.
+#[derive(Debug, Clone, Default)]
+pub struct FeedPage {
+    pub changes: Vec<Change>,
+    /// Where the next pull starts: everything visible up to here was returned.
+    pub cursor: u64,
+    pub has_more: bool,
+}
+
+/// The batch processor a sync transaction runs between its reads and its writes.
+pub type SyncProcess<'a> = Box<dyn FnOnce(SyncLoaded) -> SyncWrites + Send + 'a>;
+
 /// Persistence for everything the server keeps.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
@@ -284,6 +378,32 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn list_devices(&self, user_id: Option<Uuid>) -> StoreResult<Vec<Device>>;
     /// Revoke a device and every refresh-token family bound to it.
     async fn revoke_device(&self, id: Uuid, now: i64) -> StoreResult<()>;
+
+    // Sync
+    /// One sync push as one transaction: lock the change feed for writing (so commit sequence
+    /// numbers become visible in order), read what `process` needs, run it, write its result
+    /// with a fixed number of multi-row statements, commit.
+    async fn sync_batch(
+        &self,
+        device: Uuid,
+        ops: &[Op],
+        process: SyncProcess<'_>,
+    ) -> StoreResult<SyncWrites>;
+    /// Changes after `cursor` visible to `visibility`, oldest first, at most `limit`.
+    async fn sync_pull(
+        &self,
+        cursor: u64,
+        limit: u32,
+        visibility: Visibility,
+    ) -> StoreResult<FeedPage>;
+    /// Unresolved conflicts visible to `visibility`, oldest first.
+    async fn sync_conflicts(
+        &self,
+        visibility: Visibility,
+        limit: u32,
+    ) -> StoreResult<Vec<ConflictRow>>;
+    /// Current states of the given entities (those that exist).
+    async fn sync_entities(&self, ids: &[EntityId]) -> StoreResult<Vec<EntityState>>;
 }
 
 /// Open the store named by `settings.database_url`.

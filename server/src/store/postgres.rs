@@ -9,8 +9,9 @@ use sqlx::{
 };
 use uuid::Uuid;
 
-use super::common::{impl_common_store, impl_row_decoders};
+use super::common::{from_json, impl_common_store, impl_row_decoders, to_i64, to_json, to_u64};
 use super::*;
+use sync_protocol::{Change, EntityId, EntityState, Op, OpId, OpResult};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -34,6 +35,16 @@ impl PgStore {
         Ok(Self { pool })
     }
 
+    /// A write transaction holding the change-feed lock: sync transactions take commit sequence
+    /// numbers one at a time, so they become visible in order (a reader never sees 11 before 10).
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("select pg_advisory_xact_lock(7365001)")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+
     /// The pool, for backend-specific code in this crate (sync, benchmarks).
     pub fn pool(&self) -> &PgPool {
         &self.pool
@@ -42,4 +53,4 @@ impl PgStore {
 
 impl_row_decoders!(PgRow);
 
-impl_common_store!(PgStore, "postgres");
+impl_common_store!(PgStore, sqlx::Postgres, "postgres");

@@ -16,8 +16,9 @@ use sqlx::{
 };
 use uuid::Uuid;
 
-use super::common::{impl_common_store, impl_row_decoders};
+use super::common::{from_json, impl_common_store, impl_row_decoders, to_i64, to_json, to_u64};
 use super::*;
+use sync_protocol::{Change, EntityId, EntityState, Op, OpId, OpResult};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -51,6 +52,12 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
+    /// A write transaction that holds SQLite's write lock from the start (`BEGIN IMMEDIATE`), so
+    /// a read-then-write transaction never fails to upgrade its lock, and writers queue in order.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
     /// The pool, for backend-specific code in this crate (sync, benchmarks).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
@@ -59,4 +66,4 @@ impl SqliteStore {
 
 impl_row_decoders!(SqliteRow);
 
-impl_common_store!(SqliteStore, "sqlite");
+impl_common_store!(SqliteStore, sqlx::Sqlite, "sqlite");

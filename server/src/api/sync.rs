@@ -1,0 +1,54 @@
+//! The sync endpoint and the conflict queue.
+
+use axum::{Json, extract::DefaultBodyLimit, extract::State};
+use sync_protocol::{ProtocolError, SyncResponse};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    AppState,
+    auth::AuthUser,
+    error::{AppError, ErrorBody, RawJson, Result},
+    sync::{self, ConflictItem},
+};
+
+/// Largest sync request: 500 ops with generous values; larger bodies get 413.
+pub const MAX_SYNC_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(sync_endpoint))
+        .layer(DefaultBodyLimit::max(MAX_SYNC_BODY_BYTES))
+        .routes(routes!(list_conflicts))
+}
+
+/// Push a batch of ops and pull the changes since a cursor (`sync-protocol/PROTOCOL.md`).
+/// Needs a session bound to the enrolled device named in the request. One batch is one
+/// transaction; retrying the same batch any number of times is safe.
+#[utoipa::path(post, path = "/sync", tag = "sync", security(("bearer" = [])),
+    request_body(content = Object, description = "SyncRequest (PROTOCOL.md §9)"),
+    responses((status = 200, description = "SyncResponse (PROTOCOL.md §9)", body = Object),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn sync_endpoint(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    RawJson(body): RawJson,
+) -> Result<Json<SyncResponse>> {
+    let request = sync_protocol::decode_request(&body).map_err(|e| match e {
+        ProtocolError::UnsupportedVersion { .. } => AppError::UnsupportedProtocol(e.to_string()),
+        ProtocolError::Malformed(m) => {
+            AppError::bad_request(format!("malformed sync request: {m}"))
+        }
+    })?;
+    Ok(Json(sync::sync(&state, &caller, request).await?))
+}
+
+/// Unresolved conflicts the caller may resolve (resolution is a `resolve` op sent through sync).
+#[utoipa::path(get, path = "/sync/conflicts", tag = "sync", security(("bearer" = [])),
+    responses((status = 200, body = [ConflictItem]), (status = 401, body = ErrorBody)))]
+async fn list_conflicts(
+    State(state): State<AppState>,
+    caller: AuthUser,
+) -> Result<Json<Vec<ConflictItem>>> {
+    Ok(Json(sync::conflicts(&state, &caller).await?))
+}

@@ -1,0 +1,413 @@
+//! The server side of the sync protocol (`sync-protocol/PROTOCOL.md`).
+//!
+//! Vocabulary:
+//! - **push**: the ops a device sends; processed in one transaction by the crate's
+//!   `process_batch` (the same function the reference authority in the crate uses), under
+//!   [`SyncPolicy`] — who may write which section.
+//! - **pull**: changes after the device's cursor, filtered by [`Visibility`], paginated.
+//! - **scope**: the township an entity belongs to (its header field `township_id`); township
+//!   officers see and write only their township's entities (and county-wide ones).
+//! - **section**: the part of a field key before the first `/`. An acceptance record has a header
+//!   (`""`, the county office and township), `township` (初验), one section per inspecting
+//!   department (its code, e.g. `water_resources`), and `experts`.
+//!
+//! Field names are not checked against an acceptance template yet (templates arrive with the
+//! workflow); sections and rights are.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use sync_protocol::{
+    Batch, Candidate, EntityId, EntityState, Op, OpBody, OpResult, Policy, Reject, RejectCode,
+    SyncRequest, SyncResponse, section_of,
+};
+use uuid::Uuid;
+
+use crate::{
+    AppState,
+    auth::AuthUser,
+    error::{AppError, Result},
+    store::{ChangeRow, ConflictRow, EntityRow, Role, StoredOp, SyncWrites, Visibility, now_ms},
+};
+
+/// Entity types a device may create.
+pub const ENTITY_TYPES: &[&str] = &["acceptance_record"];
+
+/// The header field naming the township an entity belongs to.
+pub const SCOPE_FIELD: &str = "township_id";
+
+/// Sections that are not department codes.
+pub const HEADER_SECTION: &str = "";
+pub const TOWNSHIP_SECTION: &str = "township";
+pub const EXPERT_SECTION: &str = "experts";
+
+/// Who may write what, for one caller.
+#[derive(Debug, Clone)]
+pub struct SyncPolicy {
+    pub role: Role,
+    pub department: Option<String>,
+    pub township: Option<Uuid>,
+    /// Codes of the inspecting departments (each owns the section of the same name).
+    pub departments: Vec<String>,
+    /// Scope of each entity the batch touches, as stored before the batch.
+    pub scopes: HashMap<EntityId, Option<Uuid>>,
+}
+
+impl SyncPolicy {
+    /// May the caller write fields of `section` (and sign it)?
+    fn may_write(&self, section: &str) -> Result<(), Reject> {
+        let allowed = match section {
+            HEADER_SECTION => matches!(
+                self.role,
+                Role::Admin | Role::CountyOffice | Role::TownshipOfficer
+            ),
+            TOWNSHIP_SECTION => self.role == Role::TownshipOfficer,
+            EXPERT_SECTION => self.role == Role::Expert,
+            dept if self.departments.iter().any(|d| d == dept) => {
+                self.role == Role::DepartmentInspector && self.department.as_deref() == Some(dept)
+            }
+            other => {
+                return Err(Reject::new(
+                    RejectCode::UnknownField,
+                    format!("there is no section {other:?} in an acceptance record"),
+                ));
+            }
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(Reject::new(
+                RejectCode::Forbidden,
+                format!(
+                    "a {} may not change the {} section",
+                    self.role,
+                    if section.is_empty() {
+                        "header"
+                    } else {
+                        section
+                    }
+                ),
+            ))
+        }
+    }
+
+    /// Township officers act only within their township.
+    fn check_scope(&self, op: &Op) -> Result<(), Reject> {
+        let Some(own) = self.township.filter(|_| self.role == Role::TownshipOfficer) else {
+            return Ok(());
+        };
+        let scope = match &op.body {
+            OpBody::Create { fields, .. } => fields
+                .get(SCOPE_FIELD)
+                .and_then(|v| v.as_str())
+                .and_then(|s| Uuid::parse_str(s).ok()),
+            _ => self.scopes.get(&op.entity).copied().flatten(),
+        };
+        if scope == Some(own) {
+            Ok(())
+        } else {
+            Err(Reject::new(
+                RejectCode::Forbidden,
+                "this record belongs to another township",
+            ))
+        }
+    }
+}
+
+impl Policy for SyncPolicy {
+    fn check(&self, entity_type: &str, op: &Op) -> Result<(), Reject> {
+        if !ENTITY_TYPES.contains(&entity_type) {
+            return Err(Reject::new(
+                RejectCode::UnknownField,
+                format!("unknown entity type {entity_type:?}"),
+            ));
+        }
+        self.check_scope(op)?;
+        match &op.body {
+            OpBody::Create { fields, .. } => {
+                if !matches!(
+                    self.role,
+                    Role::Admin | Role::CountyOffice | Role::TownshipOfficer
+                ) {
+                    return Err(Reject::new(
+                        RejectCode::Forbidden,
+                        format!("a {} may not create acceptance records", self.role),
+                    ));
+                }
+                for key in fields.keys() {
+                    self.may_write(section_of(key))?;
+                }
+                Ok(())
+            }
+            OpBody::Tombstone => {
+                if matches!(self.role, Role::Admin | Role::CountyOffice) {
+                    Ok(())
+                } else {
+                    Err(Reject::new(
+                        RejectCode::Forbidden,
+                        format!("a {} may not delete acceptance records", self.role),
+                    ))
+                }
+            }
+            OpBody::Sign { section, .. } => self.may_write(section),
+            other => match other.field() {
+                Some(field) => self.may_write(section_of(field)),
+                None => Ok(()),
+            },
+        }
+    }
+}
+
+/// What the caller may see.
+pub fn visibility(caller: &AuthUser) -> Visibility {
+    match caller.role() {
+        Role::Admin | Role::CountyOffice | Role::DepartmentInspector | Role::Expert => {
+            Visibility::All
+        }
+        Role::TownshipOfficer => match caller.claims.town {
+            Some(t) => Visibility::Township(t),
+            None => Visibility::Nothing,
+        },
+        // Mining-right holders are bound to their mines with the workflow; until then, nothing.
+        Role::Operator => Visibility::Nothing,
+    }
+}
+
+fn scope_of(state: &EntityState) -> Option<Uuid> {
+    state
+        .value(SCOPE_FIELD)
+        .and_then(|v| v.as_str())
+        .and_then(|s| Uuid::parse_str(s).ok())
+}
+
+/// Push then pull, for an authenticated, enrolled device.
+pub async fn sync(
+    state: &AppState,
+    caller: &AuthUser,
+    request: SyncRequest,
+) -> Result<SyncResponse> {
+    let device = caller.device().ok_or_else(|| {
+        AppError::Forbidden(
+            "sync needs a session bound to an enrolled device (log in with device_id)".into(),
+        )
+    })?;
+    if request.device.0 != device {
+        return Err(AppError::Forbidden(
+            "the request's device is not the device of this session".into(),
+        ));
+    }
+    if request.ops.len() > sync_protocol::wire::MAX_OPS_PER_REQUEST {
+        return Err(AppError::invalid_field(
+            "ops",
+            format!(
+                "at most {} ops per request; send the rest in the next",
+                sync_protocol::wire::MAX_OPS_PER_REQUEST
+            ),
+        ));
+    }
+    let results = if request.ops.is_empty() {
+        Vec::new()
+    } else {
+        push(state, caller, device, &request.ops).await?
+    };
+    let limit = request
+        .pull_limit
+        .unwrap_or(sync_protocol::wire::DEFAULT_PULL_LIMIT)
+        .clamp(1, sync_protocol::wire::MAX_PULL_LIMIT);
+    let page = state
+        .store
+        .sync_pull(request.cursor, limit, visibility(caller))
+        .await?;
+    Ok(SyncResponse {
+        protocol_version: sync_protocol::PROTOCOL_VERSION,
+        results,
+        changes: page.changes,
+        cursor: page.cursor,
+        has_more: page.has_more,
+    })
+}
+
+async fn push(
+    state: &AppState,
+    caller: &AuthUser,
+    device: Uuid,
+    ops: &[Op],
+) -> Result<Vec<OpResult>> {
+    let departments: Vec<String> = state
+        .store
+        .list_departments()
+        .await?
+        .into_iter()
+        .filter(|d| !d.observer)
+        .map(|d| d.code)
+        .collect();
+    let claims = caller.claims.clone();
+    let received_at = now_ms();
+    let process = Box::new(move |loaded: crate::store::SyncLoaded| {
+        let policy = SyncPolicy {
+            role: claims.role,
+            department: claims.dept.clone(),
+            township: claims.town,
+            departments,
+            scopes: loaded
+                .entities
+                .iter()
+                .map(|(id, s)| (*id, scope_of(s)))
+                .collect(),
+        };
+        let outcome = sync_protocol::process_batch(Batch {
+            device: sync_protocol::DeviceId(device),
+            series: sync_protocol::SeriesState {
+                last_seq: loaded.last_seq,
+            },
+            entities: loaded.entities,
+            ops,
+            policy: &policy,
+            next_commit_seq: loaded.next_commit_seq,
+            prior_results: &loaded.prior_results,
+            stored_seqs: &loaded.stored_seqs,
+        });
+        writes_from(outcome, ops, received_at, &loaded.prior_results)
+    });
+    let writes = state.store.sync_batch(device, ops, process).await?;
+    Ok(writes.results)
+}
+
+/// Turn a batch outcome into the rows to store.
+fn writes_from(
+    outcome: sync_protocol::BatchOutcome,
+    ops: &[Op],
+    received_at: i64,
+    prior: &BTreeMap<sync_protocol::OpId, OpResult>,
+) -> SyncWrites {
+    let mut stored = Vec::new();
+    for (op, result) in ops.iter().zip(&outcome.results) {
+        let (keep, commit_seq) = match result {
+            OpResult::Applied { commit_seq, .. } | OpResult::Conflict { commit_seq, .. } => {
+                (true, Some(*commit_seq))
+            }
+            OpResult::Rejected { code, .. } => (
+                !matches!(code, RejectCode::WrongDevice | RejectCode::SeqReused)
+                    && !prior.contains_key(&op.id),
+                None,
+            ),
+            OpResult::Duplicate { .. } | OpResult::Gap { .. } => (false, None),
+        };
+        if keep {
+            stored.push(StoredOp {
+                op: op.clone(),
+                result: result.clone(),
+                commit_seq,
+                received_at,
+            });
+        }
+    }
+    let mut last_commit: HashMap<EntityId, u64> = HashMap::new();
+    for c in &outcome.changes {
+        last_commit.insert(c.entity, c.commit_seq);
+    }
+    let mut entities = Vec::new();
+    let mut scopes = HashMap::new();
+    let mut conflicts = Vec::new();
+    let mut conflicts_of = Vec::new();
+    for id in &outcome.changed {
+        let Some(state) = outcome.entities.get(id) else {
+            continue;
+        };
+        let scope = scope_of(state);
+        scopes.insert(*id, scope);
+        let commit = last_commit.get(id).copied().unwrap_or(0);
+        conflicts_of.push(*id);
+        for (field, f) in &state.fields {
+            if let Some(c) = &f.conflict {
+                conflicts.push(ConflictRow {
+                    entity: *id,
+                    field: field.clone(),
+                    section: section_of(field).to_owned(),
+                    entity_type: state.entity_type.clone(),
+                    scope,
+                    candidates: u32::try_from(c.candidates.len()).unwrap_or(u32::MAX),
+                    since_commit: commit,
+                });
+            }
+        }
+        entities.push(EntityRow {
+            state: state.clone(),
+            scope,
+            last_commit: commit,
+        });
+    }
+    let changes = outcome
+        .changes
+        .into_iter()
+        .map(|change| ChangeRow {
+            scope: scopes.get(&change.entity).copied().flatten(),
+            change,
+        })
+        .collect();
+    SyncWrites {
+        last_seq: outcome.series.last_seq,
+        ops: stored,
+        entities,
+        changes,
+        conflicts_of,
+        conflicts,
+        results: outcome.results,
+    }
+}
+
+/// One field waiting for a person to choose among concurrent values.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ConflictItem {
+    #[schema(value_type = Uuid)]
+    pub entity: EntityId,
+    pub entity_type: String,
+    pub field: String,
+    pub section: String,
+    /// The field revision a `resolve` op must be based on.
+    pub rev: u64,
+    /// Every concurrent value (oldest first; the last is the provisional winner).
+    #[schema(value_type = Vec<Object>)]
+    pub candidates: Vec<Candidate>,
+    pub since_commit: u64,
+}
+
+/// Unresolved conflicts the caller can see and resolve (their own sections; everything for the
+/// county office and admins).
+pub async fn conflicts(state: &AppState, caller: &AuthUser) -> Result<Vec<ConflictItem>> {
+    let rows = state.store.sync_conflicts(visibility(caller), 1000).await?;
+    let mine = |row: &ConflictRow| match caller.role() {
+        Role::Admin | Role::CountyOffice => true,
+        Role::TownshipOfficer => row.section == HEADER_SECTION || row.section == TOWNSHIP_SECTION,
+        Role::DepartmentInspector => caller.claims.dept.as_deref() == Some(row.section.as_str()),
+        Role::Expert => row.section == EXPERT_SECTION,
+        Role::Operator => false,
+    };
+    let rows: Vec<ConflictRow> = rows.into_iter().filter(|r| mine(r)).collect();
+    let mut ids: Vec<EntityId> = rows.iter().map(|r| r.entity).collect();
+    ids.sort();
+    ids.dedup();
+    let states: HashMap<EntityId, EntityState> = state
+        .store
+        .sync_entities(&ids)
+        .await?
+        .into_iter()
+        .map(|s| (s.id, s))
+        .collect();
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            let field = states.get(&row.entity)?.fields.get(&row.field)?;
+            let conflict = field.conflict.as_ref()?;
+            Some(ConflictItem {
+                entity: row.entity,
+                entity_type: row.entity_type,
+                field: row.field,
+                section: row.section,
+                rev: field.rev,
+                candidates: conflict.candidates.clone(),
+                since_commit: row.since_commit,
+            })
+        })
+        .collect())
+}

@@ -1,0 +1,623 @@
+//! The sync endpoint over HTTP, driven by the `sync-protocol` client (`Replica`), on SQLite and
+//! PostgreSQL: conflicts kept and resolved, retries, gaps, signatures that freeze a section,
+//! section rights, township visibility, pagination and bad requests.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use axum::{
+    body::Body,
+    http::{Method, Request, StatusCode, header},
+};
+use common::{Backend, PASSWORD, TestApp, device_jwk};
+use serde_json::{Value as Json, json};
+use sync_protocol::{
+    DeviceId, EntityId, OpId, OpResult, RejectCode, Replica, SyncRequest, SyncResponse, Value,
+};
+use uuid::Uuid;
+use yanshou_server::store::Role;
+
+const FIELD: &str = "forestry/19.cover";
+
+/// A phone: an enrolled device, a device-bound session and the protocol client.
+struct Phone {
+    replica: Replica,
+    token: String,
+    refresh: String,
+    now: u64,
+}
+
+impl Phone {
+    async fn enroll(app: &TestApp, username: &str) -> Phone {
+        let login = app.login(username).await;
+        let token = login["access_token"].as_str().unwrap();
+        let (s, device) = app
+            .call(
+                Method::POST,
+                "/api/v1/devices",
+                Some(token),
+                Some(json!({"name": format!("{username} 的手机"), "public_key": device_jwk()})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+        let device_id = Uuid::parse_str(device["id"].as_str().unwrap()).unwrap();
+        let (s, session) = app
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"username": username, "password": PASSWORD, "device_id": device_id})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        Phone {
+            replica: Replica::new(DeviceId(device_id)),
+            token: session["access_token"].as_str().unwrap().to_owned(),
+            refresh: session["refresh_token"].as_str().unwrap().to_owned(),
+            now: 1_700_000_000_000,
+        }
+    }
+
+    fn tick(&mut self) -> u64 {
+        self.now += 1000;
+        self.now
+    }
+
+    async fn post(&self, app: &TestApp, body: &SyncRequest) -> (StatusCode, Json) {
+        app.call(
+            Method::POST,
+            "/api/v1/sync",
+            Some(&self.token),
+            Some(serde_json::to_value(body).unwrap()),
+        )
+        .await
+    }
+
+    /// One round trip: push the outbox, pull a page, apply.
+    async fn sync_once(&mut self, app: &TestApp) -> SyncResponse {
+        let request = self.replica.build_request(None);
+        let (s, body) = self.post(app, &request).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        let response: SyncResponse = serde_json::from_value(body).unwrap();
+        let now = self.tick();
+        self.replica.handle_response(&response, now).unwrap();
+        response
+    }
+
+    /// Sync until nothing is pending and no page is left (bounded).
+    async fn sync(&mut self, app: &TestApp) -> Vec<OpResult> {
+        let mut results = Vec::new();
+        for _ in 0..20 {
+            let response = self.sync_once(app).await;
+            results.extend(response.results.clone());
+            if !response.has_more && self.replica.outbox().is_empty() {
+                return results;
+            }
+        }
+        panic!("sync did not become quiet in 20 rounds");
+    }
+
+    fn set(&mut self, entity: EntityId, field: &str, value: &str) -> OpId {
+        let id = OpId(Uuid::now_v7());
+        let now = self.tick();
+        self.replica
+            .set(id, now, entity, field, Value::from(value))
+            .unwrap();
+        id
+    }
+}
+
+async fn office_creates_record(
+    app: &TestApp,
+    office: &mut Phone,
+    fields: &[(&str, &str)],
+) -> EntityId {
+    let entity = EntityId(Uuid::now_v7());
+    let fields: BTreeMap<String, Value> = fields
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Value::from(*v)))
+        .collect();
+    let now = office.tick();
+    office
+        .replica
+        .create(
+            OpId(Uuid::now_v7()),
+            now,
+            entity,
+            "acceptance_record",
+            fields,
+        )
+        .unwrap();
+    let results = office.sync(app).await;
+    assert!(
+        matches!(results[0], OpResult::Applied { .. }),
+        "{results:?}"
+    );
+    entity
+}
+
+async fn setup(b: Backend) -> (TestApp, Phone, Phone, Phone) {
+    let app = TestApp::new(b).await;
+    for (name, role) in [
+        ("office", Role::CountyOffice),
+        ("lin.a", Role::DepartmentInspector),
+        ("lin.b", Role::DepartmentInspector),
+    ] {
+        app.user(name, role).await;
+    }
+    let office = Phone::enroll(&app, "office").await;
+    let a = Phone::enroll(&app, "lin.a").await;
+    let b = Phone::enroll(&app, "lin.b").await;
+    (app, office, a, b)
+}
+
+async fn concurrent_offline_edits_end_as_a_visible_conflict_in_both_orders(b: Backend) {
+    for a_first in [true, false] {
+        let (app, mut office, mut pa, mut pb) = setup(b).await;
+        let record = office_creates_record(&app, &mut office, &[("mine", "大岭采石场")]).await;
+        pa.sync(&app).await;
+        pb.sync(&app).await;
+
+        // Offline, both forestry inspectors measure the vegetation cover.
+        pa.set(record, FIELD, "82");
+        pb.set(record, FIELD, "78");
+        if a_first {
+            pa.sync(&app).await;
+            pb.sync(&app).await;
+        } else {
+            pb.sync(&app).await;
+            pa.sync(&app).await;
+        }
+        for phone in [&mut pa, &mut pb, &mut office] {
+            phone.sync(&app).await;
+        }
+
+        // Everyone converges, and both values are kept.
+        assert_eq!(pa.replica.confirmed(), pb.replica.confirmed());
+        assert_eq!(pa.replica.confirmed(), office.replica.confirmed());
+        let field = &pa.replica.confirmed()[&record].fields[FIELD];
+        let conflict = field.conflict.as_ref().expect("conflict must be visible");
+        assert!(conflict.holds(&Value::from("82")) && conflict.holds(&Value::from("78")));
+
+        // The conflict queue shows it to forestry inspectors, not to others.
+        let (s, queue) = app
+            .call(Method::GET, "/api/v1/sync/conflicts", Some(&pa.token), None)
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let queue = queue.as_array().unwrap();
+        assert_eq!(queue.len(), 1, "{queue:?}");
+        assert_eq!(queue[0]["field"], FIELD);
+        assert_eq!(queue[0]["candidates"].as_array().unwrap().len(), 2);
+
+        // Inspector A looks again and chooses; the resolution is an audited op.
+        let chosen = conflict
+            .candidates
+            .iter()
+            .find(|c| c.value == Value::from("78"))
+            .map(|c| c.op);
+        let now = pa.tick();
+        pa.replica
+            .resolve(
+                OpId(Uuid::now_v7()),
+                now,
+                record,
+                FIELD,
+                Value::from("78"),
+                chosen,
+                "复测：东侧坡面覆盖率偏低",
+            )
+            .unwrap();
+        let results = pa.sync(&app).await;
+        assert!(
+            matches!(results[0], OpResult::Applied { .. }),
+            "{results:?}"
+        );
+        pb.sync(&app).await;
+        let field = &pb.replica.confirmed()[&record].fields[FIELD];
+        assert_eq!(field.value, Value::from("78"));
+        let resolution = field.resolution.as_ref().unwrap();
+        assert_eq!(resolution.device, pa.replica.device());
+        assert_eq!(
+            resolution.candidates.len(),
+            2,
+            "losing value stays on record"
+        );
+        let (_, queue) = app
+            .call(Method::GET, "/api/v1/sync/conflicts", Some(&pa.token), None)
+            .await;
+        assert_eq!(queue.as_array().unwrap().len(), 0);
+    }
+}
+
+async fn a_retried_batch_is_duplicate_not_a_second_copy(b: Backend) {
+    let (app, mut office, mut pa, _) = setup(b).await;
+    let record = office_creates_record(&app, &mut office, &[]).await;
+    pa.sync(&app).await;
+    pa.set(record, FIELD, "81");
+    pa.set(record, "forestry/20.survival", "90");
+    let request = pa.replica.build_request(None);
+    // The first response is lost on the mountain road.
+    let (s, first) = pa.post(&app, &request).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(first["results"][0]["status"], "applied");
+    for _ in 0..3 {
+        let (s, again) = pa.post(&app, &request).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(again["results"][0]["status"], "duplicate", "{again}");
+        assert_eq!(again["results"][1]["status"], "duplicate");
+    }
+    pa.sync(&app).await;
+    // Exactly one change per op in the feed.
+    let mut fresh = Phone::enroll(&app, "lin.b").await;
+    let response = fresh.sync_once(&app).await;
+    let field_changes = response
+        .changes
+        .iter()
+        .filter(|c| c.entity == record)
+        .count();
+    assert_eq!(field_changes, 3, "create + two sets");
+    assert_eq!(
+        fresh.replica.confirmed()[&record].fields[FIELD].value,
+        Value::from("81")
+    );
+}
+
+async fn a_gap_is_held_not_applied(b: Backend) {
+    let (app, mut office, mut pa, _) = setup(b).await;
+    let record = office_creates_record(&app, &mut office, &[]).await;
+    pa.sync(&app).await;
+    pa.set(record, FIELD, "70");
+    pa.set(record, FIELD, "71");
+    let mut request = pa.replica.build_request(None);
+    request.ops.remove(0); // the first op was lost
+    let (s, body) = pa.post(&app, &request).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body["results"][0]["status"], "gap");
+    assert_eq!(body["results"][0]["expected"], 1);
+    // Nothing applied; a full resend goes through in order.
+    pa.sync(&app).await;
+    assert_eq!(
+        pa.replica.confirmed()[&record].fields[FIELD].value,
+        Value::from("71")
+    );
+    assert_eq!(pa.replica.confirmed()[&record].fields[FIELD].rev, 2);
+}
+
+async fn a_signed_section_rejects_later_edits_and_returns_them(b: Backend) {
+    let (app, mut office, mut pa, mut pb) = setup(b).await;
+    let record = office_creates_record(&app, &mut office, &[]).await;
+    pa.sync(&app).await;
+    pb.sync(&app).await;
+    pa.set(record, FIELD, "85");
+    pa.sync(&app).await;
+    pb.sync(&app).await;
+
+    // B edits offline while A signs the forestry section online.
+    let late = pb.set(record, FIELD, "60");
+    let now = pa.tick();
+    pa.replica
+        .sign(
+            OpId(Uuid::now_v7()),
+            now,
+            record,
+            "forestry",
+            Value::from("签名: 林业局 A"),
+        )
+        .unwrap();
+    let results = pa.sync(&app).await;
+    assert!(
+        matches!(results[0], OpResult::Applied { .. }),
+        "{results:?}"
+    );
+    let request = pb.replica.build_request(None);
+    for attempt in 0..2 {
+        // The second attempt is a retry after a lost response: the same reason comes back.
+        let (s, body) = pb.post(&app, &request).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(
+            body["results"][0]["status"], "rejected",
+            "attempt {attempt}: {body}"
+        );
+        assert_eq!(body["results"][0]["code"], "section_signed");
+        assert_eq!(body["results"][0]["op"], json!(late.0));
+    }
+    pb.sync(&app).await;
+    // The edit is not lost: it is on B's phone as a visible rejection.
+    assert!(
+        pb.replica.rejections().iter().any(|r| r.op.id == late),
+        "{:?}",
+        pb.replica.rejections()
+    );
+    assert_eq!(
+        pb.replica.confirmed()[&record].fields[FIELD].value,
+        Value::from("85")
+    );
+    assert!(pb.replica.confirmed()[&record].is_signed("forestry"));
+}
+
+async fn inspectors_cannot_write_other_departments(b: Backend) {
+    let (app, mut office, mut pa, _) = setup(b).await;
+    let record = office_creates_record(&app, &mut office, &[]).await;
+    pa.sync(&app).await;
+    pa.set(record, "water_resources/14.length", "120");
+    pa.set(record, "nonsense/1", "x");
+    let results = pa.sync(&app).await;
+    let codes: Vec<_> = results
+        .iter()
+        .map(|r| match r {
+            OpResult::Rejected { code, .. } => Some(*code),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [Some(RejectCode::Forbidden), Some(RejectCode::UnknownField)]
+    );
+    assert_eq!(pa.replica.rejections().len(), 2);
+    // Inspectors cannot create records either.
+    let now = pa.tick();
+    pa.replica
+        .create(
+            OpId(Uuid::now_v7()),
+            now,
+            EntityId(Uuid::now_v7()),
+            "acceptance_record",
+            BTreeMap::new(),
+        )
+        .unwrap();
+    let results = pa.sync(&app).await;
+    assert!(matches!(
+        &results[0],
+        OpResult::Rejected {
+            code: RejectCode::Forbidden,
+            ..
+        }
+    ));
+}
+
+async fn township_officers_see_and_write_only_their_township(b: Backend) {
+    let (app, mut office, _, _) = setup(b).await;
+    app.user("sixi", Role::TownshipOfficer).await; // bound to the first township
+    let own = app.store.list_townships().await.unwrap()[0].id;
+    let other = Uuid::now_v7();
+    app.store
+        .create_township(&yanshou_server::store::Township {
+            id: other,
+            name: "翰堂镇".into(),
+            kind: "town".into(),
+            created_at: 0,
+        })
+        .await
+        .unwrap();
+    let ours = office_creates_record(&app, &mut office, &[("township_id", &own.to_string())]).await;
+    let theirs =
+        office_creates_record(&app, &mut office, &[("township_id", &other.to_string())]).await;
+    let mut officer = Phone::enroll(&app, "sixi").await;
+    officer.sync(&app).await;
+    let seen = officer.replica.confirmed();
+    assert!(seen.contains_key(&ours));
+    assert!(
+        !seen.contains_key(&theirs),
+        "another township's record leaked"
+    );
+    officer.set(ours, "township/28.opinion", "初验合格，群众无异议");
+    let results = officer.sync(&app).await;
+    assert!(
+        matches!(results[0], OpResult::Applied { .. }),
+        "{results:?}"
+    );
+    // The phone cannot even address the other record; a forged op is refused by the server.
+    assert!(
+        officer
+            .replica
+            .set(
+                OpId(Uuid::now_v7()),
+                1,
+                theirs,
+                "township/28.opinion",
+                Value::from("越权")
+            )
+            .is_err()
+    );
+    let forged = json!({"protocol_version": 1, "device": officer.replica.device(), "cursor": 0,
+        "ops": [{"id": Uuid::now_v7(), "device": officer.replica.device(), "seq": 2,
+                 "hlc": {"wall_ms": 1_700_000_100_000u64, "counter": 0}, "entity": theirs,
+                 "kind": "set", "field": "township/28.opinion", "value": "越权", "base_rev": 0}]});
+    let (s, body) = app
+        .call(
+            Method::POST,
+            "/api/v1/sync",
+            Some(&officer.token),
+            Some(forged),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body["results"][0]["status"], "rejected", "{body}");
+    assert_eq!(body["results"][0]["code"], "forbidden");
+}
+
+async fn pull_is_paginated_and_resumes_from_the_cursor(b: Backend) {
+    let (app, mut office, mut pa, mut pb) = setup(b).await;
+    let record = office_creates_record(&app, &mut office, &[]).await;
+    pa.sync(&app).await;
+    for round in 0..3 {
+        for i in 0..400 {
+            pa.set(record, &format!("forestry/f{round}_{i}"), "x");
+        }
+        pa.sync(&app).await;
+    }
+    // A phone that was offline for a week pulls 1,201 changes in pages.
+    let request = SyncRequest {
+        protocol_version: 1,
+        device: pb.replica.device(),
+        ops: vec![],
+        cursor: 0,
+        pull_limit: Some(500),
+    };
+    let (_, page1) = pb.post(&app, &request).await;
+    assert_eq!(page1["changes"].as_array().unwrap().len(), 500);
+    assert_eq!(page1["has_more"], true);
+    assert_eq!(page1["cursor"], 500);
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        let response = pb.sync_once(&app).await;
+        if !response.has_more {
+            break;
+        }
+    }
+    assert_eq!(rounds, 3, "1,201 changes in pages of 500");
+    assert_eq!(pb.replica.confirmed(), pa.replica.confirmed());
+    assert_eq!(pb.replica.confirmed()[&record].fields.len(), 1200);
+}
+
+async fn a_restored_phone_reusing_sequence_numbers_gets_its_ops_back(b: Backend) {
+    let (app, mut office, mut pa, _) = setup(b).await;
+    let record = office_creates_record(&app, &mut office, &[]).await;
+    pa.sync(&app).await;
+    let backup = pa.replica.clone();
+    pa.set(record, FIELD, "88");
+    pa.sync(&app).await;
+    // The phone is restored from the backup and the inspector enters another value.
+    pa.replica = backup;
+    let reentered = pa.set(record, "forestry/20.survival", "91");
+    let results = pa.sync(&app).await;
+    match &results[0] {
+        OpResult::Rejected { code, op, .. } => {
+            assert_eq!(*code, RejectCode::SeqReused);
+            assert_eq!(*op, reentered);
+        }
+        other => panic!("expected seq_reused, got {other:?}"),
+    }
+    assert!(pa.replica.rejections().iter().any(|r| r.op.id == reentered));
+}
+
+async fn bad_sync_requests_get_clear_errors(b: Backend) {
+    let (app, _, pa, _) = setup(b).await;
+    let device = pa.replica.device();
+    let post_raw = |token: String, body: String| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/sync")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let ok = json!({"protocol_version": 1, "device": device.0, "ops": [], "cursor": 0});
+
+    let (s, body) = app
+        .send(post_raw(
+            pa.token.clone(),
+            json!({"protocol_version": 2, "device": device.0, "ops": [], "cursor": 0}).to_string(),
+        ))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "unsupported_protocol_version");
+
+    let (s, body) = app
+        .send(post_raw(
+            pa.token.clone(),
+            r#"{"protocol_version": 1, "ops": "#.into(),
+        ))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_request");
+
+    let (s, body) = app
+        .send(post_raw(
+            pa.token.clone(),
+            json!({"protocol_version": 1, "device": Uuid::now_v7(), "ops": [], "cursor": 0})
+                .to_string(),
+        ))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "another device's series: {body}");
+
+    // A session not bound to a device cannot sync.
+    let unbound = app.login("lin.a").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, _) = app.send(post_raw(unbound, ok.to_string())).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // Too many ops in one request.
+    let mut many = pa.replica.clone();
+    let entity = EntityId(Uuid::now_v7());
+    many.create(
+        OpId(Uuid::now_v7()),
+        1,
+        entity,
+        "acceptance_record",
+        BTreeMap::new(),
+    )
+    .unwrap();
+    for i in 0..500 {
+        many.set(
+            OpId(Uuid::now_v7()),
+            1_700_000_000_000 + i,
+            entity,
+            "forestry/x",
+            Value::from("y"),
+        )
+        .unwrap();
+    }
+    let mut request = many.build_request(None);
+    assert_eq!(
+        request.ops.len(),
+        500,
+        "the client sends at most 500 per request"
+    );
+    request.ops.push(request.ops[1].clone());
+    let (s, body) = pa.post(&app, &request).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["fields"][0]["field"], "ops");
+
+    // Floats are refused (decimals travel as strings) with the op's position.
+    let bad_value = json!({"protocol_version": 1, "device": device.0, "cursor": 0, "ops": [{
+        "id": Uuid::now_v7(), "device": device.0, "seq": 1,
+        "hlc": {"wall_ms": 1, "counter": 0}, "entity": Uuid::now_v7(),
+        "kind": "set", "field": FIELD, "value": 85.5, "base_rev": 0}]});
+    let (s, body) = app
+        .send(post_raw(pa.token.clone(), bad_value.to_string()))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+
+    // An expired token after a week offline: 401, then the refresh token still works.
+    let mut claims = app.state.keys.verify(&pa.token).unwrap();
+    claims.exp = chrono::Utc::now().timestamp() - 7 * 86_400;
+    claims.nbf = claims.exp - 900;
+    let expired = app.state.keys.sign(&claims).unwrap();
+    let (s, _) = app.send(post_raw(expired, ok.to_string())).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, session) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": pa.refresh})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = app
+        .send(post_raw(
+            session["access_token"].as_str().unwrap().to_owned(),
+            ok.to_string(),
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+both_backends!(
+    concurrent_offline_edits_end_as_a_visible_conflict_in_both_orders,
+    a_retried_batch_is_duplicate_not_a_second_copy,
+    a_gap_is_held_not_applied,
+    a_signed_section_rejects_later_edits_and_returns_them,
+    inspectors_cannot_write_other_departments,
+    township_officers_see_and_write_only_their_township,
+    pull_is_paginated_and_resumes_from_the_cursor,
+    a_restored_phone_reusing_sequence_numbers_gets_its_ops_back,
+    bad_sync_requests_get_clear_errors,
+);
