@@ -820,6 +820,8 @@ async fn health_and_openapi(b: Backend) {
         "/api/v1/departments",
         "/api/v1/specialties",
         "/api/v1/townships",
+        "/api/v1/sync",
+        "/api/v1/sync/conflicts",
         "/healthz",
         "/readyz",
     ] {
@@ -932,6 +934,19 @@ async fn authorization_matrix(b: Backend) {
             "",
             Box::new(admin_only(S::NO_CONTENT, S::NOT_FOUND)),
         ),
+        (
+            Method::GET,
+            "/api/v1/sync/conflicts",
+            "",
+            Box::new(everyone(S::OK)),
+        ),
+        // Sync needs a device-bound session; these sessions have none.
+        (
+            Method::POST,
+            "/api/v1/sync",
+            "sync",
+            Box::new(everyone(S::FORBIDDEN)),
+        ),
     ];
 
     let mut n = 0;
@@ -965,6 +980,8 @@ async fn authorization_matrix(b: Backend) {
                 ),
                 "new_township" => Some(json!({"name": format!("乡{n}"), "kind": "township"})),
                 "new_device" => Some(json!({"name": "手机", "public_key": device_jwk()})),
+                "sync" => Some(json!({"protocol_version": 1, "device": Uuid::now_v7(),
+                                      "ops": [], "cursor": 0})),
                 _ => None,
             };
             let (status, res) = app.call(method.clone(), &path, token, body).await;
