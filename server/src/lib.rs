@@ -20,6 +20,7 @@ pub mod devices;
 pub mod error;
 pub mod store;
 pub mod sync;
+pub mod workflow;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 

@@ -985,7 +985,7 @@ async fn authorization_matrix(b: Backend) {
                 _ => None,
             };
             let (status, res) = app.call(method.clone(), &path, token, body).await;
-            let expected = role.map_or(S::UNAUTHORIZED, |r| expect(r));
+            let expected = role.map_or(S::UNAUTHORIZED, expect);
             assert_eq!(
                 status, expected,
                 "{method} {path_template} as {role:?}: {res}"

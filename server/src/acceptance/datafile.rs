@@ -2,9 +2,9 @@
 //! location.
 //!
 //! `serde` derives stop at the first problem, which is useless for an administrator fixing a
-//! 28-item template by hand. So the file is first read into a [`Node`] tree that keeps the byte
+//! 28-item template by hand. So the file is first read into a `Node` tree that keeps the byte
 //! span of every value (via [`toml::Spanned`]) and accepts any shape; the template and campaign
-//! readers then walk that tree with a [`Reader`], collecting a [`DataFileError`] for every missing,
+//! readers then walk that tree with a `Reader`, collecting a [`DataFileError`] for every missing,
 //! unknown, mistyped or invalid value and carrying on.
 //!
 //! Vocabulary:

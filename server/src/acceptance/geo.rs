@@ -98,13 +98,17 @@ impl Zone3 {
 
     /// The zone whose central meridian is `cm` degrees east (must be a multiple of 3).
     pub fn from_central_meridian(cm: u32) -> Option<Self> {
-        if cm % 3 == 0 { Self::new(cm / 3) } else { None }
+        if cm.is_multiple_of(3) {
+            Self::new(cm / 3)
+        } else {
+            None
+        }
     }
 
     /// The zone a longitude falls in (nearest central meridian).
     pub fn containing(lon: f64) -> Option<Self> {
         let n = (lon / 3.0).round();
-        if n >= 1.0 && n <= 60.0 {
+        if (1.0..=60.0).contains(&n) {
             // In range, so the cast is exact.
             Self::new(n as u32)
         } else {

@@ -1247,7 +1247,7 @@ fn read_section(
             if let Some(item) = read_item(r, n, &p, &applies_to) {
                 if let Some(first) = seen_numbers.get(&item.number) {
                     let msg = format!("item number {} is already used at {first}", item.number);
-                    let line = n.span.as_ref().and_then(|_| r.line(n));
+                    let line = r.line(n);
                     r.error(format!("{p}.number"), line, K::Duplicate, msg);
                 } else {
                     seen_numbers.insert(item.number, p.clone());

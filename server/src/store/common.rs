@@ -660,6 +660,210 @@ macro_rules! impl_common_store {
                 .map_err(Into::into)
         }
 
+        async fn ensure_campaign(
+            &self,
+            id: &str,
+            title: &str,
+            source: &str,
+        ) -> StoreResult<(String, String)> {
+            sqlx::query(
+                "insert into campaigns (id, title, source, created_at) values ($1, $2, $3, $4) \
+                 on conflict (id) do nothing",
+            )
+            .bind(id)
+            .bind(title)
+            .bind(source)
+            .bind(crate::store::now_ms())
+            .execute(&self.pool)
+            .await?;
+            self.get_campaign(id).await
+        }
+
+        async fn get_campaign(&self, id: &str) -> StoreResult<(String, String)> {
+            let row = sqlx::query("select title, source from campaigns where id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            Ok((row.try_get("title")?, row.try_get("source")?))
+        }
+
+        async fn create_mines(&self, mines: &[Mine]) -> StoreResult<()> {
+            let mut tx = self.pool.begin().await?;
+            for chunk in mines.chunks(500) {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "insert into mines (id, name, licence_no, holder, township_id, mineral, \
+                     mining_method, area_ha, boundary_json, campaign_id, stage, disposition, \
+                     facts_json, version, created_at, updated_at) ",
+                );
+                let mut encoded = Vec::with_capacity(chunk.len());
+                for m in chunk {
+                    let boundary = match &m.boundary {
+                        Some(b) => Some(to_json(b)?),
+                        None => None,
+                    };
+                    encoded.push((boundary, to_json(&m.facts)?));
+                }
+                qb.push_values(chunk.iter().zip(encoded), |mut b, (m, (boundary, facts))| {
+                    b.push_bind(m.id)
+                        .push_bind(m.name.clone())
+                        .push_bind(m.licence_no.clone())
+                        .push_bind(m.holder.clone())
+                        .push_bind(m.township_id)
+                        .push_bind(m.mineral.clone())
+                        .push_bind(m.mining_method.clone())
+                        .push_bind(m.area_ha.clone())
+                        .push_bind(boundary)
+                        .push_bind(m.campaign_id.clone())
+                        .push_bind(m.facts.stage.code())
+                        .push_bind(m.facts.disposition.map(|d| d.code()))
+                        .push_bind(facts)
+                        .push_bind(m.version)
+                        .push_bind(m.created_at)
+                        .push_bind(m.updated_at);
+                });
+                qb.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+
+        async fn get_mine(&self, id: Uuid) -> StoreResult<Mine> {
+            let row = sqlx::query(concat!(
+                "select id, name, licence_no, holder, township_id, mineral, mining_method, ",
+                "area_ha, boundary_json, campaign_id, facts_json, version, created_at, ",
+                "updated_at from mines where id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            mine_from_row(&row)
+        }
+
+        async fn list_mines(&self, township: Option<Uuid>) -> StoreResult<Vec<Mine>> {
+            let rows = sqlx::query(concat!(
+                "select id, name, licence_no, holder, township_id, mineral, mining_method, ",
+                "area_ha, boundary_json, campaign_id, facts_json, version, created_at, ",
+                "updated_at from mines where $1 is null or township_id = $1 order by name, id"
+            ))
+            .bind(township)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(mine_from_row).collect()
+        }
+
+        async fn transition_mine(
+            &self,
+            id: Uuid,
+            expected_version: i64,
+            facts: &crate::workflow::MineFacts,
+            event: &MineEvent,
+        ) -> StoreResult<()> {
+            let mut tx = self.pool.begin().await?;
+            let done = sqlx::query(
+                "update mines set facts_json = $1, stage = $2, disposition = $3, \
+                 version = version + 1, updated_at = $4 where id = $5 and version = $6",
+            )
+            .bind(to_json(facts)?)
+            .bind(facts.stage.code())
+            .bind(facts.disposition.map(|d| d.code()))
+            .bind(event.created_at)
+            .bind(id)
+            .bind(expected_version)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::Conflict {
+                    constraint: "mines_version".into(),
+                });
+            }
+            sqlx::query(
+                "insert into mine_events (id, mine_id, transition, from_stage, to_stage, \
+                 actor_id, reason, data_json, as_of, created_at) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(event.id)
+            .bind(event.mine_id)
+            .bind(&event.transition)
+            .bind(&event.from_stage)
+            .bind(&event.to_stage)
+            .bind(event.actor_id)
+            .bind(&event.reason)
+            .bind(to_json(&event.data)?)
+            .bind(&event.as_of)
+            .bind(event.created_at)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        async fn list_mine_events(&self, mine_id: Uuid) -> StoreResult<Vec<MineEvent>> {
+            let rows = sqlx::query(
+                "select id, mine_id, transition, from_stage, to_stage, actor_id, reason, \
+                 data_json, as_of, created_at from mine_events where mine_id = $1 \
+                 order by created_at, id",
+            )
+            .bind(mine_id)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(MineEvent {
+                        id: r.try_get("id")?,
+                        mine_id: r.try_get("mine_id")?,
+                        transition: r.try_get("transition")?,
+                        from_stage: r.try_get("from_stage")?,
+                        to_stage: r.try_get("to_stage")?,
+                        actor_id: r.try_get("actor_id")?,
+                        reason: r.try_get("reason")?,
+                        data: from_json(&r.try_get::<String, _>("data_json")?)?,
+                        as_of: r.try_get("as_of")?,
+                        created_at: r.try_get("created_at")?,
+                    })
+                })
+                .collect()
+        }
+
+        async fn add_case_record(&self, c: &CaseRecord) -> StoreResult<()> {
+            sqlx::query(
+                "insert into case_records (id, mine_id, kind, data_json, created_by, created_at) \
+                 values ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(c.id)
+            .bind(c.mine_id)
+            .bind(&c.kind)
+            .bind(to_json(&c.data)?)
+            .bind(c.created_by)
+            .bind(c.created_at)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        }
+
+        async fn list_case_records(&self, mine_id: Uuid) -> StoreResult<Vec<CaseRecord>> {
+            let rows = sqlx::query(
+                "select id, mine_id, kind, data_json, created_by, created_at from case_records \
+                 where mine_id = $1 order by created_at, id",
+            )
+            .bind(mine_id)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(CaseRecord {
+                        id: r.try_get("id")?,
+                        mine_id: r.try_get("mine_id")?,
+                        kind: r.try_get("kind")?,
+                        data: from_json(&r.try_get::<String, _>("data_json")?)?,
+                        created_by: r.try_get("created_by")?,
+                        created_at: r.try_get("created_at")?,
+                    })
+                })
+                .collect()
+        }
+
         async fn sync_entities(&self, ids: &[EntityId]) -> StoreResult<Vec<EntityState>> {
             let mut out = Vec::with_capacity(ids.len());
             for chunk in ids.chunks(500) {
@@ -698,6 +902,29 @@ macro_rules! impl_row_decoders {
                 disabled: r.try_get("disabled")?,
                 created_at: r.try_get("created_at")?,
                 password_hash: r.try_get("password_hash")?,
+            })
+        }
+
+        fn mine_from_row(r: &$row) -> StoreResult<Mine> {
+            let boundary: Option<String> = r.try_get("boundary_json")?;
+            Ok(Mine {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                licence_no: r.try_get("licence_no")?,
+                holder: r.try_get("holder")?,
+                township_id: r.try_get("township_id")?,
+                mineral: r.try_get("mineral")?,
+                mining_method: r.try_get("mining_method")?,
+                area_ha: r.try_get("area_ha")?,
+                boundary: match boundary {
+                    Some(b) => Some(from_json(&b)?),
+                    None => None,
+                },
+                campaign_id: r.try_get("campaign_id")?,
+                facts: from_json(&r.try_get::<String, _>("facts_json")?)?,
+                version: r.try_get("version")?,
+                created_at: r.try_get("created_at")?,
+                updated_at: r.try_get("updated_at")?,
             })
         }
 

@@ -323,6 +323,63 @@ pub struct FeedPage {
 /// The batch processor a sync transaction runs between its reads and its writes.
 pub type SyncProcess<'a> = Box<dyn FnOnce(SyncLoaded) -> SyncWrites + Send + 'a>;
 
+/// A stopped mine in the registry.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Mine {
+    pub id: Uuid,
+    /// 矿山名称
+    pub name: String,
+    /// 采矿许可证号
+    pub licence_no: String,
+    /// 采矿权人
+    pub holder: String,
+    pub township_id: Uuid,
+    /// 矿种
+    pub mineral: String,
+    /// 开采方式
+    pub mining_method: String,
+    /// 矿区面积 in hectares, an exact decimal string.
+    pub area_ha: Option<String>,
+    /// Boundary corner points as given and converted (see `acceptance::geo`).
+    #[schema(value_type = Option<Object>)]
+    pub boundary: Option<serde_json::Value>,
+    pub campaign_id: String,
+    pub facts: crate::workflow::MineFacts,
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One workflow transition of a mine (the audit trail).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct MineEvent {
+    pub id: Uuid,
+    pub mine_id: Uuid,
+    pub transition: String,
+    pub from_stage: String,
+    pub to_stage: String,
+    pub actor_id: Option<Uuid>,
+    pub reason: String,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+    /// The date the transition counts as of (server date).
+    pub as_of: String,
+    pub created_at: i64,
+}
+
+/// A case record on a mine's timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct CaseRecord {
+    pub id: Uuid,
+    pub mine_id: Uuid,
+    /// `collective_study` (一事一议), `referral` (线索移送) or `announcement` (公告).
+    pub kind: String,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+    pub created_by: Option<Uuid>,
+    pub created_at: i64,
+}
+
 /// Persistence for everything the server keeps.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
@@ -404,6 +461,33 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<Vec<ConflictRow>>;
     /// Current states of the given entities (those that exist).
     async fn sync_entities(&self, ids: &[EntityId]) -> StoreResult<Vec<EntityState>>;
+
+    // Campaigns and mines
+    /// Store a campaign file unless one with this id exists; returns the stored (title, source).
+    async fn ensure_campaign(
+        &self,
+        id: &str,
+        title: &str,
+        source: &str,
+    ) -> StoreResult<(String, String)>;
+    async fn get_campaign(&self, id: &str) -> StoreResult<(String, String)>;
+    /// Insert mines atomically (all or none); a duplicate licence number is a `Conflict`.
+    async fn create_mines(&self, mines: &[Mine]) -> StoreResult<()>;
+    async fn get_mine(&self, id: Uuid) -> StoreResult<Mine>;
+    /// All mines, or those of one township.
+    async fn list_mines(&self, township: Option<Uuid>) -> StoreResult<Vec<Mine>>;
+    /// Replace a mine's facts if it is still at `expected_version`, and record the event, in one
+    /// transaction. A stale version is a `Conflict` (someone else moved the mine meanwhile).
+    async fn transition_mine(
+        &self,
+        id: Uuid,
+        expected_version: i64,
+        facts: &crate::workflow::MineFacts,
+        event: &MineEvent,
+    ) -> StoreResult<()>;
+    async fn list_mine_events(&self, mine_id: Uuid) -> StoreResult<Vec<MineEvent>>;
+    async fn add_case_record(&self, record: &CaseRecord) -> StoreResult<()>;
+    async fn list_case_records(&self, mine_id: Uuid) -> StoreResult<Vec<CaseRecord>>;
 }
 
 /// Open the store named by `settings.database_url`.

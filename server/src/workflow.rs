@@ -1,0 +1,1255 @@
+//! The disposition workflow of one mine as an explicit state machine (pure; no I/O).
+//!
+//! Vocabulary (the plan's words in brackets):
+//! - **stage**: where the mine stands (see [`Stage`]); every mine starts `registered`.
+//! - **transition**: a named step ([`Transition`]) a role may take from some stages, possibly
+//!   only for one disposition and only when a guard holds (a deadline passed, documents complete,
+//!   an extension still available). Anything else is refused with a reason ([`Refusal`]).
+//! - **facts**: what the workflow remembers about the mine besides its stage ([`MineFacts`]):
+//!   disposition, dates of the events deadlines count from, extensions granted, whether the
+//!   township took the rectification over, the four approval documents of a 延续 mine, and the
+//!   closure decision (关闭决定文书) of a 注销 mine.
+//!
+//! Paths, per disposition:
+//! - 注销 `cancel`: proposed → approved → closure_decided → plan_compiled → preliminary_passed
+//!   (初验) → acceptance_passed (with the expert opinion letter) | rectification_required (限期整改,
+//!   then 初验 again) → cancellation_applied (holder, within 30 days) → licence_cancelled. Overdue:
+//!   the township takes over the rectification; a lapsed application or rectification leads to an
+//!   announcement (公告) → right deemed abandoned → the township applies → licence_cancelled.
+//! - 延续 `continue`: proposed → approved (four approval documents within 6 months; one 3-month
+//!   extension) → preliminary_passed → acceptance_passed | rectification_required →
+//!   joint_review_passed (联审联批) → licence_extended. Missed after the extension: right deemed
+//!   abandoned → the township applies → licence_cancelled.
+//! - 未生产 `never_produced`: proposed → approved → protected (keep the original landform).
+
+use std::collections::BTreeSet;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::{
+    acceptance::{
+        Disposition,
+        campaign::{Anchor, Campaign, Deadline, Due},
+    },
+    store::Role,
+};
+
+/// Where a mine stands.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Registered,
+    DispositionProposed,
+    DispositionApproved,
+    ClosureDecided,
+    PlanCompiled,
+    PreliminaryPassed,
+    RectificationRequired,
+    AcceptancePassed,
+    JointReviewPassed,
+    LicenceExtended,
+    Announced,
+    RightAbandoned,
+    CancellationApplied,
+    LicenceCancelled,
+    Protected,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 15] = [
+        Stage::Registered,
+        Stage::DispositionProposed,
+        Stage::DispositionApproved,
+        Stage::ClosureDecided,
+        Stage::PlanCompiled,
+        Stage::PreliminaryPassed,
+        Stage::RectificationRequired,
+        Stage::AcceptancePassed,
+        Stage::JointReviewPassed,
+        Stage::LicenceExtended,
+        Stage::Announced,
+        Stage::RightAbandoned,
+        Stage::CancellationApplied,
+        Stage::LicenceCancelled,
+        Stage::Protected,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Stage::Registered => "registered",
+            Stage::DispositionProposed => "disposition_proposed",
+            Stage::DispositionApproved => "disposition_approved",
+            Stage::ClosureDecided => "closure_decided",
+            Stage::PlanCompiled => "plan_compiled",
+            Stage::PreliminaryPassed => "preliminary_passed",
+            Stage::RectificationRequired => "rectification_required",
+            Stage::AcceptancePassed => "acceptance_passed",
+            Stage::JointReviewPassed => "joint_review_passed",
+            Stage::LicenceExtended => "licence_extended",
+            Stage::Announced => "announced",
+            Stage::RightAbandoned => "right_abandoned",
+            Stage::CancellationApplied => "cancellation_applied",
+            Stage::LicenceCancelled => "licence_cancelled",
+            Stage::Protected => "protected",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<Stage> {
+        Stage::ALL.into_iter().find(|s| s.code() == code)
+    }
+
+    /// The UI words.
+    pub fn name_zh(self) -> &'static str {
+        match self {
+            Stage::Registered => "已登记",
+            Stage::DispositionProposed => "处置意见已提出",
+            Stage::DispositionApproved => "处置已批准",
+            Stage::ClosureDecided => "已下达关闭决定",
+            Stage::PlanCompiled => "已编制生态修复方案",
+            Stage::PreliminaryPassed => "初验通过",
+            Stage::RectificationRequired => "限期整改",
+            Stage::AcceptancePassed => "验收通过",
+            Stage::JointReviewPassed => "联审联批通过",
+            Stage::LicenceExtended => "已办理延续",
+            Stage::Announced => "已发布注销公告",
+            Stage::RightAbandoned => "视为自动放弃矿权",
+            Stage::CancellationApplied => "已申请注销",
+            Stage::LicenceCancelled => "采矿许可证已注销",
+            Stage::Protected => "保持原始地貌",
+        }
+    }
+
+    /// Stages in which the rectification is still to be done (deadlines of rectification apply).
+    fn before_acceptance(self) -> bool {
+        matches!(
+            self,
+            Stage::DispositionApproved
+                | Stage::ClosureDecided
+                | Stage::PlanCompiled
+                | Stage::PreliminaryPassed
+                | Stage::RectificationRequired
+        )
+    }
+}
+
+/// The four approval documents of a 延续 mine.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalDocument {
+    /// 《开发利用方案》
+    DevelopmentPlan,
+    /// 《二合一方案》
+    TwoInOnePlan,
+    /// 《环评报告》
+    EnvironmentalImpactReport,
+    /// 《水土保持方案》
+    SoilConservationPlan,
+}
+
+impl ApprovalDocument {
+    pub const ALL: [ApprovalDocument; 4] = [
+        ApprovalDocument::DevelopmentPlan,
+        ApprovalDocument::TwoInOnePlan,
+        ApprovalDocument::EnvironmentalImpactReport,
+        ApprovalDocument::SoilConservationPlan,
+    ];
+}
+
+/// 关闭决定文书: the county's closure decision for a 注销 mine, with its five named contents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ClosureDecision {
+    /// 文号, e.g. 上府字〔2024〕12号.
+    pub document_no: String,
+    /// 生态修复的责任主体.
+    pub responsible_party: String,
+    /// 修复期限.
+    #[schema(value_type = String, format = Date)]
+    pub restoration_deadline: NaiveDate,
+    /// 修复监管主体.
+    pub supervisor: String,
+    /// 注销申请期限.
+    #[schema(value_type = String, format = Date)]
+    pub cancellation_application_deadline: NaiveDate,
+    /// 后期管护责任主体.
+    pub maintenance_party: String,
+}
+
+/// Outcome of an on-site acceptance as recorded in the workflow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum AcceptanceVerdict {
+    /// 达标 (for 注销 mines: with the signed 验收合格意见书).
+    Passed { expert_letter_signed: bool },
+    /// 限期整改: requirements and the re-inspection date.
+    Rectify {
+        requirements: String,
+        #[schema(value_type = String, format = Date)]
+        reinspect_by: NaiveDate,
+    },
+    /// 不达标.
+    Failed { reason: String },
+}
+
+/// A requested step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "transition", rename_all = "snake_case")]
+pub enum Transition {
+    /// The township proposes a disposition (again, after a refusal).
+    Propose { disposition: Disposition },
+    /// The county approves the proposed disposition.
+    Approve,
+    /// The county sends the proposal back.
+    RefuseProposal,
+    /// The county issues the closure decision (注销).
+    IssueClosureDecision { decision: ClosureDecision },
+    /// The restoration plan (生态修复方案) is compiled (注销).
+    CompilePlan,
+    /// One of the four approval documents is complete (延续).
+    RecordApprovalDocument { document: ApprovalDocument },
+    /// The one 3-month extension after a missed 6-month deadline (延续).
+    GrantExtension,
+    /// The township takes the overdue rectification over.
+    TakeOver,
+    /// The township's preliminary inspection (初验) passed.
+    PassPreliminary,
+    /// The on-site acceptance's outcome.
+    RecordAcceptance { verdict: AcceptanceVerdict },
+    /// The cancellation application (holder within 30 days, or the township after abandonment).
+    ApplyCancellation,
+    /// The licence is cancelled.
+    CancelLicence,
+    /// The cancellation announcement is published on the county website.
+    Announce,
+    /// The mining right is deemed abandoned (视为自动放弃矿权).
+    DeemAbandoned,
+    /// The joint review (联审联批) passed (延续).
+    PassJointReview,
+    /// The licence is extended (延续).
+    ExtendLicence,
+}
+
+impl Transition {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Transition::Propose { .. } => "propose",
+            Transition::Approve => "approve",
+            Transition::RefuseProposal => "refuse_proposal",
+            Transition::IssueClosureDecision { .. } => "issue_closure_decision",
+            Transition::CompilePlan => "compile_plan",
+            Transition::RecordApprovalDocument { .. } => "record_approval_document",
+            Transition::GrantExtension => "grant_extension",
+            Transition::TakeOver => "take_over",
+            Transition::PassPreliminary => "pass_preliminary",
+            Transition::RecordAcceptance { .. } => "record_acceptance",
+            Transition::ApplyCancellation => "apply_cancellation",
+            Transition::CancelLicence => "cancel_licence",
+            Transition::Announce => "announce",
+            Transition::DeemAbandoned => "deem_abandoned",
+            Transition::PassJointReview => "pass_joint_review",
+            Transition::ExtendLicence => "extend_licence",
+        }
+    }
+}
+
+/// What the workflow remembers about a mine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MineFacts {
+    pub stage: Stage,
+    pub disposition: Option<Disposition>,
+    pub township_id: Uuid,
+    #[schema(value_type = Option<String>, format = Date)]
+    pub approved_on: Option<NaiveDate>,
+    #[schema(value_type = Option<String>, format = Date)]
+    pub closure_decided_on: Option<NaiveDate>,
+    #[schema(value_type = Option<String>, format = Date)]
+    pub accepted_on: Option<NaiveDate>,
+    #[schema(value_type = Option<String>, format = Date)]
+    pub announced_on: Option<NaiveDate>,
+    #[schema(value_type = Option<String>, format = Date)]
+    pub cancelled_on: Option<NaiveDate>,
+    pub extensions_granted: u32,
+    pub township_took_over: bool,
+    pub documents: BTreeSet<ApprovalDocument>,
+    pub closure_decision: Option<ClosureDecision>,
+}
+
+impl MineFacts {
+    pub fn new(township_id: Uuid) -> Self {
+        MineFacts {
+            stage: Stage::Registered,
+            disposition: None,
+            township_id,
+            approved_on: None,
+            closure_decided_on: None,
+            accepted_on: None,
+            announced_on: None,
+            cancelled_on: None,
+            extensions_granted: 0,
+            township_took_over: false,
+            documents: BTreeSet::new(),
+            closure_decision: None,
+        }
+    }
+}
+
+/// Who asks.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor {
+    pub role: Role,
+    /// A township officer's township.
+    pub township: Option<Uuid>,
+}
+
+/// Why a transition was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("{0}")]
+    NotAllowedNow(String),
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+fn not_now(msg: impl Into<String>) -> Refusal {
+    Refusal::NotAllowedNow(msg.into())
+}
+
+/// Apply `transition` on `as_of` (the server's date), or say why not.
+pub fn apply(
+    facts: &MineFacts,
+    transition: &Transition,
+    actor: Actor,
+    as_of: NaiveDate,
+    campaign: &Campaign,
+) -> Result<MineFacts, Refusal> {
+    use Stage as S;
+    use Transition as T;
+    let d = facts.disposition;
+    let stage = facts.stage;
+    let roles: &[Role] = match transition {
+        T::Propose { .. }
+        | T::CompilePlan
+        | T::RecordApprovalDocument { .. }
+        | T::TakeOver
+        | T::PassPreliminary => &[Role::TownshipOfficer, Role::CountyOffice],
+        T::ApplyCancellation => &[Role::TownshipOfficer, Role::Operator, Role::CountyOffice],
+        _ => &[Role::CountyOffice],
+    };
+    if !roles.contains(&actor.role) && actor.role != Role::Admin {
+        return Err(Refusal::Forbidden(format!(
+            "a {} may not {}",
+            actor.role,
+            transition.name()
+        )));
+    }
+    if actor.role == Role::TownshipOfficer && actor.township != Some(facts.township_id) {
+        return Err(Refusal::Forbidden(
+            "this mine belongs to another township".into(),
+        ));
+    }
+    let wrong_stage = || {
+        not_now(format!(
+            "{} is not possible while the mine is {} ({})",
+            transition.name(),
+            stage.code(),
+            stage.name_zh()
+        ))
+    };
+    let needs = |wanted: Disposition| -> Result<(), Refusal> {
+        if d == Some(wanted) {
+            Ok(())
+        } else {
+            Err(not_now(format!(
+                "{} applies to {} mines only",
+                transition.name(),
+                wanted.name_zh()
+            )))
+        }
+    };
+    let due = |key: &str| campaign.deadline(key).and_then(|dl| due_date(facts, dl));
+    let overdue = |key: &str| due(key).is_some_and(|date| as_of > date);
+    let rectification_key = match d {
+        Some(Disposition::Continue) => "continue_unused_areas",
+        _ => "cancel_rectification",
+    };
+
+    let mut next = facts.clone();
+    match transition {
+        T::Propose { disposition } => {
+            if !matches!(stage, S::Registered | S::DispositionProposed) {
+                return Err(wrong_stage());
+            }
+            next.disposition = Some(*disposition);
+            next.stage = S::DispositionProposed;
+        }
+        T::Approve => {
+            if stage != S::DispositionProposed {
+                return Err(wrong_stage());
+            }
+            next.approved_on = Some(as_of);
+            next.stage = if d == Some(Disposition::NeverProduced) {
+                S::Protected
+            } else {
+                S::DispositionApproved
+            };
+        }
+        T::RefuseProposal => {
+            if stage != S::DispositionProposed {
+                return Err(wrong_stage());
+            }
+            next.stage = S::Registered;
+        }
+        T::IssueClosureDecision { decision } => {
+            needs(Disposition::Cancel)?;
+            if stage != S::DispositionApproved {
+                return Err(wrong_stage());
+            }
+            if decision.document_no.trim().is_empty()
+                || decision.responsible_party.trim().is_empty()
+                || decision.supervisor.trim().is_empty()
+                || decision.maintenance_party.trim().is_empty()
+            {
+                return Err(not_now(
+                    "the closure decision must name its document number, the responsible party, \
+                     the supervisor and the maintenance party",
+                ));
+            }
+            if decision.cancellation_application_deadline < decision.restoration_deadline {
+                return Err(not_now(
+                    "the cancellation application deadline cannot precede the restoration deadline",
+                ));
+            }
+            next.closure_decision = Some(decision.clone());
+            next.closure_decided_on = Some(as_of);
+            next.stage = S::ClosureDecided;
+        }
+        T::CompilePlan => {
+            needs(Disposition::Cancel)?;
+            if stage != S::ClosureDecided {
+                return Err(wrong_stage());
+            }
+            next.stage = S::PlanCompiled;
+        }
+        T::RecordApprovalDocument { document } => {
+            needs(Disposition::Continue)?;
+            if stage != S::DispositionApproved {
+                return Err(wrong_stage());
+            }
+            if !next.documents.insert(*document) {
+                return Err(not_now("this approval document is already recorded"));
+            }
+        }
+        T::GrantExtension => {
+            needs(Disposition::Continue)?;
+            if !matches!(stage, S::DispositionApproved | S::RectificationRequired) {
+                return Err(wrong_stage());
+            }
+            if facts.extensions_granted >= 1 {
+                return Err(not_now(
+                    "the one 3-month extension was already granted; the right may now be deemed \
+                     abandoned",
+                ));
+            }
+            if !overdue(APPROVAL_DOCUMENTS) {
+                return Err(not_now(
+                    "an extension is granted only after the 6-month deadline has passed",
+                ));
+            }
+            next.extensions_granted += 1;
+        }
+        T::TakeOver => {
+            if !stage.before_acceptance() || d == Some(Disposition::NeverProduced) {
+                return Err(wrong_stage());
+            }
+            if facts.township_took_over {
+                return Err(not_now("the township already took the rectification over"));
+            }
+            if !overdue(rectification_key) {
+                return Err(not_now(
+                    "the township takes over only after the holder missed the rectification \
+                     deadline",
+                ));
+            }
+            next.township_took_over = true;
+        }
+        T::PassPreliminary => {
+            let ready = match d {
+                Some(Disposition::Cancel) => {
+                    matches!(stage, S::PlanCompiled | S::RectificationRequired)
+                }
+                Some(Disposition::Continue) => {
+                    matches!(stage, S::DispositionApproved | S::RectificationRequired)
+                }
+                _ => false,
+            };
+            if !ready {
+                return Err(wrong_stage());
+            }
+            if d == Some(Disposition::Continue)
+                && facts.documents.len() < ApprovalDocument::ALL.len()
+            {
+                return Err(not_now(
+                    "the four approval documents must be complete before the preliminary \
+                     inspection",
+                ));
+            }
+            next.stage = S::PreliminaryPassed;
+        }
+        T::RecordAcceptance { verdict } => {
+            if stage != S::PreliminaryPassed {
+                return Err(wrong_stage());
+            }
+            match verdict {
+                AcceptanceVerdict::Passed {
+                    expert_letter_signed,
+                } => {
+                    if d == Some(Disposition::Cancel) && !expert_letter_signed {
+                        return Err(not_now(
+                            "a 注销 mine passes only with the experts' signed 验收合格意见书",
+                        ));
+                    }
+                    next.accepted_on = Some(as_of);
+                    next.stage = S::AcceptancePassed;
+                }
+                AcceptanceVerdict::Rectify {
+                    requirements,
+                    reinspect_by,
+                } => {
+                    if requirements.trim().is_empty() || *reinspect_by <= as_of {
+                        return Err(not_now(
+                            "限期整改 needs requirements and a re-inspection date in the future",
+                        ));
+                    }
+                    next.stage = S::RectificationRequired;
+                }
+                AcceptanceVerdict::Failed { reason } => {
+                    if reason.trim().is_empty() {
+                        return Err(not_now("不达标 needs a reason"));
+                    }
+                    next.stage = S::RectificationRequired;
+                }
+            }
+        }
+        T::ApplyCancellation => {
+            needs_cancel_path(d, stage, actor.role).ok_or_else(wrong_stage)?;
+            next.stage = S::CancellationApplied;
+        }
+        T::CancelLicence => {
+            if stage != S::CancellationApplied {
+                return Err(wrong_stage());
+            }
+            next.cancelled_on = Some(as_of);
+            next.stage = S::LicenceCancelled;
+        }
+        T::Announce => {
+            needs(Disposition::Cancel)?;
+            let lapsed = (stage == S::AcceptancePassed && overdue("cancellation_application"))
+                || (stage.before_acceptance() && overdue("cancel_rectification"));
+            if !lapsed {
+                return Err(not_now(
+                    "an announcement is published only when the holder missed the rectification \
+                     or the 30-day cancellation application",
+                ));
+            }
+            next.announced_on = Some(as_of);
+            next.stage = S::Announced;
+        }
+        T::DeemAbandoned => {
+            let allowed = match d {
+                Some(Disposition::Cancel) => stage == S::Announced,
+                Some(Disposition::Continue) => {
+                    stage.before_acceptance()
+                        && facts.extensions_granted >= 1
+                        && overdue(APPROVAL_DOCUMENTS)
+                }
+                _ => false,
+            };
+            if !allowed {
+                return Err(not_now(
+                    "a right is deemed abandoned only after the announcement (注销) or after the \
+                     extension lapsed (延续)",
+                ));
+            }
+            next.stage = S::RightAbandoned;
+        }
+        T::PassJointReview => {
+            needs(Disposition::Continue)?;
+            if stage != S::AcceptancePassed {
+                return Err(wrong_stage());
+            }
+            next.stage = S::JointReviewPassed;
+        }
+        T::ExtendLicence => {
+            needs(Disposition::Continue)?;
+            if stage != S::JointReviewPassed {
+                return Err(wrong_stage());
+            }
+            next.stage = S::LicenceExtended;
+        }
+    }
+    Ok(next)
+}
+
+/// Who may apply for cancellation from where: the holder (or the county for them) after a passed
+/// 注销 acceptance; the township once the right is deemed abandoned.
+fn needs_cancel_path(d: Option<Disposition>, stage: Stage, role: Role) -> Option<()> {
+    match (d, stage, role) {
+        (
+            Some(Disposition::Cancel),
+            Stage::AcceptancePassed,
+            Role::Operator | Role::CountyOffice,
+        ) => Some(()),
+        (_, Stage::RightAbandoned, Role::TownshipOfficer | Role::CountyOffice) => Some(()),
+        (_, _, Role::Admin) if matches!(stage, Stage::AcceptancePassed | Stage::RightAbandoned) => {
+            Some(())
+        }
+        _ => None,
+    }
+}
+
+/// The due date of `deadline` for this mine: fixed, or counted from the mine's event (with the
+/// extensions granted, for the approval documents). `None` while the event has not happened.
+pub fn due_date(facts: &MineFacts, deadline: &Deadline) -> Option<NaiveDate> {
+    let anchor = match deadline.due {
+        Due::On { .. } => None,
+        Due::After { anchor, .. } => match anchor {
+            Anchor::DispositionApproved => facts.approved_on,
+            Anchor::ClosureDecisionIssued => facts.closure_decided_on,
+            Anchor::AcceptancePassed => facts.accepted_on,
+            Anchor::LicenceCancelled => facts.cancelled_on,
+            Anchor::AnnouncementPublished => facts.announced_on,
+        },
+    };
+    let extensions = if deadline.key == APPROVAL_DOCUMENTS {
+        facts.extensions_granted
+    } else {
+        0
+    };
+    deadline.due_date(anchor, extensions).ok()
+}
+
+/// The campaign deadline that the one extension applies to.
+pub const APPROVAL_DOCUMENTS: &str = "approval_documents";
+
+/// A deadline of one mine as of a date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct MineDeadline {
+    pub key: String,
+    pub title: String,
+    #[schema(value_type = String, format = Date)]
+    pub due: NaiveDate,
+    /// `overdue`, `due_soon` or `pending`.
+    pub status: &'static str,
+    pub days_left: i64,
+}
+
+/// The open deadlines of a mine as of `as_of`: those of its disposition whose work is not done
+/// yet (decided by the stage), with their status.
+pub fn open_deadlines(
+    facts: &MineFacts,
+    campaign: &Campaign,
+    as_of: NaiveDate,
+) -> Vec<MineDeadline> {
+    use Stage as S;
+    let Some(d) = facts.disposition else {
+        return Vec::new();
+    };
+    if !matches!(
+        facts.stage,
+        S::DispositionApproved
+            | S::ClosureDecided
+            | S::PlanCompiled
+            | S::PreliminaryPassed
+            | S::RectificationRequired
+            | S::AcceptancePassed
+            | S::Announced
+            | S::RightAbandoned
+            | S::CancellationApplied
+            | S::LicenceCancelled
+    ) {
+        return Vec::new();
+    }
+    let open = |key: &str| -> bool {
+        match key {
+            "restoration_plan" => matches!(facts.stage, S::DispositionApproved | S::ClosureDecided),
+            "cancel_rectification" | "continue_unused_areas" => facts.stage.before_acceptance(),
+            APPROVAL_DOCUMENTS => {
+                facts.stage.before_acceptance()
+                    && facts.documents.len() < ApprovalDocument::ALL.len()
+            }
+            "township_takeover" => facts.township_took_over && facts.stage.before_acceptance(),
+            "cancellation_application" => facts.stage == S::AcceptancePassed,
+            "maintenance_period" => facts.stage == S::LicenceCancelled,
+            // A deadline this version does not know: shown until the licence question is settled.
+            _ => !matches!(facts.stage, S::LicenceCancelled | S::LicenceExtended),
+        }
+    };
+    let mut out = Vec::new();
+    for deadline in campaign.deadlines_for(d) {
+        if !open(&deadline.key) {
+            continue;
+        }
+        let Some(due) = due_date(facts, deadline) else {
+            continue;
+        };
+        let days_left = (due - as_of).num_days();
+        let status = if deadline.key == "maintenance_period" {
+            // The end of the maintenance period is not a debt.
+            "pending"
+        } else if days_left < 0 {
+            "overdue"
+        } else if days_left <= i64::from(campaign.due_soon_days) {
+            "due_soon"
+        } else {
+            "pending"
+        };
+        out.push(MineDeadline {
+            key: deadline.key.clone(),
+            title: deadline.title.clone(),
+            due,
+            status,
+            days_left,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn date(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    const TOWN: Uuid = Uuid::from_u128(7);
+    const OFFICE: Actor = Actor {
+        role: Role::CountyOffice,
+        township: None,
+    };
+    const TOWNSHIP: Actor = Actor {
+        role: Role::TownshipOfficer,
+        township: Some(TOWN),
+    };
+    const HOLDER: Actor = Actor {
+        role: Role::Operator,
+        township: None,
+    };
+
+    fn campaign() -> Campaign {
+        Campaign::shanggao_2023().unwrap()
+    }
+
+    /// Run steps `(actor, transition, date, expected stage or Err(substring))`.
+    fn run(steps: &[(Actor, Transition, &str, Result<Stage, &str>)]) -> MineFacts {
+        let c = campaign();
+        let mut facts = MineFacts::new(TOWN);
+        for (i, (actor, t, on, expect)) in steps.iter().enumerate() {
+            match (apply(&facts, t, *actor, date(on), &c), expect) {
+                (Ok(next), Ok(stage)) => {
+                    assert_eq!(next.stage, *stage, "step {i} {}", t.name());
+                    facts = next;
+                }
+                (Err(e), Err(needle)) => {
+                    assert!(e.to_string().contains(needle), "step {i}: {e}");
+                }
+                (got, want) => panic!("step {i} {}: got {got:?}, want {want:?}", t.name()),
+            }
+        }
+        facts
+    }
+
+    fn decision() -> ClosureDecision {
+        ClosureDecision {
+            document_no: "上府字〔2023〕88号".into(),
+            responsible_party: "上高县某石业有限公司".into(),
+            restoration_deadline: date("2024-03-31"),
+            supervisor: "泗溪镇人民政府".into(),
+            cancellation_application_deadline: date("2024-04-30"),
+            maintenance_party: "泗溪镇人民政府".into(),
+        }
+    }
+
+    use Stage as S;
+    use Transition as T;
+
+    #[test]
+    fn a_cancel_mine_goes_from_disposition_to_licence_cancellation() {
+        let facts = run(&[
+            (
+                TOWNSHIP,
+                T::Propose {
+                    disposition: Disposition::Cancel,
+                },
+                "2023-11-01",
+                Ok(S::DispositionProposed),
+            ),
+            (OFFICE, T::Approve, "2023-11-10", Ok(S::DispositionApproved)),
+            (
+                OFFICE,
+                T::IssueClosureDecision {
+                    decision: decision(),
+                },
+                "2023-11-20",
+                Ok(S::ClosureDecided),
+            ),
+            (TOWNSHIP, T::CompilePlan, "2023-12-20", Ok(S::PlanCompiled)),
+            (
+                TOWNSHIP,
+                T::PassPreliminary,
+                "2024-03-01",
+                Ok(S::PreliminaryPassed),
+            ),
+            (
+                OFFICE,
+                T::RecordAcceptance {
+                    verdict: AcceptanceVerdict::Passed {
+                        expert_letter_signed: false,
+                    },
+                },
+                "2024-03-20",
+                Err("验收合格意见书"),
+            ),
+            (
+                OFFICE,
+                T::RecordAcceptance {
+                    verdict: AcceptanceVerdict::Passed {
+                        expert_letter_signed: true,
+                    },
+                },
+                "2024-03-20",
+                Ok(S::AcceptancePassed),
+            ),
+            (
+                HOLDER,
+                T::ApplyCancellation,
+                "2024-04-10",
+                Ok(S::CancellationApplied),
+            ),
+            (
+                OFFICE,
+                T::CancelLicence,
+                "2024-04-20",
+                Ok(S::LicenceCancelled),
+            ),
+        ]);
+        assert_eq!(facts.closure_decision, Some(decision()));
+        assert_eq!(facts.cancelled_on, Some(date("2024-04-20")));
+        // Afterwards only the maintenance period remains, three years from the cancellation.
+        let open = open_deadlines(&facts, &campaign(), date("2024-05-01"));
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].key, "maintenance_period");
+        assert_eq!(open[0].due, date("2027-04-20"));
+    }
+
+    #[test]
+    fn a_continue_mine_gets_one_extension_then_lapses() {
+        let facts = run(&[
+            (
+                TOWNSHIP,
+                T::Propose {
+                    disposition: Disposition::Continue,
+                },
+                "2023-08-20",
+                Ok(S::DispositionProposed),
+            ),
+            // Approved on a month end: 6 months later is the end of February in a leap year.
+            (OFFICE, T::Approve, "2023-08-31", Ok(S::DispositionApproved)),
+            (
+                TOWNSHIP,
+                T::RecordApprovalDocument {
+                    document: ApprovalDocument::DevelopmentPlan,
+                },
+                "2023-10-01",
+                Ok(S::DispositionApproved),
+            ),
+            (
+                TOWNSHIP,
+                T::RecordApprovalDocument {
+                    document: ApprovalDocument::DevelopmentPlan,
+                },
+                "2023-10-02",
+                Err("already recorded"),
+            ),
+            (
+                TOWNSHIP,
+                T::PassPreliminary,
+                "2023-12-01",
+                Err("four approval documents"),
+            ),
+            (
+                OFFICE,
+                T::GrantExtension,
+                "2024-02-29",
+                Err("only after the 6-month deadline"),
+            ),
+            (
+                OFFICE,
+                T::GrantExtension,
+                "2024-03-01",
+                Ok(S::DispositionApproved),
+            ),
+            (
+                OFFICE,
+                T::GrantExtension,
+                "2024-03-02",
+                Err("already granted"),
+            ),
+            // 2024-02-29 + 3 months = 2024-05-29.
+            (
+                OFFICE,
+                T::DeemAbandoned,
+                "2024-05-29",
+                Err("deemed abandoned only"),
+            ),
+            (
+                OFFICE,
+                T::DeemAbandoned,
+                "2024-05-30",
+                Ok(S::RightAbandoned),
+            ),
+            (
+                HOLDER,
+                T::ApplyCancellation,
+                "2024-06-01",
+                Err("not possible"),
+            ),
+            (
+                TOWNSHIP,
+                T::ApplyCancellation,
+                "2024-06-01",
+                Ok(S::CancellationApplied),
+            ),
+            (
+                OFFICE,
+                T::CancelLicence,
+                "2024-06-10",
+                Ok(S::LicenceCancelled),
+            ),
+        ]);
+        assert_eq!(facts.extensions_granted, 1);
+    }
+
+    #[test]
+    fn a_continue_mine_with_documents_is_extended_after_joint_review() {
+        let mut steps = vec![
+            (
+                TOWNSHIP,
+                T::Propose {
+                    disposition: Disposition::Continue,
+                },
+                "2023-11-01",
+                Ok(S::DispositionProposed),
+            ),
+            (OFFICE, T::Approve, "2023-11-10", Ok(S::DispositionApproved)),
+        ];
+        for document in ApprovalDocument::ALL {
+            steps.push((
+                TOWNSHIP,
+                T::RecordApprovalDocument { document },
+                "2024-01-10",
+                Ok(S::DispositionApproved),
+            ));
+        }
+        steps.extend([
+            (
+                TOWNSHIP,
+                T::PassPreliminary,
+                "2024-02-01",
+                Ok(S::PreliminaryPassed),
+            ),
+            (
+                OFFICE,
+                T::RecordAcceptance {
+                    verdict: AcceptanceVerdict::Passed {
+                        expert_letter_signed: false,
+                    },
+                },
+                "2024-02-10",
+                Ok(S::AcceptancePassed),
+            ),
+            (OFFICE, T::ExtendLicence, "2024-02-11", Err("not possible")),
+            (
+                OFFICE,
+                T::PassJointReview,
+                "2024-02-20",
+                Ok(S::JointReviewPassed),
+            ),
+            (
+                OFFICE,
+                T::ExtendLicence,
+                "2024-03-01",
+                Ok(S::LicenceExtended),
+            ),
+        ]);
+        run(&steps);
+    }
+
+    #[test]
+    fn a_failed_acceptance_is_followed_by_a_passing_reinspection() {
+        run(&[
+            (
+                TOWNSHIP,
+                T::Propose {
+                    disposition: Disposition::Cancel,
+                },
+                "2023-11-01",
+                Ok(S::DispositionProposed),
+            ),
+            (OFFICE, T::Approve, "2023-11-10", Ok(S::DispositionApproved)),
+            (
+                OFFICE,
+                T::IssueClosureDecision {
+                    decision: decision(),
+                },
+                "2023-11-20",
+                Ok(S::ClosureDecided),
+            ),
+            (TOWNSHIP, T::CompilePlan, "2023-12-20", Ok(S::PlanCompiled)),
+            (
+                TOWNSHIP,
+                T::PassPreliminary,
+                "2024-02-01",
+                Ok(S::PreliminaryPassed),
+            ),
+            (
+                OFFICE,
+                T::RecordAcceptance {
+                    verdict: AcceptanceVerdict::Rectify {
+                        requirements: "截排水沟淤堵，需清淤".into(),
+                        reinspect_by: date("2024-01-01"),
+                    },
+                },
+                "2024-02-10",
+                Err("in the future"),
+            ),
+            (
+                OFFICE,
+                T::RecordAcceptance {
+                    verdict: AcceptanceVerdict::Rectify {
+                        requirements: "截排水沟淤堵，需清淤".into(),
+                        reinspect_by: date("2024-03-10"),
+                    },
+                },
+                "2024-02-10",
+                Ok(S::RectificationRequired),
+            ),
+            (
+                TOWNSHIP,
+                T::PassPreliminary,
+                "2024-03-05",
+                Ok(S::PreliminaryPassed),
+            ),
+            (
+                OFFICE,
+                T::RecordAcceptance {
+                    verdict: AcceptanceVerdict::Passed {
+                        expert_letter_signed: true,
+                    },
+                },
+                "2024-03-10",
+                Ok(S::AcceptancePassed),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn lapsed_cancellation_application_leads_to_announcement_and_township_application() {
+        let facts = run(&[
+            (
+                TOWNSHIP,
+                T::Propose {
+                    disposition: Disposition::Cancel,
+                },
+                "2023-11-01",
+                Ok(S::DispositionProposed),
+            ),
+            (OFFICE, T::Approve, "2023-11-10", Ok(S::DispositionApproved)),
+            (
+                OFFICE,
+                T::IssueClosureDecision {
+                    decision: decision(),
+                },
+                "2023-11-20",
+                Ok(S::ClosureDecided),
+            ),
+            (TOWNSHIP, T::CompilePlan, "2023-12-20", Ok(S::PlanCompiled)),
+            (
+                TOWNSHIP,
+                T::PassPreliminary,
+                "2024-01-15",
+                Ok(S::PreliminaryPassed),
+            ),
+            (
+                OFFICE,
+                T::RecordAcceptance {
+                    verdict: AcceptanceVerdict::Passed {
+                        expert_letter_signed: true,
+                    },
+                },
+                "2024-01-31",
+                Ok(S::AcceptancePassed),
+            ),
+            // 30 days after 2024-01-31 is 2024-03-01 (leap February).
+            (
+                OFFICE,
+                T::Announce,
+                "2024-03-01",
+                Err("announcement is published only"),
+            ),
+            (OFFICE, T::Announce, "2024-03-02", Ok(S::Announced)),
+            (
+                OFFICE,
+                T::DeemAbandoned,
+                "2024-04-02",
+                Ok(S::RightAbandoned),
+            ),
+            (
+                TOWNSHIP,
+                T::ApplyCancellation,
+                "2024-04-05",
+                Ok(S::CancellationApplied),
+            ),
+        ]);
+        assert_eq!(facts.announced_on, Some(date("2024-03-02")));
+    }
+
+    #[test]
+    fn illegal_transitions_are_refused_with_a_reason() {
+        let other_township = Actor {
+            role: Role::TownshipOfficer,
+            township: Some(Uuid::from_u128(8)),
+        };
+        let inspector = Actor {
+            role: Role::DepartmentInspector,
+            township: None,
+        };
+        run(&[
+            (
+                OFFICE,
+                T::Approve,
+                "2023-11-01",
+                Err("not possible while the mine is registered"),
+            ),
+            (
+                other_township,
+                T::Propose {
+                    disposition: Disposition::Cancel,
+                },
+                "2023-11-01",
+                Err("another township"),
+            ),
+            (
+                inspector,
+                T::Propose {
+                    disposition: Disposition::Cancel,
+                },
+                "2023-11-01",
+                Err("may not propose"),
+            ),
+            (
+                TOWNSHIP,
+                T::Propose {
+                    disposition: Disposition::Continue,
+                },
+                "2023-11-01",
+                Ok(S::DispositionProposed),
+            ),
+            (TOWNSHIP, T::Approve, "2023-11-02", Err("may not approve")),
+            (OFFICE, T::Approve, "2023-11-02", Ok(S::DispositionApproved)),
+            (
+                OFFICE,
+                T::IssueClosureDecision {
+                    decision: decision(),
+                },
+                "2023-11-03",
+                Err("注销 mines only"),
+            ),
+            (
+                inspector,
+                T::TakeOver,
+                "2024-03-31",
+                Err("may not take_over"),
+            ),
+            (
+                TOWNSHIP,
+                T::TakeOver,
+                "2024-03-31",
+                Err("missed the rectification deadline"),
+            ),
+            (
+                TOWNSHIP,
+                T::TakeOver,
+                "2024-04-01",
+                Ok(S::DispositionApproved),
+            ),
+            (TOWNSHIP, T::TakeOver, "2024-04-02", Err("already took")),
+            (OFFICE, T::CancelLicence, "2024-04-02", Err("not possible")),
+        ]);
+    }
+
+    #[test]
+    fn a_never_produced_mine_is_protected_on_approval() {
+        let facts = run(&[
+            (
+                TOWNSHIP,
+                T::Propose {
+                    disposition: Disposition::NeverProduced,
+                },
+                "2023-11-01",
+                Ok(S::DispositionProposed),
+            ),
+            (OFFICE, T::Approve, "2023-11-10", Ok(S::Protected)),
+            (
+                TOWNSHIP,
+                T::PassPreliminary,
+                "2023-12-01",
+                Err("not possible"),
+            ),
+        ]);
+        assert!(open_deadlines(&facts, &campaign(), date("2030-01-01")).is_empty());
+    }
+
+    #[test]
+    fn open_deadlines_are_overdue_or_due_soon_as_of_a_date() {
+        let c = campaign();
+        let mut facts = MineFacts::new(TOWN);
+        facts.disposition = Some(Disposition::Continue);
+        facts.stage = S::DispositionApproved;
+        facts.approved_on = Some(date("2023-08-31"));
+        let as_of = |facts: &MineFacts, s: &str| {
+            open_deadlines(facts, &c, date(s))
+                .into_iter()
+                .map(|d| (d.key, d.status, d.due.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let on_feb_10 = as_of(&facts, "2024-02-10");
+        assert!(on_feb_10.contains(&(
+            "approval_documents".into(),
+            "due_soon",
+            "2024-02-29".into()
+        )));
+        assert!(on_feb_10.contains(&(
+            "continue_unused_areas".into(),
+            "pending",
+            "2024-03-31".into()
+        )));
+        let on_mar_1 = as_of(&facts, "2024-03-01");
+        assert!(on_mar_1.contains(&("approval_documents".into(), "overdue", "2024-02-29".into())));
+        assert!(on_mar_1.contains(&(
+            "continue_unused_areas".into(),
+            "due_soon",
+            "2024-03-31".into()
+        )));
+        facts.extensions_granted = 1;
+        let extended = as_of(&facts, "2024-03-01");
+        assert!(extended.contains(&("approval_documents".into(), "pending", "2024-05-29".into())));
+    }
+}
