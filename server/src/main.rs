@@ -170,6 +170,8 @@ async fn demo_command(mut settings: Settings, dir: PathBuf) -> anyhow::Result<()
 
 async fn serve_command(listener: tokio::net::TcpListener, state: AppState) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
+    // Install the signal handlers before announcing readiness.
+    let shutdown = shutdown_signal();
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("yanshou listening on http://{addr}");
     tracing::info!(%addr, "ready");
@@ -177,7 +179,7 @@ async fn serve_command(listener: tokio::net::TcpListener, state: AppState) -> an
     let server = tokio::spawn(serve(listener, app(state), async {
         let _ = rx.await;
     }));
-    shutdown_signal().await;
+    shutdown.await;
     let _ = tx.send(());
     match tokio::time::timeout(yanshou_server::SHUTDOWN_GRACE, server).await {
         Ok(joined) => joined??,
