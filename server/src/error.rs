@@ -197,6 +197,11 @@ fn conflict_from_constraint(constraint: &str) -> AppError {
             code: "township_exists",
             message: "a township with this name already exists".into(),
         }
+    } else if c.contains("mines_licence_no_key") || c.contains("mines.licence_no") {
+        AppError::Conflict {
+            code: "licence_taken",
+            message: "a mine with this licence number is already registered".into(),
+        }
     } else if c.contains("foreign key") || c.contains("fkey") {
         AppError::bad_request("the request refers to something that does not exist")
     } else {

@@ -18,6 +18,7 @@ pub mod config;
 pub mod demo;
 pub mod devices;
 pub mod error;
+pub mod mines;
 pub mod store;
 pub mod sync;
 pub mod workflow;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub keys: Arc<TokenKeys>,
     pub settings: Arc<Settings>,
+    /// The server's clock (dates of workflow transitions and deadlines).
+    pub clock: Arc<dyn mines::Clock>,
 }
 
 impl AppState {
@@ -63,6 +66,7 @@ impl AppState {
             store,
             keys: Arc::new(keys),
             settings: Arc::new(settings),
+            clock: Arc::new(mines::SystemClock),
         })
     }
 }

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod devices;
 pub mod health;
+pub mod mines;
 pub mod org;
 pub mod sync;
 pub mod users;
@@ -50,7 +51,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(users::router())
         .merge(devices::router())
         .merge(org::router())
-        .merge(sync::router());
+        .merge(sync::router())
+        .merge(mines::router());
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .merge(health::router())

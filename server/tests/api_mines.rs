@@ -1,0 +1,716 @@
+//! The mine registry and the disposition workflow through the HTTP API, on SQLite and PostgreSQL:
+//! a 注销 mine from disposition to licence cancellation, a 延续 mine through its extension and its
+//! lapse, a failed acceptance followed by a passing re-inspection, the dashboard's overdue list on
+//! chosen dates, licence boundaries in Gauss-Krüger coordinates, CSV import/export, case records.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use axum::{
+    body::Body,
+    http::{Method, Request, StatusCode, header},
+};
+use chrono::NaiveDate;
+use common::{Backend, TestApp, TestDb};
+use serde_json::{Value, json};
+use yanshou_server::{mines::ManualClock, store::Role};
+
+fn date(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+struct County {
+    app: TestApp,
+    clock: Arc<ManualClock>,
+    office: String,
+    township: String,
+    holder: String,
+    township_id: String,
+}
+
+async fn county(b: Backend) -> County {
+    let db = TestDb::new(b).await;
+    let mut state = db.state().await;
+    let clock = ManualClock::new(date("2023-11-01"));
+    state.clock = clock.clone();
+    let mut app = TestApp::from_state(state);
+    app.db = Some(db);
+    let office = app.token_for("office", Role::CountyOffice).await;
+    let township = app.token_for("sixi", Role::TownshipOfficer).await;
+    let holder = app.token_for("holder", Role::Operator).await;
+    let township_id = app.store.list_townships().await.unwrap()[0].id.to_string();
+    County {
+        app,
+        clock,
+        office,
+        township,
+        holder,
+        township_id,
+    }
+}
+
+impl County {
+    async fn mine(&self, licence: &str) -> String {
+        let (s, body) = self
+            .app
+            .call(
+                Method::POST,
+                "/api/v1/mines",
+                Some(&self.office),
+                Some(json!({
+                    "name": format!("{licence} 采石场"), "licence_no": licence,
+                    "holder": "上高县某石业有限公司", "township_id": self.township_id,
+                    "mineral": "建筑用石灰岩", "mining_method": "露天开采", "area_ha": "3.2561"
+                })),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Take a step on `on`; returns (status, body).
+    async fn step(&self, who: &str, mine: &str, on: &str, t: Value) -> (StatusCode, Value) {
+        self.clock.set(date(on));
+        let token = match who {
+            "office" => &self.office,
+            "township" => &self.township,
+            _ => &self.holder,
+        };
+        self.app
+            .call(
+                Method::POST,
+                &format!("/api/v1/mines/{mine}/transitions"),
+                Some(token),
+                Some(t),
+            )
+            .await
+    }
+
+    async fn ok(&self, who: &str, mine: &str, on: &str, t: Value, stage: &str) {
+        let (s, body) = self.step(who, mine, on, t.clone()).await;
+        assert_eq!(s, StatusCode::OK, "{t} on {on}: {body}");
+        assert_eq!(body["facts"]["stage"], stage, "{t}");
+    }
+
+    async fn refused(
+        &self,
+        who: &str,
+        mine: &str,
+        on: &str,
+        t: Value,
+        status: StatusCode,
+    ) -> Value {
+        let (s, body) = self.step(who, mine, on, t.clone()).await;
+        assert_eq!(s, status, "{t} on {on}: {body}");
+        body
+    }
+}
+
+fn closure() -> Value {
+    json!({"transition": "issue_closure_decision", "decision": {
+        "document_no": "上府字〔2023〕88号", "responsible_party": "上高县某石业有限公司",
+        "restoration_deadline": "2024-03-31", "supervisor": "泗溪镇人民政府",
+        "cancellation_application_deadline": "2024-04-30", "maintenance_party": "泗溪镇人民政府"}})
+}
+
+async fn a_cancel_mine_from_disposition_to_licence_cancellation(b: Backend) {
+    let c = county(b).await;
+    let m = c.mine("C3609232009127130012345").await;
+    c.ok(
+        "township",
+        &m,
+        "2023-11-02",
+        json!({"transition": "propose", "disposition": "cancel", "reason": "资源枯竭"}),
+        "disposition_proposed",
+    )
+    .await;
+    c.refused(
+        "township",
+        &m,
+        "2023-11-03",
+        json!({"transition": "approve"}),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    c.ok(
+        "office",
+        &m,
+        "2023-11-10",
+        json!({"transition": "approve"}),
+        "disposition_approved",
+    )
+    .await;
+    c.ok("office", &m, "2023-11-20", closure(), "closure_decided")
+        .await;
+    c.ok(
+        "township",
+        &m,
+        "2023-12-20",
+        json!({"transition": "compile_plan"}),
+        "plan_compiled",
+    )
+    .await;
+    c.ok(
+        "township",
+        &m,
+        "2024-03-01",
+        json!({"transition": "pass_preliminary"}),
+        "preliminary_passed",
+    )
+    .await;
+    let body = c.refused("office", &m, "2024-03-20", json!({"transition": "record_acceptance", "verdict": {"verdict": "passed", "expert_letter_signed": false}}), StatusCode::CONFLICT).await;
+    assert_eq!(body["error"]["code"], "transition_not_allowed");
+    c.ok("office", &m, "2024-03-20", json!({"transition": "record_acceptance", "verdict": {"verdict": "passed", "expert_letter_signed": true}}), "acceptance_passed").await;
+    // The holder applies; until holders are bound to their mines the county office records it.
+    c.refused(
+        "holder",
+        &m,
+        "2024-04-10",
+        json!({"transition": "apply_cancellation"}),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    c.ok(
+        "office",
+        &m,
+        "2024-04-10",
+        json!({"transition": "apply_cancellation"}),
+        "cancellation_applied",
+    )
+    .await;
+    c.ok(
+        "office",
+        &m,
+        "2024-04-20",
+        json!({"transition": "cancel_licence"}),
+        "licence_cancelled",
+    )
+    .await;
+
+    let (s, detail) = c
+        .app
+        .call(
+            Method::GET,
+            &format!("/api/v1/mines/{m}?as_of=2024-05-01"),
+            Some(&c.office),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let events = detail["events"].as_array().unwrap();
+    assert_eq!(
+        events.len(),
+        8,
+        "every accepted transition is an audit event"
+    );
+    assert_eq!(events[0]["reason"], "资源枯竭");
+    assert_eq!(events[0]["from_stage"], "registered");
+    assert_eq!(events[7]["to_stage"], "licence_cancelled");
+    assert_eq!(events[7]["as_of"], "2024-04-20");
+    assert_eq!(
+        detail["facts"]["closure_decision"]["maintenance_party"],
+        "泗溪镇人民政府"
+    );
+    assert_eq!(detail["deadlines"][0]["key"], "maintenance_period");
+}
+
+async fn a_continue_mine_through_its_extension_and_lapse(b: Backend) {
+    let c = county(b).await;
+    let m = c.mine("C3609232010047130099999").await;
+    c.ok(
+        "township",
+        &m,
+        "2023-08-20",
+        json!({"transition": "propose", "disposition": "continue"}),
+        "disposition_proposed",
+    )
+    .await;
+    c.ok(
+        "office",
+        &m,
+        "2023-08-31",
+        json!({"transition": "approve"}),
+        "disposition_approved",
+    )
+    .await;
+    c.ok(
+        "township",
+        &m,
+        "2023-10-01",
+        json!({"transition": "record_approval_document", "document": "development_plan"}),
+        "disposition_approved",
+    )
+    .await;
+    c.refused(
+        "office",
+        &m,
+        "2024-02-29",
+        json!({"transition": "grant_extension"}),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    c.ok(
+        "office",
+        &m,
+        "2024-03-01",
+        json!({"transition": "grant_extension"}),
+        "disposition_approved",
+    )
+    .await;
+    c.refused(
+        "office",
+        &m,
+        "2024-03-02",
+        json!({"transition": "grant_extension"}),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    c.refused(
+        "office",
+        &m,
+        "2024-05-29",
+        json!({"transition": "deem_abandoned"}),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    c.ok(
+        "office",
+        &m,
+        "2024-05-30",
+        json!({"transition": "deem_abandoned"}),
+        "right_abandoned",
+    )
+    .await;
+    c.ok(
+        "township",
+        &m,
+        "2024-06-01",
+        json!({"transition": "apply_cancellation"}),
+        "cancellation_applied",
+    )
+    .await;
+    c.ok(
+        "office",
+        &m,
+        "2024-06-10",
+        json!({"transition": "cancel_licence"}),
+        "licence_cancelled",
+    )
+    .await;
+}
+
+async fn a_failed_acceptance_then_a_passing_reinspection(b: Backend) {
+    let c = county(b).await;
+    let m = c.mine("C3609232011057130011111").await;
+    c.ok(
+        "township",
+        &m,
+        "2023-11-02",
+        json!({"transition": "propose", "disposition": "cancel"}),
+        "disposition_proposed",
+    )
+    .await;
+    c.ok(
+        "office",
+        &m,
+        "2023-11-10",
+        json!({"transition": "approve"}),
+        "disposition_approved",
+    )
+    .await;
+    c.ok("office", &m, "2023-11-20", closure(), "closure_decided")
+        .await;
+    c.ok(
+        "township",
+        &m,
+        "2023-12-20",
+        json!({"transition": "compile_plan"}),
+        "plan_compiled",
+    )
+    .await;
+    c.ok(
+        "township",
+        &m,
+        "2024-02-01",
+        json!({"transition": "pass_preliminary"}),
+        "preliminary_passed",
+    )
+    .await;
+    c.ok("office", &m, "2024-02-10", json!({"transition": "record_acceptance", "verdict": {"verdict": "rectify", "requirements": "截排水沟淤堵，沉淀池未清淤", "reinspect_by": "2024-03-10"}}), "rectification_required").await;
+    c.ok(
+        "township",
+        &m,
+        "2024-03-05",
+        json!({"transition": "pass_preliminary"}),
+        "preliminary_passed",
+    )
+    .await;
+    c.ok("office", &m, "2024-03-10", json!({"transition": "record_acceptance", "verdict": {"verdict": "passed", "expert_letter_signed": true}}), "acceptance_passed").await;
+    // A stale version is refused instead of acting on old facts.
+    let body = c
+        .refused(
+            "office",
+            &m,
+            "2024-03-11",
+            json!({"transition": "cancel_licence", "version": 1}),
+            StatusCode::CONFLICT,
+        )
+        .await;
+    assert_eq!(body["error"]["code"], "stale_version");
+}
+
+async fn the_dashboard_lists_overdue_and_due_soon_mines_on_chosen_dates(b: Backend) {
+    let c = county(b).await;
+    let late = c.mine("C-LATE").await;
+    let fine = c.mine("C-FINE").await;
+    let _undecided = c.mine("C-NEW").await;
+    for m in [&late, &fine] {
+        c.ok(
+            "township",
+            m,
+            "2023-08-20",
+            json!({"transition": "propose", "disposition": "continue"}),
+            "disposition_proposed",
+        )
+        .await;
+        c.ok(
+            "office",
+            m,
+            "2023-08-31",
+            json!({"transition": "approve"}),
+            "disposition_approved",
+        )
+        .await;
+    }
+    for doc in [
+        "development_plan",
+        "two_in_one_plan",
+        "environmental_impact_report",
+        "soil_conservation_plan",
+    ] {
+        c.ok(
+            "township",
+            &fine,
+            "2024-01-10",
+            json!({"transition": "record_approval_document", "document": doc}),
+            "disposition_approved",
+        )
+        .await;
+    }
+    let board = |as_of: &'static str| {
+        let app = &c.app;
+        let token = c.office.clone();
+        async move {
+            let (s, body) = app
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/dashboard?as_of={as_of}"),
+                    Some(&token),
+                    None,
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{body}");
+            body
+        }
+    };
+    let keys = |list: &Value| -> Vec<(String, String, String)> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["mine"].as_str().unwrap().to_owned(),
+                    i["key"].as_str().unwrap().to_owned(),
+                    i["due"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let feb = board("2024-02-10").await;
+    assert_eq!(feb["mines"], 3);
+    assert_eq!(feb["by_disposition"]["continue"], 2);
+    assert_eq!(feb["by_disposition"]["undecided"], 1);
+    assert!(keys(&feb["overdue"]).is_empty(), "{}", feb["overdue"]);
+    assert_eq!(
+        keys(&feb["due_soon"]),
+        [(
+            "C-LATE 采石场".into(),
+            "approval_documents".into(),
+            "2024-02-29".into()
+        )]
+    );
+    let march = board("2024-03-01").await;
+    assert_eq!(
+        keys(&march["overdue"]),
+        [(
+            "C-LATE 采石场".into(),
+            "approval_documents".into(),
+            "2024-02-29".into()
+        )]
+    );
+    let due_soon = keys(&march["due_soon"]);
+    assert!(due_soon.contains(&(
+        "C-FINE 采石场".into(),
+        "continue_unused_areas".into(),
+        "2024-03-31".into()
+    )));
+    assert_eq!(march["townships"][0]["overdue"], 1);
+    assert_eq!(march["townships"][0]["mines"], 3);
+    // Township officers see their township's dashboard; inspectors none.
+    let (s, _) = c
+        .app
+        .call(Method::GET, "/api/v1/dashboard", Some(&c.township), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let inspector = c.app.token_for("insp", Role::DepartmentInspector).await;
+    let (s, _) = c
+        .app
+        .call(Method::GET, "/api/v1/dashboard", Some(&inspector), None)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}
+
+async fn licence_boundaries_in_gauss_kruger_are_converted_and_bad_lists_reported(b: Backend) {
+    let c = county(b).await;
+    let base = json!({"name": "大岭采石场", "licence_no": "GK-1", "holder": "某公司",
+        "township_id": c.township_id, "mineral": "石灰岩", "mining_method": "露天开采"});
+    let mut good = base.clone();
+    good["boundary"] = json!({"format": "gauss_kruger", "points":
+        "1, 3124696.73, 38579727.20\n2, 3124696.73, 38579927.20\n3, 3124896.73, 38579927.20\n4, 3124896.73, 38579727.20"});
+    let (s, mine) = c
+        .app
+        .call(Method::POST, "/api/v1/mines", Some(&c.office), Some(good))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{mine}");
+    let boundary = &mine["boundary"];
+    assert_eq!(boundary["datum"], "cgcs2000");
+    let first = &boundary["corners"][0]["position"];
+    // pyproj/PROJ reference for this corner: 28.23449999792 N, 114.81230003234 E.
+    let (lat, lon) = (
+        first["lat"].as_f64().unwrap(),
+        first["lon"].as_f64().unwrap(),
+    );
+    let (dn, de) = (
+        (lat - 28.234_499_997_92) * 110_900.0,
+        (lon - 114.812_300_032_34) * 98_100.0,
+    );
+    assert!(
+        dn.abs() < 0.1 && de.abs() < 0.1,
+        "off by {dn} m N, {de} m E"
+    );
+
+    let mut bad = base.clone();
+    bad["licence_no"] = json!("GK-2");
+    bad["boundary"] = json!({"format": "gauss_kruger", "points": "1, 3124696.73, 38579727.20\n2, 3124696.73, abc"});
+    let (s, body) = c
+        .app
+        .call(Method::POST, "/api/v1/mines", Some(&c.office), Some(bad))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let fields: Vec<&str> = body["error"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    assert!(fields.iter().any(|f| f.contains("row 2")), "{body}");
+
+    let mut gcj = base.clone();
+    gcj["licence_no"] = json!("GK-3");
+    gcj["boundary"] = json!({"format": "lat_lon", "datum": "gcj02", "points": "28.2,114.8\n28.3,114.8\n28.3,114.9"});
+    let (s, body) = c
+        .app
+        .call(Method::POST, "/api/v1/mines", Some(&c.office), Some(gcj))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body.to_string().contains("GCJ-02"), "{body}");
+
+    let dup = base.clone();
+    let (s, body) = c
+        .app
+        .call(Method::POST, "/api/v1/mines", Some(&c.office), Some(dup))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "licence_taken");
+}
+
+async fn csv_import_reports_every_bad_row_then_imports_and_exports(b: Backend) {
+    let c = county(b).await;
+    let township = c.app.store.list_townships().await.unwrap()[0].name.clone();
+    let post_csv = |text: String| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/mines/import")
+            .header(header::AUTHORIZATION, format!("Bearer {}", c.office))
+            .header(header::CONTENT_TYPE, "text/csv")
+            .body(Body::from(text))
+            .unwrap()
+    };
+    let header_row =
+        "矿山名称,采矿许可证号,采矿权人,所在乡镇,矿种,开采方式,矿区面积(公顷),坐标系,带号,拐点坐标";
+    let bad = format!(
+        "{header_row}\n\
+         甲矿,L-1,甲公司,{township},石灰岩,露天开采,1.5,CGCS2000,,\"1,3124696.73,38579727.20;2,3124696.73,38579927.20;3,3124896.73,38579927.20\"\n\
+         乙矿,L-1,乙公司,{township},石灰岩,露天开采,abc,,,\n\
+         丙矿,L-3,丙公司,不存在镇,石灰岩,露天开采,,,,\n\
+         丁矿,L-4,丁公司,{township},石灰岩,露天开采,,CGCS2000,,\"1,3124696.73,38579727.20;2,3124696.73,38579927.20\"\n"
+    );
+    let (s, report) = c.app.send(post_csv(bad)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{report}");
+    assert_eq!(report["imported"], 0);
+    let problems: Vec<(u64, String)> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["row"].as_u64().unwrap(),
+                e["field"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(problems.contains(&(3, "licence_no".into())), "{problems:?}");
+    assert!(problems.contains(&(3, "area_ha".into())), "{problems:?}");
+    assert!(problems.contains(&(4, "township".into())), "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|(r, f)| *r == 5 && f.starts_with("boundary")),
+        "{problems:?}"
+    );
+    assert!(
+        c.app.store.list_mines(None).await.unwrap().is_empty(),
+        "all or nothing"
+    );
+
+    let good = format!(
+        "{header_row}\n\
+         甲矿,L-1,甲公司,{township},石灰岩,露天开采,1.5,CGCS2000,,\"1,3124696.73,38579727.20;2,3124696.73,38579927.20;3,3124896.73,38579927.20\"\n\
+         乙矿,L-2,乙公司,{township},石灰岩,露天开采,2,,,\n"
+    );
+    let (s, report) = c.app.send(post_csv(good)).await;
+    assert_eq!(s, StatusCode::OK, "{report}");
+    assert_eq!(report["imported"], 2);
+
+    let res = tower::ServiceExt::oneshot(
+        c.app.router.clone(),
+        Request::builder()
+            .uri("/api/v1/mines/export")
+            .header(header::AUTHORIZATION, format!("Bearer {}", c.office))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    assert!(text.starts_with("矿山名称,采矿许可证号"), "{text}");
+    assert!(text.contains("甲矿,L-1,甲公司"), "{text}");
+    assert!(text.contains("已登记"), "{text}");
+}
+
+async fn case_records_and_the_generated_announcement(b: Backend) {
+    let c = county(b).await;
+    let m = c.mine("C-ANN").await;
+    let (s, case) = c
+        .app
+        .call(
+            Method::POST,
+            &format!("/api/v1/mines/{m}/cases"),
+            Some(&c.office),
+            Some(
+                json!({"kind": "collective_study", "question": "采矿权人失联，整治由谁实施？",
+                        "decision": "由泗溪镇代为实施，费用依法追偿", "date": "2024-01-15",
+                        "participants": ["自然资源局", "生态环境局", "泗溪镇"]}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{case}");
+    let (s, _) = c
+        .app
+        .call(
+            Method::POST,
+            &format!("/api/v1/mines/{m}/cases"),
+            Some(&c.office),
+            Some(json!({"kind": "referral", "what": "", "to": "县检察院", "evidence": []})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // Lapsed rectification → announcement with generated text.
+    c.ok(
+        "township",
+        &m,
+        "2023-11-02",
+        json!({"transition": "propose", "disposition": "cancel"}),
+        "disposition_proposed",
+    )
+    .await;
+    c.ok(
+        "office",
+        &m,
+        "2023-11-10",
+        json!({"transition": "approve"}),
+        "disposition_approved",
+    )
+    .await;
+    c.refused(
+        "office",
+        &m,
+        "2024-03-31",
+        json!({"transition": "announce"}),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    c.ok(
+        "office",
+        &m,
+        "2024-04-01",
+        json!({"transition": "announce"}),
+        "announced",
+    )
+    .await;
+    let (_, detail) = c
+        .app
+        .call(
+            Method::GET,
+            &format!("/api/v1/mines/{m}"),
+            Some(&c.office),
+            None,
+        )
+        .await;
+    let cases = detail["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 2);
+    let text = cases[1]["data"]["text"].as_str().unwrap();
+    assert!(text.contains("C-ANN"), "{text}");
+    assert!(text.contains("上府办发〔2023〕35号"), "{text}");
+    assert!(text.contains("视为你单位自动放弃矿权"), "{text}");
+    assert!(text.contains("2024年04月01日"), "{text}");
+    // Another township's officer cannot see the mine.
+    let other = c.app.store.list_townships().await.unwrap();
+    assert_eq!(other.len(), 1);
+    let (s, _) = c
+        .app
+        .call(
+            Method::GET,
+            &format!("/api/v1/mines/{m}"),
+            Some(&c.holder),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+both_backends!(
+    a_cancel_mine_from_disposition_to_licence_cancellation,
+    a_continue_mine_through_its_extension_and_lapse,
+    a_failed_acceptance_then_a_passing_reinspection,
+    the_dashboard_lists_overdue_and_due_soon_mines_on_chosen_dates,
+    licence_boundaries_in_gauss_kruger_are_converted_and_bad_lists_reported,
+    csv_import_reports_every_bad_row_then_imports_and_exports,
+    case_records_and_the_generated_announcement,
+);
