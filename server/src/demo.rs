@@ -1,13 +1,15 @@
-//! The demo county: a fresh SQLite database seeded with Shanggao's townships and forest farms and
-//! one user per role (an inspector for every inspecting department), so a newcomer can log in and
-//! look around. Demo data only; a real county enters its own townships and users.
+//! The demo county: a fresh SQLite database seeded with Shanggao's townships and forest farms,
+//! one user per role (an inspector for every inspecting department) and a dozen sample mines
+//! walked through the default campaign to various stages (some overdue), so a newcomer can log in
+//! and look around. Demo data only; a real county enters its own townships, users and mines.
 
 use rand::{Rng, distributions::Alphanumeric};
 
 use crate::{
     accounts::{self, NewUserInput},
     error::Result,
-    store::{Role, Store, Township, now_ms},
+    store::{Mine, MineEvent, Role, Store, Township, now_ms},
+    workflow::{self, Actor, MineFacts, Transition},
 };
 
 /// Shanggao County (上高县, Yichun, Jiangxi): sub-district, towns, townships and forest farms
@@ -98,16 +100,333 @@ pub async fn seed(store: &dyn Store) -> Result<(Vec<DemoUser>, String)> {
         });
     }
     let mut users = Vec::new();
+    let mut office_id = None;
     for mut u in plan {
         u.password = password.clone();
         let created = accounts::create_user(store, u).await?;
+        if created.role == Role::CountyOffice {
+            office_id = Some(created.id);
+        }
         users.push(DemoUser {
             username: created.username,
             display_name: created.display_name,
             role: created.role,
         });
     }
+    seed_mines(store, office_id).await?;
     Ok((users, password))
+}
+
+/// One demo mine: where it is and the steps it has gone through (dates in the 2023 campaign).
+struct DemoMine {
+    name: &'static str,
+    licence: &'static str,
+    holder: &'static str,
+    township: &'static str,
+    mineral: &'static str,
+    steps: &'static [(&'static str, &'static str)],
+}
+
+const CANCEL_TO_CANCELLED: &[(&str, &str)] = &[
+    ("propose_cancel", "2023-10-20"),
+    ("approve", "2023-11-01"),
+    ("closure", "2023-11-10"),
+    ("compile_plan", "2023-12-15"),
+    ("pass_preliminary", "2024-02-20"),
+    ("accept", "2024-03-15"),
+    ("apply_cancellation", "2024-04-01"),
+    ("cancel_licence", "2024-04-20"),
+];
+
+const DEMO_MINES: &[DemoMine] = &[
+    DemoMine {
+        name: "泗溪镇大岭石灰岩矿",
+        licence: "C3609232009127130051001",
+        holder: "上高县大岭石业有限公司",
+        township: "泗溪镇",
+        mineral: "建筑用石灰岩",
+        steps: CANCEL_TO_CANCELLED,
+    },
+    DemoMine {
+        name: "翰堂镇黄家山采石场",
+        licence: "C3609232010037130061002",
+        holder: "上高县黄家山建材厂",
+        township: "翰堂镇",
+        mineral: "建筑用花岗岩",
+        steps: &[
+            ("propose_cancel", "2023-10-25"),
+            ("approve", "2023-11-01"),
+            ("closure", "2023-11-10"),
+            ("compile_plan", "2023-12-28"),
+            ("pass_preliminary", "2024-03-01"),
+        ],
+    },
+    DemoMine {
+        name: "南港镇石门砖瓦用页岩矿",
+        licence: "C3609232011047130071003",
+        holder: "上高县石门新型墙材有限公司",
+        township: "南港镇",
+        mineral: "砖瓦用页岩",
+        steps: &[
+            ("propose_cancel", "2023-10-25"),
+            ("approve", "2023-11-02"),
+            ("closure", "2023-11-15"),
+            ("compile_plan", "2023-12-30"),
+            ("pass_preliminary", "2024-02-10"),
+            ("rectify", "2024-02-25"),
+        ],
+    },
+    DemoMine {
+        name: "田心镇岗背瓷土矿",
+        licence: "C3609232012057130081004",
+        holder: "上高县岗背瓷土有限公司",
+        township: "田心镇",
+        mineral: "瓷土",
+        steps: &[
+            ("propose_cancel", "2023-10-28"),
+            ("approve", "2023-11-05"),
+            ("closure", "2023-11-20"),
+        ],
+    },
+    DemoMine {
+        name: "徐家渡镇河口砂石矿",
+        licence: "C3609232013067130091005",
+        holder: "上高县河口砂石有限公司",
+        township: "徐家渡镇",
+        mineral: "建筑用砂",
+        steps: &[
+            ("propose_continue", "2023-10-20"),
+            ("approve", "2023-11-01"),
+            ("doc_development", "2024-01-15"),
+            ("doc_two_in_one", "2024-02-20"),
+        ],
+    },
+    DemoMine {
+        name: "蒙山镇万石岭石灰岩矿",
+        licence: "C3609232014077130101006",
+        holder: "上高县万石岭矿业有限公司",
+        township: "蒙山镇",
+        mineral: "水泥用石灰岩",
+        steps: &[
+            ("propose_continue", "2023-10-20"),
+            ("approve", "2023-11-01"),
+            ("doc_development", "2023-12-01"),
+            ("doc_two_in_one", "2024-01-05"),
+            ("doc_eia", "2024-02-10"),
+            ("doc_soil", "2024-03-01"),
+            ("pass_preliminary", "2024-03-20"),
+            ("accept", "2024-04-10"),
+            ("joint_review", "2024-05-10"),
+            ("extend_licence", "2024-06-01"),
+        ],
+    },
+    DemoMine {
+        name: "镇渡乡桥头采石场",
+        licence: "C3609232015087130111007",
+        holder: "上高县桥头石料厂",
+        township: "镇渡乡",
+        mineral: "建筑用石料",
+        steps: &[
+            ("propose_continue", "2023-08-20"),
+            ("approve", "2023-08-31"),
+            ("grant_extension", "2024-03-05"),
+        ],
+    },
+    DemoMine {
+        name: "塔下乡长岭高岭土矿",
+        licence: "C3609232016097130121008",
+        holder: "上高县长岭高岭土有限公司",
+        township: "塔下乡",
+        mineral: "高岭土",
+        steps: &[
+            ("propose_never_produced", "2023-10-30"),
+            ("approve", "2023-11-08"),
+        ],
+    },
+    DemoMine {
+        name: "芦洲乡白沙采砂场",
+        licence: "C3609232017107130131009",
+        holder: "上高县白沙砂业有限公司",
+        township: "芦洲乡",
+        mineral: "建筑用砂",
+        steps: &[("propose_cancel", "2023-11-01")],
+    },
+    DemoMine {
+        name: "墨山乡龙潭石英矿",
+        licence: "C3609232018117130141010",
+        holder: "上高县龙潭石英有限公司",
+        township: "墨山乡",
+        mineral: "石英岩",
+        steps: &[],
+    },
+    DemoMine {
+        name: "野市乡新田页岩矿",
+        licence: "C3609232019127130151011",
+        holder: "上高县新田建材有限公司",
+        township: "野市乡",
+        mineral: "砖瓦用页岩",
+        steps: &[
+            ("propose_cancel", "2023-10-22"),
+            ("approve", "2023-11-01"),
+            ("closure", "2023-11-10"),
+            ("compile_plan", "2023-12-20"),
+            ("pass_preliminary", "2024-01-20"),
+            ("accept", "2024-01-31"),
+            ("announce", "2024-03-05"),
+        ],
+    },
+    DemoMine {
+        name: "上甘山林场坳里花岗岩矿",
+        licence: "C3609232020017130161012",
+        holder: "上高县坳里石材有限公司",
+        township: "上甘山林场",
+        mineral: "饰面用花岗岩",
+        steps: &[
+            ("propose_continue", "2023-10-26"),
+            ("approve", "2023-11-06"),
+            ("doc_development", "2024-02-01"),
+        ],
+    },
+];
+
+fn date(s: &str) -> Result<chrono::NaiveDate> {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|e| crate::error::AppError::Internal(format!("demo date {s}: {e}")))
+}
+
+fn demo_transition(step: &str) -> Result<(Role, Transition)> {
+    use crate::acceptance::Disposition as D;
+    use crate::workflow::{AcceptanceVerdict, ApprovalDocument as A, ClosureDecision};
+    let t = match step {
+        "propose_cancel" => Transition::Propose {
+            disposition: D::Cancel,
+        },
+        "propose_continue" => Transition::Propose {
+            disposition: D::Continue,
+        },
+        "propose_never_produced" => Transition::Propose {
+            disposition: D::NeverProduced,
+        },
+        "approve" => Transition::Approve,
+        "closure" => Transition::IssueClosureDecision {
+            decision: ClosureDecision {
+                document_no: "上府字〔2023〕101号".into(),
+                responsible_party: "采矿权人".into(),
+                restoration_deadline: date("2024-03-31")?,
+                supervisor: "所在乡镇人民政府".into(),
+                cancellation_application_deadline: date("2024-04-30")?,
+                maintenance_party: "所在乡镇人民政府".into(),
+            },
+        },
+        "compile_plan" => Transition::CompilePlan,
+        "pass_preliminary" => Transition::PassPreliminary,
+        "accept" => Transition::RecordAcceptance {
+            verdict: AcceptanceVerdict::Passed {
+                expert_letter_signed: true,
+            },
+        },
+        "rectify" => Transition::RecordAcceptance {
+            verdict: AcceptanceVerdict::Rectify {
+                requirements: "截排水沟淤堵需清淤；东侧边坡复绿不足".into(),
+                reinspect_by: date("2024-04-30")?,
+            },
+        },
+        "apply_cancellation" => Transition::ApplyCancellation,
+        "cancel_licence" => Transition::CancelLicence,
+        "announce" => Transition::Announce,
+        "grant_extension" => Transition::GrantExtension,
+        "joint_review" => Transition::PassJointReview,
+        "extend_licence" => Transition::ExtendLicence,
+        "doc_development" => Transition::RecordApprovalDocument {
+            document: A::DevelopmentPlan,
+        },
+        "doc_two_in_one" => Transition::RecordApprovalDocument {
+            document: A::TwoInOnePlan,
+        },
+        "doc_eia" => Transition::RecordApprovalDocument {
+            document: A::EnvironmentalImpactReport,
+        },
+        "doc_soil" => Transition::RecordApprovalDocument {
+            document: A::SoilConservationPlan,
+        },
+        other => {
+            return Err(crate::error::AppError::Internal(format!(
+                "unknown demo step {other}"
+            )));
+        }
+    };
+    // County-office steps are taken by the office; the others by the township.
+    let role = match step {
+        s if s.starts_with("propose") || s.starts_with("doc_") => Role::TownshipOfficer,
+        "compile_plan" | "pass_preliminary" => Role::TownshipOfficer,
+        _ => Role::CountyOffice,
+    };
+    Ok((role, t))
+}
+
+async fn seed_mines(store: &dyn Store, office: Option<uuid::Uuid>) -> Result<()> {
+    let campaign = crate::acceptance::campaign::Campaign::shanggao_2023()
+        .map_err(|e| crate::error::AppError::Internal(format!("built-in campaign: {e}")))?;
+    store
+        .ensure_campaign(
+            &campaign.id,
+            &campaign.title,
+            crate::acceptance::campaign::SHANGGAO_2023_TOML,
+        )
+        .await?;
+    let townships = store.list_townships().await?;
+    for demo in DEMO_MINES {
+        let Some(township) = townships.iter().find(|t| t.name == demo.township) else {
+            continue;
+        };
+        let mut mine = Mine {
+            id: uuid::Uuid::now_v7(),
+            name: demo.name.into(),
+            licence_no: demo.licence.into(),
+            holder: demo.holder.into(),
+            township_id: township.id,
+            mineral: demo.mineral.into(),
+            mining_method: "露天开采".into(),
+            area_ha: Some("2.5".into()),
+            boundary: None,
+            campaign_id: campaign.id.clone(),
+            facts: MineFacts::new(township.id),
+            version: 0,
+            created_at: now_ms(),
+            updated_at: now_ms(),
+        };
+        store.create_mines(std::slice::from_ref(&mine)).await?;
+        for (step, on) in demo.steps {
+            let (role, transition) = demo_transition(step)?;
+            let actor = Actor {
+                role,
+                township: Some(township.id),
+            };
+            let on = date(on)?;
+            let next =
+                workflow::apply(&mine.facts, &transition, actor, on, &campaign).map_err(|e| {
+                    crate::error::AppError::Internal(format!("demo {} {step}: {e}", demo.name))
+                })?;
+            let event = MineEvent {
+                id: uuid::Uuid::now_v7(),
+                mine_id: mine.id,
+                transition: transition.name().into(),
+                from_stage: mine.facts.stage.code().into(),
+                to_stage: next.stage.code().into(),
+                actor_id: office,
+                reason: "演示数据".into(),
+                data: serde_json::to_value(&transition).unwrap_or_default(),
+                as_of: on.to_string(),
+                created_at: now_ms(),
+            };
+            store
+                .transition_mine(mine.id, mine.version, &next, &event)
+                .await?;
+            mine.facts = next;
+            mine.version += 1;
+        }
+    }
+    Ok(())
 }
 
 fn input(username: &str, display_name: &str, role: Role) -> NewUserInput {

@@ -822,6 +822,13 @@ async fn health_and_openapi(b: Backend) {
         "/api/v1/townships",
         "/api/v1/sync",
         "/api/v1/sync/conflicts",
+        "/api/v1/mines",
+        "/api/v1/mines/import",
+        "/api/v1/mines/export",
+        "/api/v1/mines/{id}",
+        "/api/v1/mines/{id}/transitions",
+        "/api/v1/mines/{id}/cases",
+        "/api/v1/dashboard",
         "/healthz",
         "/readyz",
     ] {
@@ -847,6 +854,18 @@ async fn authorization_matrix(b: Backend) {
     use StatusCode as S;
     let everyone = |ok: S| move |_: Role| ok;
     let admin_only = |ok: S, denied: S| move |r: Role| if r == Role::Admin { ok } else { denied };
+    let not_operator =
+        |ok: S, denied: S| move |r: Role| if r == Role::Operator { denied } else { ok };
+    let office_or_admin = |ok: S, denied: S| {
+        move |r: Role| {
+            if matches!(r, Role::Admin | Role::CountyOffice) {
+                ok
+            } else {
+                denied
+            }
+        }
+    };
+    let township_id = app.store.list_townships().await.unwrap()[0].id;
     type Expect = Box<dyn Fn(Role) -> S>;
     let table: Vec<(Method, &str, &str, Expect)> = vec![
         (Method::GET, "/api/v1/me", "", Box::new(everyone(S::OK))),
@@ -970,9 +989,35 @@ async fn authorization_matrix(b: Backend) {
                     Some(json!({"name": "b", "public_key": device_jwk()})),
                 )
                 .await;
+            let mine = yanshou_server::store::Mine {
+                id: Uuid::now_v7(),
+                name: format!("矿{n}"),
+                licence_no: format!("M-{n}"),
+                holder: "某公司".into(),
+                township_id,
+                mineral: "石灰岩".into(),
+                mining_method: "露天开采".into(),
+                area_ha: None,
+                boundary: None,
+                campaign_id: "shanggao-2023".into(),
+                facts: yanshou_server::workflow::MineFacts::new(township_id),
+                version: 0,
+                created_at: 0,
+                updated_at: 0,
+            };
+            app.store
+                .ensure_campaign(
+                    "shanggao-2023",
+                    "t",
+                    yanshou_server::acceptance::campaign::SHANGGAO_2023_TOML,
+                )
+                .await
+                .unwrap();
+            app.store.create_mines(&[mine.clone()]).await.unwrap();
             let path = path_template
                 .replace("{bystander}", &bystander.id.to_string())
-                .replace("{bystander_device}", device["id"].as_str().unwrap());
+                .replace("{bystander_device}", device["id"].as_str().unwrap())
+                .replace("{mine}", &mine.id.to_string());
             let body = match *body_kind {
                 "new_user" => Some(
                     json!({"username": format!("u{n}"), "display_name": "新用户",
@@ -982,9 +1027,34 @@ async fn authorization_matrix(b: Backend) {
                 "new_device" => Some(json!({"name": "手机", "public_key": device_jwk()})),
                 "sync" => Some(json!({"protocol_version": 1, "device": Uuid::now_v7(),
                                       "ops": [], "cursor": 0})),
+                "new_mine" => Some(json!({"name": "新矿", "licence_no": format!("N-{n}"),
+                    "holder": "某公司", "township_id": township_id, "mineral": "石灰岩",
+                    "mining_method": "露天开采"})),
+                "propose" => Some(json!({"transition": "propose", "disposition": "cancel"})),
+                "case" => Some(json!({"kind": "referral", "what": "未履行修复义务",
+                    "to": "县检察院", "evidence": ["照片1"]})),
                 _ => None,
             };
-            let (status, res) = app.call(method.clone(), &path, token, body).await;
+            let (status, res) = if *body_kind == "csv" {
+                let township = app.store.list_townships().await.unwrap()[0].name.clone();
+                let mut req = Request::builder()
+                    .method(method.clone())
+                    .uri(&path)
+                    .header(header::CONTENT_TYPE, "text/csv");
+                if let Some(t) = token {
+                    req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+                }
+                app.send(
+                    req.body(Body::from(format!(
+                        "矿山名称,采矿许可证号,采矿权人,所在乡镇,矿种,开采方式\n\
+                         导入矿,CSV-{n},某公司,{township},石灰岩,露天开采\n"
+                    )))
+                    .unwrap(),
+                )
+                .await
+            } else {
+                app.call(method.clone(), &path, token, body).await
+            };
             let expected = role.map_or(S::UNAUTHORIZED, expect);
             assert_eq!(
                 status, expected,

@@ -225,4 +225,27 @@ async fn demo_starts_a_county_whose_printed_password_logs_in() {
         .unwrap();
     assert!(townships.as_array().unwrap().len() >= 15);
     assert!(dir.join("data/demo/yanshou.db").exists());
+
+    // A dozen mines in various stages; on 2024-03-10 some deadlines are overdue.
+    let office: serde_json::Value = client
+        .post(format!("{}/api/v1/auth/login", server.base))
+        .json(&serde_json::json!({"username": "office", "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let board: serde_json::Value = client
+        .get(format!("{}/api/v1/dashboard?as_of=2024-03-10", server.base))
+        .bearer_auth(office["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(board["mines"], 12, "{board}");
+    assert!(board["by_stage"].as_object().unwrap().len() >= 8, "{board}");
+    assert!(!board["overdue"].as_array().unwrap().is_empty(), "{board}");
 }
