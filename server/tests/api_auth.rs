@@ -966,6 +966,64 @@ async fn authorization_matrix(b: Backend) {
             "sync",
             Box::new(everyone(S::FORBIDDEN)),
         ),
+        (
+            Method::GET,
+            "/api/v1/mines",
+            "",
+            Box::new(not_operator(S::OK, S::FORBIDDEN)),
+        ),
+        (
+            Method::GET,
+            "/api/v1/mines/export",
+            "",
+            Box::new(not_operator(S::OK, S::FORBIDDEN)),
+        ),
+        (
+            Method::GET,
+            "/api/v1/mines/{mine}",
+            "",
+            Box::new(not_operator(S::OK, S::NOT_FOUND)),
+        ),
+        (
+            Method::POST,
+            "/api/v1/mines",
+            "new_mine",
+            Box::new(office_or_admin(S::CREATED, S::FORBIDDEN)),
+        ),
+        (
+            Method::POST,
+            "/api/v1/mines/import",
+            "csv",
+            Box::new(office_or_admin(S::OK, S::FORBIDDEN)),
+        ),
+        (
+            Method::POST,
+            "/api/v1/mines/{mine}/transitions",
+            "propose",
+            Box::new(|r: Role| match r {
+                Role::Admin | Role::CountyOffice | Role::TownshipOfficer => S::OK,
+                Role::Operator => S::NOT_FOUND,
+                _ => S::FORBIDDEN,
+            }),
+        ),
+        (
+            Method::POST,
+            "/api/v1/mines/{mine}/cases",
+            "case",
+            Box::new(|r: Role| match r {
+                Role::Admin | Role::CountyOffice | Role::TownshipOfficer => S::CREATED,
+                _ => S::FORBIDDEN,
+            }),
+        ),
+        (
+            Method::GET,
+            "/api/v1/dashboard",
+            "",
+            Box::new(|r: Role| match r {
+                Role::Admin | Role::CountyOffice | Role::TownshipOfficer => S::OK,
+                _ => S::FORBIDDEN,
+            }),
+        ),
     ];
 
     let mut n = 0;
@@ -1013,7 +1071,10 @@ async fn authorization_matrix(b: Backend) {
                 )
                 .await
                 .unwrap();
-            app.store.create_mines(&[mine.clone()]).await.unwrap();
+            app.store
+                .create_mines(std::slice::from_ref(&mine))
+                .await
+                .unwrap();
             let path = path_template
                 .replace("{bystander}", &bystander.id.to_string())
                 .replace("{bystander_device}", device["id"].as_str().unwrap())
