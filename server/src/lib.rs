@@ -19,6 +19,7 @@ pub mod demo;
 pub mod devices;
 pub mod error;
 pub mod mines;
+pub mod rounds;
 pub mod store;
 pub mod sync;
 pub mod workflow;

@@ -51,6 +51,8 @@ pub struct SyncPolicy {
     pub departments: Vec<String>,
     /// Scope of each entity the batch touches, as stored before the batch.
     pub scopes: HashMap<EntityId, Option<Uuid>>,
+    /// Templates of the touched acceptance records: answers are checked against them.
+    pub templates: crate::rounds::TemplatePolicy,
 }
 
 impl SyncPolicy {
@@ -151,7 +153,10 @@ impl Policy for SyncPolicy {
             }
             OpBody::Sign { section, .. } => self.may_write(section),
             other => match other.field() {
-                Some(field) => self.may_write(section_of(field)),
+                Some(field) => {
+                    self.may_write(section_of(field))?;
+                    self.templates.check(op)
+                }
                 None => Ok(()),
             },
         }
@@ -254,6 +259,7 @@ async fn push(
                 .iter()
                 .map(|(id, s)| (*id, scope_of(s)))
                 .collect(),
+            templates: crate::rounds::TemplatePolicy::from_states(loaded.entities.values()),
         };
         let outcome = sync_protocol::process_batch(Batch {
             device: sync_protocol::DeviceId(device),

@@ -11,103 +11,13 @@ use axum::{
     body::Body,
     http::{Method, Request, StatusCode, header},
 };
-use common::{Backend, PASSWORD, TestApp, device_jwk};
-use serde_json::{Value as Json, json};
-use sync_protocol::{
-    DeviceId, EntityId, OpId, OpResult, RejectCode, Replica, SyncRequest, SyncResponse, Value,
-};
+use common::{Backend, Phone, TestApp};
+use serde_json::json;
+use sync_protocol::{EntityId, OpId, OpResult, RejectCode, SyncRequest, Value};
 use uuid::Uuid;
 use yanshou_server::store::Role;
 
 const FIELD: &str = "forestry/19.cover";
-
-/// A phone: an enrolled device, a device-bound session and the protocol client.
-struct Phone {
-    replica: Replica,
-    token: String,
-    refresh: String,
-    now: u64,
-}
-
-impl Phone {
-    async fn enroll(app: &TestApp, username: &str) -> Phone {
-        let login = app.login(username).await;
-        let token = login["access_token"].as_str().unwrap();
-        let (s, device) = app
-            .call(
-                Method::POST,
-                "/api/v1/devices",
-                Some(token),
-                Some(json!({"name": format!("{username} 的手机"), "public_key": device_jwk()})),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED);
-        let device_id = Uuid::parse_str(device["id"].as_str().unwrap()).unwrap();
-        let (s, session) = app
-            .call(
-                Method::POST,
-                "/api/v1/auth/login",
-                None,
-                Some(json!({"username": username, "password": PASSWORD, "device_id": device_id})),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK);
-        Phone {
-            replica: Replica::new(DeviceId(device_id)),
-            token: session["access_token"].as_str().unwrap().to_owned(),
-            refresh: session["refresh_token"].as_str().unwrap().to_owned(),
-            now: 1_700_000_000_000,
-        }
-    }
-
-    fn tick(&mut self) -> u64 {
-        self.now += 1000;
-        self.now
-    }
-
-    async fn post(&self, app: &TestApp, body: &SyncRequest) -> (StatusCode, Json) {
-        app.call(
-            Method::POST,
-            "/api/v1/sync",
-            Some(&self.token),
-            Some(serde_json::to_value(body).unwrap()),
-        )
-        .await
-    }
-
-    /// One round trip: push the outbox, pull a page, apply.
-    async fn sync_once(&mut self, app: &TestApp) -> SyncResponse {
-        let request = self.replica.build_request(None);
-        let (s, body) = self.post(app, &request).await;
-        assert_eq!(s, StatusCode::OK, "{body}");
-        let response: SyncResponse = serde_json::from_value(body).unwrap();
-        let now = self.tick();
-        self.replica.handle_response(&response, now).unwrap();
-        response
-    }
-
-    /// Sync until nothing is pending and no page is left (bounded).
-    async fn sync(&mut self, app: &TestApp) -> Vec<OpResult> {
-        let mut results = Vec::new();
-        for _ in 0..20 {
-            let response = self.sync_once(app).await;
-            results.extend(response.results.clone());
-            if !response.has_more && self.replica.outbox().is_empty() {
-                return results;
-            }
-        }
-        panic!("sync did not become quiet in 20 rounds");
-    }
-
-    fn set(&mut self, entity: EntityId, field: &str, value: &str) -> OpId {
-        let id = OpId(Uuid::now_v7());
-        let now = self.tick();
-        self.replica
-            .set(id, now, entity, field, Value::from(value))
-            .unwrap();
-        id
-    }
-}
 
 async fn office_creates_record(
     app: &TestApp,

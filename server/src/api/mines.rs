@@ -16,7 +16,8 @@ use crate::{
     auth::AuthUser,
     error::{ApiJson, AppError, ErrorBody, Result},
     mines::{self, Dashboard, ImportReport, MineDetail, NewCase, NewMine, TransitionRequest},
-    store::{CaseRecord, Mine},
+    rounds::{self, RoundView},
+    store::{AcceptanceRound, CaseRecord, Mine},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -28,6 +29,49 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(transition_mine))
         .routes(routes!(add_case))
         .routes(routes!(dashboard))
+        .routes(routes!(list_rounds, open_round))
+        .routes(routes!(get_round))
+}
+
+/// Open the mine's next acceptance round (初验 or department acceptance): its record appears in
+/// the sync feed for the inspectors' phones, filled against the template version it names.
+#[utoipa::path(post, path = "/mines/{id}/rounds", tag = "acceptance", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 201, body = AcceptanceRound), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn open_round(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<(StatusCode, Json<AcceptanceRound>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(rounds::open(&state, &caller, id).await?),
+    ))
+}
+
+/// The mine's rounds, oldest first (each re-inspection links to the previous round).
+#[utoipa::path(get, path = "/mines/{id}/rounds", tag = "acceptance", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = [AcceptanceRound]), (status = 404, body = ErrorBody)))]
+async fn list_rounds(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Vec<AcceptanceRound>>> {
+    Ok(Json(rounds::list(&state, &caller, id).await?))
+}
+
+/// A round with the verdict of its record as it stands (section results, failing items).
+#[utoipa::path(get, path = "/rounds/{id}", tag = "acceptance", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = RoundView), (status = 404, body = ErrorBody)))]
+async fn get_round(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<RoundView>> {
+    Ok(Json(rounds::view(&state, &caller, id).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -864,6 +864,119 @@ macro_rules! impl_common_store {
                 .collect()
         }
 
+        async fn create_round(
+            &self,
+            mut round: AcceptanceRound,
+            template_source: &str,
+            scope: Option<Uuid>,
+            make: RoundEntity<'_>,
+        ) -> StoreResult<AcceptanceRound> {
+            let mut tx = self.begin_write().await?;
+            let now = crate::store::now_ms();
+            sqlx::query(
+                "insert into templates (ref, source, created_at) values ($1, $2, $3) \
+                 on conflict (ref) do nothing",
+            )
+            .bind(&round.template_ref)
+            .bind(template_source)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let previous = sqlx::query(
+                "select id, round_no from acceptance_rounds where mine_id = $1 \
+                 order by round_no desc limit 1",
+            )
+            .bind(round.mine_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = previous {
+                round.previous_round_id = Some(row.try_get("id")?);
+                round.round_no = row.try_get::<i32, _>("round_no")? + 1;
+            } else {
+                round.previous_round_id = None;
+                round.round_no = 1;
+            }
+            sqlx::query(
+                "insert into acceptance_rounds (id, mine_id, round_no, previous_round_id, \
+                 template_ref, disposition, created_by, created_at) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(round.id)
+            .bind(round.mine_id)
+            .bind(round.round_no)
+            .bind(round.previous_round_id)
+            .bind(&round.template_ref)
+            .bind(&round.disposition)
+            .bind(round.created_by)
+            .bind(round.created_at)
+            .execute(&mut *tx)
+            .await?;
+            let row = sqlx::query("select coalesce(max(commit_seq), 0) as last from sync_changes")
+                .fetch_one(&mut *tx)
+                .await?;
+            let commit_seq = to_u64(row.try_get::<i64, _>("last")?) + 1;
+            let (state, change) = make(&round, commit_seq)?;
+            sqlx::query(
+                "insert into sync_entities (id, entity_type, scope, state_json, last_commit, \
+                 created_at, updated_at) values ($1, $2, $3, $4, $5, $6, $6)",
+            )
+            .bind(state.id.0)
+            .bind(&state.entity_type)
+            .bind(scope)
+            .bind(to_json(&state)?)
+            .bind(to_i64(commit_seq))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "insert into sync_changes (commit_seq, entity_id, entity_type, scope, \
+                 change_json, created_at) values ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(to_i64(commit_seq))
+            .bind(state.id.0)
+            .bind(&state.entity_type)
+            .bind(scope)
+            .bind(to_json(&change)?)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(round)
+        }
+
+        async fn list_rounds(&self, mine_id: Uuid) -> StoreResult<Vec<AcceptanceRound>> {
+            let rows = sqlx::query(
+                "select id, mine_id, round_no, previous_round_id, template_ref, disposition, \
+                 created_by, created_at from acceptance_rounds where mine_id = $1 \
+                 order by round_no",
+            )
+            .bind(mine_id)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(round_from_row).collect()
+        }
+
+        async fn get_round(&self, id: Uuid) -> StoreResult<AcceptanceRound> {
+            let row = sqlx::query(
+                "select id, mine_id, round_no, previous_round_id, template_ref, disposition, \
+                 created_by, created_at from acceptance_rounds where id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            round_from_row(&row)
+        }
+
+        async fn get_template_source(&self, template_ref: &str) -> StoreResult<String> {
+            let row = sqlx::query("select source from templates where ref = $1")
+                .bind(template_ref)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            Ok(row.try_get("source")?)
+        }
+
         async fn sync_entities(&self, ids: &[EntityId]) -> StoreResult<Vec<EntityState>> {
             let mut out = Vec::with_capacity(ids.len());
             for chunk in ids.chunks(500) {
@@ -925,6 +1038,19 @@ macro_rules! impl_row_decoders {
                 version: r.try_get("version")?,
                 created_at: r.try_get("created_at")?,
                 updated_at: r.try_get("updated_at")?,
+            })
+        }
+
+        fn round_from_row(r: &$row) -> StoreResult<AcceptanceRound> {
+            Ok(AcceptanceRound {
+                id: r.try_get("id")?,
+                mine_id: r.try_get("mine_id")?,
+                round_no: r.try_get("round_no")?,
+                previous_round_id: r.try_get("previous_round_id")?,
+                template_ref: r.try_get("template_ref")?,
+                disposition: r.try_get("disposition")?,
+                created_by: r.try_get("created_by")?,
+                created_at: r.try_get("created_at")?,
             })
         }
 

@@ -380,6 +380,28 @@ pub struct CaseRecord {
     pub created_at: i64,
 }
 
+/// One acceptance visit (初验 or department acceptance) of a mine: one record, filled through
+/// sync as the entity with the same id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct AcceptanceRound {
+    pub id: Uuid,
+    pub mine_id: Uuid,
+    /// 1 for the first visit; re-inspections count on.
+    pub round_no: i32,
+    /// The round this one re-inspects.
+    pub previous_round_id: Option<Uuid>,
+    /// `template-id@version` the record is filled against.
+    pub template_ref: String,
+    /// The mine's disposition when the round was opened (decides which items apply).
+    pub disposition: String,
+    pub created_by: Option<Uuid>,
+    pub created_at: i64,
+}
+
+/// Builds the record entity of a new round once its number and commit sequence are known.
+pub type RoundEntity<'a> =
+    Box<dyn FnOnce(&AcceptanceRound, u64) -> StoreResult<(EntityState, Change)> + Send + 'a>;
+
 /// Persistence for everything the server keeps.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
@@ -488,6 +510,21 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn list_mine_events(&self, mine_id: Uuid) -> StoreResult<Vec<MineEvent>>;
     async fn add_case_record(&self, record: &CaseRecord) -> StoreResult<()>;
     async fn list_case_records(&self, mine_id: Uuid) -> StoreResult<Vec<CaseRecord>>;
+
+    // Acceptance rounds
+    /// Open the next round of a mine in one write transaction: number it (previous = the
+    /// latest round), store the template source if new, and create its record entity in the
+    /// sync feed (`make` receives the round and the commit sequence number to use).
+    async fn create_round(
+        &self,
+        round: AcceptanceRound,
+        template_source: &str,
+        scope: Option<Uuid>,
+        make: RoundEntity<'_>,
+    ) -> StoreResult<AcceptanceRound>;
+    async fn list_rounds(&self, mine_id: Uuid) -> StoreResult<Vec<AcceptanceRound>>;
+    async fn get_round(&self, id: Uuid) -> StoreResult<AcceptanceRound>;
+    async fn get_template_source(&self, template_ref: &str) -> StoreResult<String>;
 }
 
 /// Open the store named by `settings.database_url`.

@@ -14,6 +14,9 @@ use axum::{
     http::{Method, Request, StatusCode, header},
 };
 use serde_json::{Value, json};
+use sync_protocol::{
+    DeviceId, EntityId, OpId, OpResult, Replica, SyncRequest, SyncResponse, Value as SyncValue,
+};
 use tower::ServiceExt;
 use uuid::Uuid;
 use yanshou_server::{
@@ -315,4 +318,92 @@ impl TestApp {
 pub fn device_jwk() -> Value {
     let secret = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
     serde_json::from_str(&secret.public_key().to_jwk_string()).unwrap()
+}
+
+/// A phone: an enrolled device, a device-bound session and the protocol client.
+pub struct Phone {
+    pub replica: Replica,
+    pub token: String,
+    pub refresh: String,
+    pub now: u64,
+}
+
+impl Phone {
+    pub async fn enroll(app: &TestApp, username: &str) -> Phone {
+        let login = app.login(username).await;
+        let token = login["access_token"].as_str().unwrap();
+        let (s, device) = app
+            .call(
+                Method::POST,
+                "/api/v1/devices",
+                Some(token),
+                Some(json!({"name": format!("{username} 的手机"), "public_key": device_jwk()})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+        let device_id = Uuid::parse_str(device["id"].as_str().unwrap()).unwrap();
+        let (s, session) = app
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"username": username, "password": PASSWORD, "device_id": device_id})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        Phone {
+            replica: Replica::new(DeviceId(device_id)),
+            token: session["access_token"].as_str().unwrap().to_owned(),
+            refresh: session["refresh_token"].as_str().unwrap().to_owned(),
+            now: 1_700_000_000_000,
+        }
+    }
+
+    pub fn tick(&mut self) -> u64 {
+        self.now += 1000;
+        self.now
+    }
+
+    pub async fn post(&self, app: &TestApp, body: &SyncRequest) -> (StatusCode, Value) {
+        app.call(
+            Method::POST,
+            "/api/v1/sync",
+            Some(&self.token),
+            Some(serde_json::to_value(body).unwrap()),
+        )
+        .await
+    }
+
+    /// One round trip: push the outbox, pull a page, apply.
+    pub async fn sync_once(&mut self, app: &TestApp) -> SyncResponse {
+        let request = self.replica.build_request(None);
+        let (s, body) = self.post(app, &request).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        let response: SyncResponse = serde_json::from_value(body).unwrap();
+        let now = self.tick();
+        self.replica.handle_response(&response, now).unwrap();
+        response
+    }
+
+    /// Sync until nothing is pending and no page is left (bounded).
+    pub async fn sync(&mut self, app: &TestApp) -> Vec<OpResult> {
+        let mut results = Vec::new();
+        for _ in 0..20 {
+            let response = self.sync_once(app).await;
+            results.extend(response.results.clone());
+            if !response.has_more && self.replica.outbox().is_empty() {
+                return results;
+            }
+        }
+        panic!("sync did not become quiet in 20 rounds");
+    }
+
+    pub fn set(&mut self, entity: EntityId, field: &str, value: &str) -> OpId {
+        let id = OpId(Uuid::now_v7());
+        let now = self.tick();
+        self.replica
+            .set(id, now, entity, field, SyncValue::from(value))
+            .unwrap();
+        id
+    }
 }

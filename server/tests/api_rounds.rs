@@ -1,0 +1,223 @@
+//! Acceptance rounds: a round's record appears in the sync feed, departments fill it offline
+//! against its template version (bad answers come back with a reason), the verdict follows the
+//! template's rule, and a re-inspection is a new round linked to the previous one.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::{Backend, Phone, TestApp};
+use serde_json::json;
+use sync_protocol::{EntityId, OpResult, RejectCode, Value};
+use uuid::Uuid;
+use yanshou_server::store::Role;
+
+async fn approved_cancel_mine(app: &TestApp, office: &str, township: &str) -> String {
+    let township_id = app.store.list_townships().await.unwrap()[0].id;
+    let (s, mine) = app
+        .call(
+            Method::POST,
+            "/api/v1/mines",
+            Some(office),
+            Some(json!({"name": "大岭石灰岩矿", "licence_no": "C-ROUND-1", "holder": "某公司",
+                        "township_id": township_id, "mineral": "石灰岩", "mining_method": "露天开采"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{mine}");
+    let id = mine["id"].as_str().unwrap().to_owned();
+    for (token, t) in [
+        (
+            township,
+            json!({"transition": "propose", "disposition": "cancel"}),
+        ),
+        (office, json!({"transition": "approve"})),
+    ] {
+        let (s, body) = app
+            .call(
+                Method::POST,
+                &format!("/api/v1/mines/{id}/transitions"),
+                Some(token),
+                Some(t),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+    }
+    id
+}
+
+async fn a_round_is_filled_offline_against_its_template_and_judged(b: Backend) {
+    let app = TestApp::new(b).await;
+    app.user("office", Role::CountyOffice).await;
+    app.user("sixi", Role::TownshipOfficer).await;
+    app.user("lin", Role::DepartmentInspector).await; // forestry
+    let office = app.login("office").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let township = app.login("sixi").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mine = approved_cancel_mine(&app, &office, &township).await;
+    let (s, round) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/mines/{mine}/rounds"),
+            Some(&township),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{round}");
+    assert_eq!(round["round_no"], 1);
+    assert_eq!(round["template_ref"], "shanggao-2023@2023.1");
+    let record = EntityId(Uuid::parse_str(round["id"].as_str().unwrap()).unwrap());
+
+    // The forestry inspector's phone pulls the record and fills the forestry section.
+    let mut phone = Phone::enroll(&app, "lin").await;
+    phone.sync(&app).await;
+    let header = &phone.replica.confirmed()[&record];
+    assert_eq!(
+        header.value("template").and_then(Value::as_str),
+        round["template_ref"].as_str()
+    );
+    assert_eq!(
+        header.value("mine_name").and_then(Value::as_str),
+        Some("大岭石灰岩矿")
+    );
+
+    let keys: Vec<String> = yanshou_server::acceptance::template::Template::default_2023()
+        .unwrap()
+        .field_keys(yanshou_server::acceptance::Disposition::Cancel)
+        .into_iter()
+        .filter(|k| k.starts_with("forestry/"))
+        .collect();
+    assert!(!keys.is_empty());
+    let cover = keys
+        .iter()
+        .find(|k| k.starts_with("forestry/19."))
+        .unwrap()
+        .clone();
+    phone.set(record, &cover, "72"); // below the 80 % threshold
+    phone.set(record, "forestry/19.nonsense", "1");
+    phone.set(record, &cover, "eighty");
+    phone.set(record, "template", "other@1");
+    let results = phone.sync(&app).await;
+    let codes: Vec<Option<RejectCode>> = results
+        .iter()
+        .map(|r| match r {
+            OpResult::Rejected { code, .. } => Some(*code),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            None,
+            Some(RejectCode::UnknownField),
+            Some(RejectCode::InvalidOp),
+            Some(RejectCode::Forbidden)
+        ],
+        "{results:?}"
+    );
+    assert_eq!(
+        phone.replica.rejections().len(),
+        3,
+        "bad answers come back to the phone"
+    );
+
+    let (s, view) = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/rounds/{}", record.0),
+            Some(&office),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{view}");
+    assert_eq!(view["verdict"]["conclusion"], "rectify_by_deadline");
+    let failing = view["verdict"]["failing"].as_array().unwrap();
+    let cover_problem = failing
+        .iter()
+        .find(|p| p["field_key"] == json!(cover))
+        .expect("the low cover is a failing item");
+    assert_eq!(cover_problem["reason"]["kind"], "threshold_not_met");
+
+    // A re-inspection is the next round, linked to this one.
+    let (s, second) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/mines/{mine}/rounds"),
+            Some(&office),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(second["round_no"], 2);
+    assert_eq!(second["previous_round_id"], round["id"]);
+    let (_, list) = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/mines/{mine}/rounds"),
+            Some(&office),
+            None,
+        )
+        .await;
+    assert_eq!(list.as_array().unwrap().len(), 2);
+
+    // Inspectors fill records; they do not open rounds.
+    let inspector = app.login("lin").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, _) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/mines/{mine}/rounds"),
+            Some(&inspector),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}
+
+async fn rounds_need_an_approved_disposition(b: Backend) {
+    let app = TestApp::new(b).await;
+    app.user("office", Role::CountyOffice).await;
+    let office = app.login("office").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let township_id = app.store.list_townships().await.unwrap_or_default();
+    let township_id = match township_id.first() {
+        Some(t) => t.id,
+        None => {
+            app.user("sixi", Role::TownshipOfficer).await;
+            app.store.list_townships().await.unwrap()[0].id
+        }
+    };
+    let (_, mine) = app
+        .call(
+            Method::POST,
+            "/api/v1/mines",
+            Some(&office),
+            Some(json!({"name": "新矿", "licence_no": "C-NEW", "holder": "某公司",
+                        "township_id": township_id, "mineral": "石灰岩", "mining_method": "露天开采"})),
+        )
+        .await;
+    let (s, body) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/mines/{}/rounds", mine["id"].as_str().unwrap()),
+            Some(&office),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "no_disposition");
+}
+
+both_backends!(
+    a_round_is_filled_offline_against_its_template_and_judged,
+    rounds_need_an_approved_disposition,
+);
