@@ -829,6 +829,8 @@ async fn health_and_openapi(b: Backend) {
         "/api/v1/mines/{id}/transitions",
         "/api/v1/mines/{id}/cases",
         "/api/v1/dashboard",
+        "/api/v1/mines/{id}/rounds",
+        "/api/v1/rounds/{id}",
         "/healthz",
         "/readyz",
     ] {
@@ -1016,6 +1018,28 @@ async fn authorization_matrix(b: Backend) {
             }),
         ),
         (
+            Method::POST,
+            "/api/v1/mines/{approved_mine}/rounds",
+            "",
+            Box::new(|r: Role| match r {
+                Role::Admin | Role::CountyOffice | Role::TownshipOfficer => S::CREATED,
+                _ => S::FORBIDDEN,
+            }),
+        ),
+        (
+            Method::GET,
+            "/api/v1/mines/{approved_mine}/rounds",
+            "",
+            Box::new(not_operator(S::OK, S::NOT_FOUND)),
+        ),
+        // Unknown round: the same answer for every signed-in role (nothing leaks).
+        (
+            Method::GET,
+            "/api/v1/rounds/{random}",
+            "",
+            Box::new(everyone(S::NOT_FOUND)),
+        ),
+        (
             Method::GET,
             "/api/v1/dashboard",
             "",
@@ -1071,14 +1095,21 @@ async fn authorization_matrix(b: Backend) {
                 )
                 .await
                 .unwrap();
+            let mut approved = mine.clone();
+            approved.id = Uuid::now_v7();
+            approved.licence_no = format!("A-{n}");
+            approved.facts.disposition = Some(yanshou_server::acceptance::Disposition::Cancel);
+            approved.facts.stage = yanshou_server::workflow::Stage::DispositionApproved;
             app.store
-                .create_mines(std::slice::from_ref(&mine))
+                .create_mines(&[mine.clone(), approved.clone()])
                 .await
                 .unwrap();
             let path = path_template
                 .replace("{bystander}", &bystander.id.to_string())
                 .replace("{bystander_device}", device["id"].as_str().unwrap())
-                .replace("{mine}", &mine.id.to_string());
+                .replace("{mine}", &mine.id.to_string())
+                .replace("{approved_mine}", &approved.id.to_string())
+                .replace("{random}", &Uuid::now_v7().to_string());
             let body = match *body_kind {
                 "new_user" => Some(
                     json!({"username": format!("u{n}"), "display_name": "新用户",
