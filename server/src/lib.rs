@@ -48,6 +48,9 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The server's clock (dates of workflow transitions and deadlines).
     pub clock: Arc<dyn mines::Clock>,
+    /// Codes of the inspecting departments (seeded by migration, fixed while running): each
+    /// owns the acceptance-record section of the same name.
+    pub inspecting_departments: Arc<Vec<String>>,
 }
 
 impl AppState {
@@ -63,7 +66,15 @@ impl AppState {
     /// Build the state over an already-open, migrated store.
     pub async fn with_store(store: Arc<dyn Store>, settings: Settings) -> anyhow::Result<Self> {
         let keys = TokenKeys::load_or_create(store.as_ref(), &settings).await?;
+        let inspecting_departments = store
+            .list_departments()
+            .await?
+            .into_iter()
+            .filter(|d| !d.observer)
+            .map(|d| d.code)
+            .collect();
         Ok(Self {
+            inspecting_departments: Arc::new(inspecting_departments),
             store,
             keys: Arc::new(keys),
             settings: Arc::new(settings),

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 use sync_protocol::{
     Batch, Candidate, EntityId, EntityState, Op, OpBody, OpResult, Policy, Reject, RejectCode,
-    SyncRequest, SyncResponse, section_of,
+    SyncRequest, section_of,
 };
 use uuid::Uuid;
 
@@ -185,12 +185,23 @@ fn scope_of(state: &EntityState) -> Option<Uuid> {
         .and_then(|s| Uuid::parse_str(s).ok())
 }
 
+/// The wire form of `sync_protocol::SyncResponse` (same fields, same order), with the pulled
+/// changes passed through as stored JSON.
+#[derive(Debug, Serialize)]
+pub struct SyncResponseOut {
+    pub protocol_version: u32,
+    pub results: Vec<OpResult>,
+    pub changes: Vec<Box<serde_json::value::RawValue>>,
+    pub cursor: u64,
+    pub has_more: bool,
+}
+
 /// Push then pull, for an authenticated, enrolled device.
 pub async fn sync(
     state: &AppState,
     caller: &AuthUser,
     request: SyncRequest,
-) -> Result<SyncResponse> {
+) -> Result<SyncResponseOut> {
     let device = caller.device().ok_or_else(|| {
         AppError::Forbidden(
             "sync needs a session bound to an enrolled device (log in with device_id)".into(),
@@ -223,7 +234,7 @@ pub async fn sync(
         .store
         .sync_pull(request.cursor, limit, visibility(caller))
         .await?;
-    Ok(SyncResponse {
+    Ok(SyncResponseOut {
         protocol_version: sync_protocol::PROTOCOL_VERSION,
         results,
         changes: page.changes,
@@ -238,14 +249,7 @@ async fn push(
     device: Uuid,
     ops: &[Op],
 ) -> Result<Vec<OpResult>> {
-    let departments: Vec<String> = state
-        .store
-        .list_departments()
-        .await?
-        .into_iter()
-        .filter(|d| !d.observer)
-        .map(|d| d.code)
-        .collect();
+    let departments = state.inspecting_departments.to_vec();
     let claims = caller.claims.clone();
     let received_at = now_ms();
     let process = Box::new(move |loaded: crate::store::SyncLoaded| {
@@ -416,4 +420,34 @@ pub async fn conflicts(state: &AppState, caller: &AuthUser) -> Result<Vec<Confli
             })
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The pass-through response must be byte for byte what the protocol crate would encode.
+    #[test]
+    fn response_out_encodes_like_the_protocol_response() {
+        let fixture: sync_protocol::SyncResponse = serde_json::from_str(include_str!(
+            "../../sync-protocol/fixtures/sync_response.json"
+        ))
+        .unwrap();
+        let out = SyncResponseOut {
+            protocol_version: fixture.protocol_version,
+            results: fixture.results.clone(),
+            changes: fixture
+                .changes
+                .iter()
+                .map(|c| serde_json::value::to_raw_value(c).unwrap())
+                .collect(),
+            cursor: fixture.cursor,
+            has_more: fixture.has_more,
+        };
+        assert_eq!(
+            serde_json::to_string(&out).unwrap(),
+            serde_json::to_string(&fixture).unwrap()
+        );
+    }
 }

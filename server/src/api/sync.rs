@@ -1,7 +1,7 @@
 //! The sync endpoint and the conflict queue.
 
 use axum::{Json, extract::DefaultBodyLimit, extract::State};
-use sync_protocol::{ProtocolError, SyncResponse};
+use sync_protocol::ProtocolError;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
@@ -33,7 +33,7 @@ async fn sync_endpoint(
     State(state): State<AppState>,
     caller: AuthUser,
     RawJson(body): RawJson,
-) -> Result<Json<SyncResponse>> {
+) -> Result<Json<sync::SyncResponseOut>> {
     let request = sync_protocol::decode_request(&body).map_err(|e| match e {
         ProtocolError::UnsupportedVersion { .. } => AppError::UnsupportedProtocol(e.to_string()),
         ProtocolError::Malformed(m) => {

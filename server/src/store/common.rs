@@ -608,14 +608,15 @@ macro_rules! impl_common_store {
             .await?;
             let has_more = rows.len() > limit as usize;
             let mut changes = Vec::with_capacity(rows.len().min(limit as usize));
+            let mut last_returned = cursor;
             for row in rows.iter().take(limit as usize) {
-                changes.push(from_json::<Change>(&row.try_get::<String, _>("change_json")?)?);
+                let json: String = row.try_get("change_json")?;
+                last_returned = to_u64(row.try_get::<i64, _>("commit_seq")?);
+                changes.push(serde_json::value::RawValue::from_string(json).map_err(|e| {
+                    StoreError::Other(format!("stored change {last_returned}: {e}"))
+                })?);
             }
-            let cursor = if has_more {
-                changes.last().map_or(cursor, |c| c.commit_seq)
-            } else {
-                last
-            };
+            let cursor = if has_more { last_returned } else { last };
             Ok(FeedPage {
                 changes,
                 cursor,

@@ -311,10 +311,11 @@ pub enum Visibility {
     Nothing,
 }
 
-/// One page of the change feed.
+/// One page of the change feed. Changes stay as the JSON text they were stored as: a pull
+/// passes them through without parsing and re-encoding each one.
 #[derive(Debug, Clone, Default)]
 pub struct FeedPage {
-    pub changes: Vec<Change>,
+    pub changes: Vec<Box<serde_json::value::RawValue>>,
     /// Where the next pull starts: everything visible up to here was returned.
     pub cursor: u64,
     pub has_more: bool,

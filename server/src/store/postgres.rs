@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::common::{from_json, impl_common_store, impl_row_decoders, to_i64, to_json, to_u64};
 use super::*;
-use sync_protocol::{Change, EntityId, EntityState, Op, OpId, OpResult};
+use sync_protocol::{EntityId, EntityState, Op, OpId, OpResult};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
