@@ -230,10 +230,24 @@ pub async fn sync(
         .pull_limit
         .unwrap_or(sync_protocol::wire::DEFAULT_PULL_LIMIT)
         .clamp(1, sync_protocol::wire::MAX_PULL_LIMIT);
-    let page = state
+    let page = match state
         .store
         .sync_pull(request.cursor, limit, visibility(caller))
-        .await?;
+        .await
+    {
+        Ok(page) => page,
+        // The push is committed: answer its results (a retry would only get `duplicate`) and
+        // let the device pull again.
+        Err(e) if !results.is_empty() => {
+            tracing::warn!(error = %e, "pull failed after a committed push");
+            crate::store::FeedPage {
+                changes: Vec::new(),
+                cursor: request.cursor,
+                has_more: true,
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(SyncResponseOut {
         protocol_version: sync_protocol::PROTOCOL_VERSION,
         results,

@@ -398,6 +398,7 @@ macro_rules! impl_common_store {
             ops: &[Op],
             process: SyncProcess<'_>,
         ) -> StoreResult<SyncWrites> {
+            let _gate = self.write_gate.lock().await;
             let mut tx = self.begin_write().await?;
             let mut loaded = SyncLoaded::default();
 
@@ -872,6 +873,7 @@ macro_rules! impl_common_store {
             scope: Option<Uuid>,
             make: RoundEntity<'_>,
         ) -> StoreResult<AcceptanceRound> {
+            let _gate = self.write_gate.lock().await;
             let mut tx = self.begin_write().await?;
             let now = crate::store::now_ms();
             sqlx::query(

@@ -16,9 +16,13 @@ use sync_protocol::{EntityId, EntityState, Op, OpId, OpResult};
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// PostgreSQL-backed [`Store`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct PgStore {
     pool: PgPool,
+    /// Sync writers of this process queue here before they take a pooled connection, so at
+    /// most one connection per replica waits on the feed lock (waiting writers would otherwise
+    /// hold every connection and starve token checks and pulls).
+    write_gate: tokio::sync::Mutex<()>,
 }
 
 impl PgStore {
@@ -32,7 +36,10 @@ impl PgStore {
             .max_connections(settings.database_max_connections)
             .acquire_timeout(settings.acquire_timeout())
             .connect_lazy_with(options);
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            write_gate: tokio::sync::Mutex::new(()),
+        })
     }
 
     /// A write transaction holding the change-feed lock: sync transactions take commit sequence

@@ -23,9 +23,12 @@ use sync_protocol::{EntityId, EntityState, Op, OpId, OpResult};
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// SQLite-backed [`Store`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Sync writers queue here, in this process, before they take a pooled connection: a
+    /// writer waiting for SQLite's lock inside a connection would starve readers of the pool.
+    write_gate: tokio::sync::Mutex<()>,
 }
 
 impl SqliteStore {
@@ -49,7 +52,10 @@ impl SqliteStore {
             .acquire_timeout(settings.acquire_timeout())
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            write_gate: tokio::sync::Mutex::new(()),
+        })
     }
 
     /// A write transaction that holds SQLite's write lock from the start (`BEGIN IMMEDIATE`), so
