@@ -51,6 +51,8 @@ pub struct AppState {
     /// Codes of the inspecting departments (seeded by migration, fixed while running): each
     /// owns the acceptance-record section of the same name.
     pub inspecting_departments: Arc<Vec<String>>,
+    /// The group-commit writer of sync pushes.
+    pub sync_writer: sync::SyncWriter,
 }
 
 impl AppState {
@@ -66,15 +68,17 @@ impl AppState {
     /// Build the state over an already-open, migrated store.
     pub async fn with_store(store: Arc<dyn Store>, settings: Settings) -> anyhow::Result<Self> {
         let keys = TokenKeys::load_or_create(store.as_ref(), &settings).await?;
-        let inspecting_departments = store
+        let inspecting_departments: Vec<String> = store
             .list_departments()
             .await?
             .into_iter()
             .filter(|d| !d.observer)
             .map(|d| d.code)
             .collect();
+        let inspecting_departments = Arc::new(inspecting_departments);
         Ok(Self {
-            inspecting_departments: Arc::new(inspecting_departments),
+            sync_writer: sync::SyncWriter::start(store.clone(), inspecting_departments.clone()),
+            inspecting_departments,
             store,
             keys: Arc::new(keys),
             settings: Arc::new(settings),

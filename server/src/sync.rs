@@ -14,7 +14,10 @@
 //! Field names are not checked against an acceptance template yet (templates arrive with the
 //! workflow); sections and rights are.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use serde::Serialize;
 use sync_protocol::{
@@ -27,7 +30,9 @@ use crate::{
     AppState,
     auth::AuthUser,
     error::{AppError, Result},
-    store::{ChangeRow, ConflictRow, EntityRow, Role, StoredOp, SyncWrites, Visibility, now_ms},
+    store::{
+        ChangeRow, ConflictRow, EntityRow, Role, Store, StoredOp, SyncWrites, Visibility, now_ms,
+    },
 };
 
 /// Entity types a device may create.
@@ -263,88 +268,203 @@ async fn push(
     device: Uuid,
     ops: &[Op],
 ) -> Result<Vec<OpResult>> {
-    let departments = state.inspecting_departments.to_vec();
-    let claims = caller.claims.clone();
-    let received_at = now_ms();
-    let process = Box::new(move |loaded: crate::store::SyncLoaded| {
-        let policy = SyncPolicy {
-            role: claims.role,
-            department: claims.dept.clone(),
-            township: claims.town,
-            departments,
-            scopes: loaded
-                .entities
-                .iter()
-                .map(|(id, s)| (*id, scope_of(s)))
-                .collect(),
-            templates: crate::rounds::TemplatePolicy::from_states(loaded.entities.values()),
-        };
-        let outcome = sync_protocol::process_batch(Batch {
-            device: sync_protocol::DeviceId(device),
-            series: sync_protocol::SeriesState {
-                last_seq: loaded.last_seq,
-            },
-            entities: loaded.entities,
-            ops,
-            policy: &policy,
-            next_commit_seq: loaded.next_commit_seq,
-            prior_results: &loaded.prior_results,
-            stored_seqs: &loaded.stored_seqs,
-        });
-        writes_from(outcome, ops, received_at, &loaded.prior_results)
-    });
-    let writes = state.store.sync_batch(device, ops, process).await?;
-    Ok(writes.results)
+    state
+        .sync_writer
+        .submit(Job {
+            device,
+            ops: ops.to_vec(),
+            claims: caller.claims.clone(),
+        })
+        .await
 }
 
-/// Turn a batch outcome into the rows to store.
-fn writes_from(
-    outcome: sync_protocol::BatchOutcome,
-    ops: &[Op],
-    received_at: i64,
-    prior: &BTreeMap<sync_protocol::OpId, OpResult>,
-) -> SyncWrites {
-    let mut stored = Vec::new();
-    for (op, result) in ops.iter().zip(&outcome.results) {
-        let (keep, commit_seq) = match result {
-            OpResult::Applied { commit_seq, .. } | OpResult::Conflict { commit_seq, .. } => {
-                (true, Some(*commit_seq))
+/// One device's push, waiting for the writer.
+#[derive(Debug)]
+pub struct Job {
+    pub device: Uuid,
+    pub ops: Vec<Op>,
+    pub claims: crate::auth::Claims,
+}
+
+type Reply = tokio::sync::oneshot::Sender<Result<Vec<OpResult>>>;
+
+/// Group commit: one task per server process writes the queued pushes of many devices in one
+/// transaction. A batch costs a fixed number of statements whatever its size, so grouping cuts
+/// the per-request transaction cost, and requests keep parsing and authenticating on the other
+/// threads while the writer works instead of queueing on the database lock one by one.
+/// The queue is transient: a reply is sent only after the commit, so a crash loses nothing the
+/// devices were told was stored (they retry and get `duplicate` for what did commit).
+#[derive(Debug, Clone)]
+pub struct SyncWriter {
+    queue: tokio::sync::mpsc::Sender<(Job, Reply)>,
+}
+
+/// Ops gathered into one transaction at most (a group never splits a device's batch).
+const GROUP_MAX_OPS: usize = 5_000;
+
+impl SyncWriter {
+    /// Start the writer task (needs a tokio runtime).
+    pub fn start(store: Arc<dyn Store>, departments: Arc<Vec<String>>) -> Self {
+        let (queue, mut rx) = tokio::sync::mpsc::channel::<(Job, Reply)>(4096);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut group = vec![first];
+                let mut ops = group[0].0.ops.len();
+                while ops < GROUP_MAX_OPS {
+                    match rx.try_recv() {
+                        Ok(next) => {
+                            ops += next.0.ops.len();
+                            group.push(next);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let (jobs, replies): (Vec<Job>, Vec<Reply>) = group.into_iter().unzip();
+                match write_group(store.as_ref(), &departments, &jobs).await {
+                    Ok(results) => {
+                        for (reply, r) in replies.into_iter().zip(results) {
+                            let _ = reply.send(Ok(r));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, jobs = jobs.len(), "sync group failed");
+                        for reply in replies {
+                            let _ = reply.send(Err(clone_error(&e)));
+                        }
+                    }
+                }
             }
-            OpResult::Rejected { code, .. } => (
-                !matches!(code, RejectCode::WrongDevice | RejectCode::SeqReused)
-                    && !prior.contains_key(&op.id),
-                None,
-            ),
-            OpResult::Duplicate { .. } | OpResult::Gap { .. } => (false, None),
-        };
-        if keep {
-            stored.push(StoredOp {
-                op: op.clone(),
-                result: result.clone(),
-                commit_seq,
-                received_at,
-            });
-        }
+        });
+        SyncWriter { queue }
     }
+
+    async fn submit(&self, job: Job) -> Result<Vec<OpResult>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.queue
+            .send((job, tx))
+            .await
+            .map_err(|_| AppError::Unavailable("sync writer stopped".into()))?;
+        rx.await
+            .map_err(|_| AppError::Unavailable("sync writer stopped".into()))?
+    }
+}
+
+fn clone_error(e: &AppError) -> AppError {
+    match e {
+        AppError::Unavailable(m) => AppError::Unavailable(m.clone()),
+        AppError::Conflict { code, message } => AppError::Conflict {
+            code,
+            message: message.clone(),
+        },
+        other => AppError::Internal(other.to_string()),
+    }
+}
+
+async fn write_group(
+    store: &dyn Store,
+    departments: &[String],
+    jobs: &[Job],
+) -> Result<Vec<Vec<OpResult>>> {
+    let batches: Vec<(Uuid, &[Op])> = jobs.iter().map(|j| (j.device, j.ops.as_slice())).collect();
+    let received_at = now_ms();
+    let process = Box::new(move |loaded: crate::store::SyncLoaded| {
+        process_group(loaded, departments, jobs, received_at)
+    });
+    match store.sync_batch(&batches, process).await {
+        Ok(writes) => Ok(writes.results),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Run every job of a group in order over shared entity states (a later job sees what an
+/// earlier one did), then derive the rows to store.
+fn process_group(
+    mut loaded: crate::store::SyncLoaded,
+    departments: &[String],
+    jobs: &[Job],
+    received_at: i64,
+) -> SyncWrites {
+    let mut writes = SyncWrites::default();
+    let mut changed: std::collections::BTreeSet<EntityId> = std::collections::BTreeSet::new();
+    let mut next_commit_seq = loaded.next_commit_seq;
+    let mut changes = Vec::new();
+    let no_seqs = BTreeMap::new();
+    for job in jobs {
+        let touched = sync_protocol::touched_entities(&job.ops);
+        let entities: BTreeMap<EntityId, EntityState> = touched
+            .iter()
+            .filter_map(|id| loaded.entities.remove(id).map(|s| (*id, s)))
+            .collect();
+        let policy = SyncPolicy {
+            role: job.claims.role,
+            department: job.claims.dept.clone(),
+            township: job.claims.town,
+            departments: departments.to_vec(),
+            scopes: entities.iter().map(|(id, s)| (*id, scope_of(s))).collect(),
+            templates: crate::rounds::TemplatePolicy::from_states(entities.values()),
+        };
+        let device = job.device;
+        let last_seq = loaded.series.get(&device).copied().unwrap_or(0);
+        let outcome = sync_protocol::process_batch(Batch {
+            device: sync_protocol::DeviceId(device),
+            series: sync_protocol::SeriesState { last_seq },
+            entities,
+            ops: &job.ops,
+            policy: &policy,
+            next_commit_seq,
+            prior_results: &loaded.prior_results,
+            stored_seqs: loaded.stored_seqs.get(&device).unwrap_or(&no_seqs),
+        });
+        next_commit_seq = outcome.next_commit_seq;
+        loaded.series.insert(device, outcome.series.last_seq);
+        writes.series.push((device, outcome.series.last_seq));
+        for (op, result) in job.ops.iter().zip(&outcome.results) {
+            let (keep, commit_seq) = match result {
+                OpResult::Applied { commit_seq, .. } | OpResult::Conflict { commit_seq, .. } => {
+                    (true, Some(*commit_seq))
+                }
+                OpResult::Rejected { code, .. } => (
+                    !matches!(code, RejectCode::WrongDevice | RejectCode::SeqReused)
+                        && !loaded.prior_results.contains_key(&op.id),
+                    None,
+                ),
+                OpResult::Duplicate { .. } | OpResult::Gap { .. } => (false, None),
+            };
+            if keep {
+                writes.ops.push(StoredOp {
+                    op: op.clone(),
+                    result: result.clone(),
+                    commit_seq,
+                    received_at,
+                });
+            }
+        }
+        changed.extend(outcome.changed.iter().copied());
+        changes.extend(outcome.changes);
+        loaded.entities.extend(outcome.entities);
+        writes.results.push(outcome.results);
+    }
+    // A device listed twice in one group keeps its last series value.
+    writes.series.reverse();
+    let mut seen = std::collections::HashSet::new();
+    writes.series.retain(|(d, _)| seen.insert(*d));
+
     let mut last_commit: HashMap<EntityId, u64> = HashMap::new();
-    for c in &outcome.changes {
+    for c in &changes {
         last_commit.insert(c.entity, c.commit_seq);
     }
-    let mut entities = Vec::new();
     let mut scopes = HashMap::new();
-    let mut conflicts = Vec::new();
-    let mut conflicts_of = Vec::new();
-    for id in &outcome.changed {
-        let Some(state) = outcome.entities.get(id) else {
+    for id in &changed {
+        let Some(state) = loaded.entities.get(id) else {
             continue;
         };
         let scope = scope_of(state);
         scopes.insert(*id, scope);
         let commit = last_commit.get(id).copied().unwrap_or(0);
-        conflicts_of.push(*id);
+        writes.conflicts_of.push(*id);
         for (field, f) in &state.fields {
             if let Some(c) = &f.conflict {
-                conflicts.push(ConflictRow {
+                writes.conflicts.push(ConflictRow {
                     entity: *id,
                     field: field.clone(),
                     section: section_of(field).to_owned(),
@@ -355,29 +475,20 @@ fn writes_from(
                 });
             }
         }
-        entities.push(EntityRow {
+        writes.entities.push(EntityRow {
             state: state.clone(),
             scope,
             last_commit: commit,
         });
     }
-    let changes = outcome
-        .changes
+    writes.changes = changes
         .into_iter()
         .map(|change| ChangeRow {
             scope: scopes.get(&change.entity).copied().flatten(),
             change,
         })
         .collect();
-    SyncWrites {
-        last_seq: outcome.series.last_seq,
-        ops: stored,
-        entities,
-        changes,
-        conflicts_of,
-        conflicts,
-        results: outcome.results,
-    }
+    writes
 }
 
 /// One field waiting for a person to choose among concurrent values.

@@ -520,7 +520,102 @@ async fn bad_sync_requests_get_clear_errors(b: Backend) {
     assert_eq!(s, StatusCode::OK);
 }
 
+async fn concurrent_pushes_from_many_phones_commit_together_without_losing_a_value(b: Backend) {
+    let app = TestApp::new(b).await;
+    app.user("office", Role::CountyOffice).await;
+    let mut office = Phone::enroll(&app, "office").await;
+    let record = office_creates_record(&app, &mut office, &[]).await;
+    let mut phones = Vec::new();
+    for i in 0..12 {
+        let name = format!("lin.{i}");
+        app.user(&name, Role::DepartmentInspector).await;
+        let mut p = Phone::enroll(&app, &name).await;
+        p.sync(&app).await;
+        // Everyone measures the same item, plus a field of their own.
+        p.set(record, FIELD, &format!("{}", 70 + i));
+        p.set(record, &format!("forestry/own.{i}"), "x");
+        phones.push(p);
+    }
+    // All push at once: the writer groups them into shared transactions.
+    let requests: Vec<_> = phones
+        .iter()
+        .map(|p| p.replica.build_request(None))
+        .collect();
+    let responses = futures_join_all(
+        phones
+            .iter()
+            .zip(&requests)
+            .map(|(p, r)| p.post(&app, r))
+            .collect(),
+    )
+    .await;
+    for (s, body) in &responses {
+        assert_eq!(*s, StatusCode::OK, "{body}");
+        for r in body["results"].as_array().unwrap() {
+            let status = r["status"].as_str().unwrap();
+            assert!(status == "applied" || status == "conflict", "{r}");
+        }
+    }
+    let mut fresh = Phone::enroll(&app, "office").await;
+    fresh.sync(&app).await;
+    let state = &fresh.replica.confirmed()[&record];
+    let conflict = state.fields[FIELD].conflict.as_ref().expect("a conflict");
+    assert_eq!(
+        conflict.candidates.len(),
+        12,
+        "every concurrent value is kept"
+    );
+    for i in 0..12 {
+        assert!(state.fields.contains_key(&format!("forestry/own.{i}")));
+    }
+    // The feed is contiguous: 1 create + 24 changes.
+    let request = SyncRequest {
+        protocol_version: 1,
+        device: fresh.replica.device(),
+        ops: vec![],
+        cursor: 0,
+        pull_limit: Some(5000),
+    };
+    let (_, page) = fresh.post(&app, &request).await;
+    let seqs: Vec<u64> = page["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["commit_seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=25).collect::<Vec<u64>>());
+}
+
+/// Run futures concurrently on this task (they borrow the test's app, so no spawning).
+async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut pending: Vec<Option<std::pin::Pin<Box<F>>>> =
+        futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut results: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all_done = true;
+        for (slot, result) in pending.iter_mut().zip(results.iter_mut()) {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        *result = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => all_done = false,
+                }
+            }
+        }
+        if all_done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    results.into_iter().flatten().collect()
+}
+
 both_backends!(
+    concurrent_pushes_from_many_phones_commit_together_without_losing_a_value,
     concurrent_offline_edits_end_as_a_visible_conflict_in_both_orders,
     a_retried_batch_is_duplicate_not_a_second_copy,
     a_gap_is_held_not_applied,

@@ -394,23 +394,35 @@ macro_rules! impl_common_store {
 
         async fn sync_batch(
             &self,
-            device: Uuid,
-            ops: &[Op],
+            batches: &[(Uuid, &[Op])],
             process: SyncProcess<'_>,
         ) -> StoreResult<SyncWrites> {
             let _gate = self.write_gate.lock().await;
             let mut tx = self.begin_write().await?;
             let mut loaded = SyncLoaded::default();
 
-            let row = sqlx::query("select last_seq from sync_series where device_id = $1")
-                .bind(device)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(row) = row {
-                loaded.last_seq = to_u64(row.try_get::<i64, _>("last_seq")?);
+            let mut devices: Vec<Uuid> = batches.iter().map(|(d, _)| *d).collect();
+            devices.sort();
+            devices.dedup();
+            for chunk in devices.chunks(500) {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "select device_id, last_seq from sync_series where device_id in (",
+                );
+                let mut list = qb.separated(", ");
+                for d in chunk {
+                    list.push_bind(*d);
+                }
+                list.push_unseparated(")");
+                for row in qb.build().fetch_all(&mut *tx).await? {
+                    loaded.series.insert(
+                        row.try_get("device_id")?,
+                        to_u64(row.try_get::<i64, _>("last_seq")?),
+                    );
+                }
             }
 
-            let ids = sync_protocol::touched_entities(ops);
+            let all_ops: Vec<Op> = batches.iter().flat_map(|(_, ops)| ops.iter().cloned()).collect();
+            let ids = sync_protocol::touched_entities(&all_ops);
             for chunk in ids.chunks(500) {
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
                     "select state_json from sync_entities where id in (",
@@ -426,16 +438,20 @@ macro_rules! impl_common_store {
                 }
             }
 
-            // Ops of this batch under sequence numbers the device already used: retries.
-            let min_seq = ops.iter().map(|o| o.seq).min().unwrap_or(0);
-            if !ops.is_empty() && min_seq <= loaded.last_seq {
+            // Ops under sequence numbers their device already used: retries (rare).
+            for (device, ops) in batches {
+                let last_seq = loaded.series.get(device).copied().unwrap_or(0);
+                let min_seq = ops.iter().map(|o| o.seq).min().unwrap_or(0);
+                if ops.is_empty() || min_seq > last_seq {
+                    continue;
+                }
                 let rows = sqlx::query(
                     "select op_id, seq, result_json from sync_ops \
                      where device_id = $1 and seq >= $2 and seq <= $3",
                 )
-                .bind(device)
+                .bind(*device)
                 .bind(to_i64(min_seq))
-                .bind(to_i64(loaded.last_seq))
+                .bind(to_i64(last_seq))
                 .fetch_all(&mut *tx)
                 .await?;
                 for row in rows {
@@ -443,6 +459,8 @@ macro_rules! impl_common_store {
                     let result: OpResult = from_json(&row.try_get::<String, _>("result_json")?)?;
                     loaded
                         .stored_seqs
+                        .entry(*device)
+                        .or_default()
                         .insert(to_u64(row.try_get::<i64, _>("seq")?), id);
                     loaded.prior_results.insert(id, result);
                 }
@@ -456,16 +474,22 @@ macro_rules! impl_common_store {
             let writes = process(loaded);
             let now = crate::store::now_ms();
 
-            sqlx::query(
-                "insert into sync_series (device_id, last_seq, created_at, updated_at) \
-                 values ($1, $2, $3, $3) on conflict (device_id) \
-                 do update set last_seq = excluded.last_seq, updated_at = excluded.updated_at",
-            )
-            .bind(device)
-            .bind(to_i64(writes.last_seq))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            for chunk in writes.series.chunks(500) {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "insert into sync_series (device_id, last_seq, created_at, updated_at) ",
+                );
+                qb.push_values(chunk, |mut b, (device, last_seq)| {
+                    b.push_bind(*device)
+                        .push_bind(to_i64(*last_seq))
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                qb.push(
+                    " on conflict (device_id) do update set last_seq = excluded.last_seq, \
+                     updated_at = excluded.updated_at",
+                );
+                qb.build().execute(&mut *tx).await?;
+            }
 
             for chunk in writes.ops.chunks(500) {
                 let mut qb = sqlx::QueryBuilder::<$db>::new(

@@ -16,7 +16,10 @@ mod common;
 pub mod postgres;
 pub mod sqlite;
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -230,18 +233,18 @@ pub struct PrincipalStatus {
     pub device_revoked: Option<bool>,
 }
 
-/// What one sync transaction reads before the batch is processed (see `sync-protocol`'s
+/// What one sync transaction reads before its batches are processed (see `sync-protocol`'s
 /// `process_batch`). Everything is read inside the write transaction, so it cannot go stale.
 #[derive(Debug, Clone, Default)]
 pub struct SyncLoaded {
-    /// The device's last accepted sequence number (0 for a new device).
-    pub last_seq: u64,
-    /// States of the batch's entities that exist.
+    /// Each pushing device's last accepted sequence number (absent: a new device, 0).
+    pub series: HashMap<Uuid, u64>,
+    /// States of the batches' entities that exist.
     pub entities: BTreeMap<EntityId, EntityState>,
-    /// Stored results of the batch's ops that were processed before (retries).
+    /// Stored results of the batches' ops that were processed before (retries).
     pub prior_results: BTreeMap<OpId, OpResult>,
-    /// Op ids stored under the batch's already-used sequence numbers.
-    pub stored_seqs: BTreeMap<u64, OpId>,
+    /// Per device, the op ids stored under the batch's already-used sequence numbers.
+    pub stored_seqs: HashMap<Uuid, BTreeMap<u64, OpId>>,
     /// The commit sequence number the first new change gets.
     pub next_commit_seq: u64,
 }
@@ -287,17 +290,19 @@ pub struct ConflictRow {
     pub since_commit: u64,
 }
 
-/// What one sync transaction writes; `results` is handed back to the caller, not stored as such.
+/// What one sync transaction writes; `results` (one list per batch, in batch order) is handed
+/// back to the callers, not stored as such.
 #[derive(Debug, Clone, Default)]
 pub struct SyncWrites {
-    pub last_seq: u64,
+    /// New `last_seq` of each device that pushed.
+    pub series: Vec<(Uuid, u64)>,
     pub ops: Vec<StoredOp>,
     pub entities: Vec<EntityRow>,
     pub changes: Vec<ChangeRow>,
     /// Entities whose conflict-queue rows are replaced by `conflicts`.
     pub conflicts_of: Vec<EntityId>,
     pub conflicts: Vec<ConflictRow>,
-    pub results: Vec<OpResult>,
+    pub results: Vec<Vec<OpResult>>,
 }
 
 /// Which entities a user may see.
@@ -460,13 +465,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn revoke_device(&self, id: Uuid, now: i64) -> StoreResult<()>;
 
     // Sync
-    /// One sync push as one transaction: lock the change feed for writing (so commit sequence
-    /// numbers become visible in order), read what `process` needs, run it, write its result
-    /// with a fixed number of multi-row statements, commit.
+    /// The pushes of one or more devices as one transaction (group commit): lock the change
+    /// feed for writing (so commit sequence numbers become visible in order), read what
+    /// `process` needs, run it, write its result with a fixed number of multi-row statements,
+    /// commit.
     async fn sync_batch(
         &self,
-        device: Uuid,
-        ops: &[Op],
+        batches: &[(Uuid, &[Op])],
         process: SyncProcess<'_>,
     ) -> StoreResult<SyncWrites>;
     /// Changes after `cursor` visible to `visibility`, oldest first, at most `limit`.
