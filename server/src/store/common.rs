@@ -421,8 +421,12 @@ macro_rules! impl_common_store {
                 }
             }
 
-            let all_ops: Vec<Op> = batches.iter().flat_map(|(_, ops)| ops.iter().cloned()).collect();
-            let ids = sync_protocol::touched_entities(&all_ops);
+            let ids: Vec<EntityId> = batches
+                .iter()
+                .flat_map(|(_, ops)| sync_protocol::touched_entities(ops))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
             for chunk in ids.chunks(500) {
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
                     "select state_json from sync_entities where id in (",
