@@ -214,6 +214,18 @@ impl Server {
         Some((field("VmRSS:")?, field("VmHWM:")?))
     }
 
+    /// CPU time (user + system) the server process has used so far, in seconds.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
+        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let utime: f64 = fields.get(11)?.parse().ok()?;
+        let stime: f64 = fields.get(12)?.parse().ok()?;
+        // Linux reports clock ticks; USER_HZ is 100 on every Linux this runs on.
+        Some((utime + stime) / 100.0)
+    }
+
     /// `yanshou user add NAME --role ROLE [--department CODE]` with [`PASSWORD`], through the
     /// binary's command line (the way an operator bootstraps accounts).
     pub async fn add_user(
