@@ -8,6 +8,9 @@ use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
+/// `id@version` of the built-in acceptance template (`server/templates/default-2023.toml`).
+pub const DEFAULT_TEMPLATE_REF: &str = "shanggao-2023@2023.1";
+
 /// All server settings.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -47,6 +50,10 @@ pub struct Settings {
     pub trust_forwarded_for: bool,
     /// Largest accepted JSON request body in bytes (larger bodies get 413).
     pub max_json_body_bytes: usize,
+    /// The acceptance template (`id@version`) new rounds are filled against: the built-in
+    /// default, or one imported with `yanshou template import FILE`. Existing records keep the
+    /// version they were opened with.
+    pub acceptance_template: String,
     /// Log filter in `tracing_subscriber::EnvFilter` syntax, e.g. `info,yanshou_server=debug`.
     pub log: String,
     /// Log as JSON lines (for log shippers) instead of human-readable text.
@@ -71,6 +78,7 @@ impl Default for Settings {
             login_window_secs: 15 * 60,
             trust_forwarded_for: false,
             max_json_body_bytes: 1024 * 1024,
+            acceptance_template: DEFAULT_TEMPLATE_REF.into(),
             log: "info".into(),
             log_json: false,
         }
@@ -175,6 +183,7 @@ impl Settings {
             "login_window_secs" => self.login_window_secs = parse(name, value)?,
             "trust_forwarded_for" => self.trust_forwarded_for = parse(name, value)?,
             "max_json_body_bytes" => self.max_json_body_bytes = parse(name, value)?,
+            "acceptance_template" => self.acceptance_template = value.into(),
             "log" => self.log = value.into(),
             "log_json" => self.log_json = parse(name, value)?,
             // Variables the CLI reads itself (e.g. YANSHOU_CONFIG) or test harness variables.
@@ -295,6 +304,10 @@ trust_forwarded_for = {trust_forwarded_for}
 # Largest accepted JSON request body in bytes (larger: 413).
 max_json_body_bytes = {max_json_body_bytes}
 
+# Acceptance template (id@version) for new rounds: the built-in default or one imported with
+# `yanshou template import FILE`. Records keep the version they were opened with.
+acceptance_template = "{acceptance_template}"
+
 # Log filter (tracing EnvFilter syntax) and format.
 log = "{log}"
 log_json = {log_json}
@@ -314,6 +327,7 @@ log_json = {log_json}
         login_window_secs = d.login_window_secs,
         trust_forwarded_for = d.trust_forwarded_for,
         max_json_body_bytes = d.max_json_body_bytes,
+        acceptance_template = d.acceptance_template,
         log = d.log,
         log_json = d.log_json,
     )

@@ -76,6 +76,7 @@ impl AppState {
             .map(|d| d.code)
             .collect();
         let inspecting_departments = Arc::new(inspecting_departments);
+        rounds::warm_cache(store.as_ref()).await?;
         Ok(Self {
             sync_writer: sync::SyncWriter::start(store.clone(), inspecting_departments.clone()),
             inspecting_departments,

@@ -51,6 +51,24 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Acceptance templates (format: server/templates/README.md).
+    Template {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+    /// Campaigns: deadlines of an action plan (format: server/campaigns/README.md).
+    Campaign {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DataCommand {
+    /// Validate a file and report every error with its location.
+    Check { file: PathBuf },
+    /// Validate a file and store it (a version once stored never changes).
+    Import { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,6 +154,60 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::User { command } => user_command(command, settings).await,
+        Command::Template { command } => data_command(command, settings, true).await,
+        Command::Campaign { command } => data_command(command, settings, false).await,
+    }
+}
+
+/// `template` / `campaign` `check` and `import`.
+async fn data_command(
+    command: DataCommand,
+    settings: Settings,
+    template: bool,
+) -> anyhow::Result<()> {
+    use yanshou_server::acceptance::{campaign::Campaign, template::Template};
+    let (file, import) = match &command {
+        DataCommand::Check { file } => (file, false),
+        DataCommand::Import { file } => (file, true),
+    };
+    let source =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let (id, title) = if template {
+        match Template::parse(&source) {
+            Ok(t) => (t.reference(), t.title.clone()),
+            Err(errors) => {
+                eprintln!("{}:\n{errors}", file.display());
+                anyhow::bail!("the template has errors; nothing was imported");
+            }
+        }
+    } else {
+        match Campaign::parse(&source) {
+            Ok(c) => (c.id.clone(), c.title.clone()),
+            Err(errors) => {
+                eprintln!("{}:\n{errors}", file.display());
+                anyhow::bail!("the campaign has errors; nothing was imported");
+            }
+        }
+    };
+    if !import {
+        println!("{} is valid: {id} ({title})", file.display());
+        return Ok(());
+    }
+    let store = store::connect(&settings).await?;
+    store.migrate().await?;
+    let stored = if template {
+        store.ensure_template(&id, &source).await?
+    } else {
+        store.ensure_campaign(&id, &title, &source).await?.1
+    };
+    if stored == source {
+        println!("imported {id} ({title})");
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{id} is already stored with different content; a changed file needs a new \
+             id or version"
+        )
     }
 }
 

@@ -69,10 +69,29 @@ fn cache(template: Template) -> Arc<Template> {
     template
 }
 
-/// The parsed template `template_ref`, from the cache or the store.
+/// Parse every stored template into the cache (at start: the sync transaction only reads the
+/// cache). A stored template that no longer parses is reported and skipped.
+pub async fn warm_cache(store: &dyn crate::store::Store) -> crate::store::StoreResult<usize> {
+    let mut n = 0;
+    for (tref, source) in store.list_templates().await? {
+        match Template::parse(&source) {
+            Ok(t) => {
+                cache(t);
+                n += 1;
+            }
+            Err(e) => tracing::error!(template = %tref, error = %e, "stored template is invalid"),
+        }
+    }
+    Ok(n)
+}
+
+/// The parsed template `template_ref`, from the cache, the built-in default, or the store.
 pub async fn template(state: &AppState, template_ref: &str) -> Result<Arc<Template>> {
     if let Some(t) = cached(template_ref) {
         return Ok(t);
+    }
+    if template_ref == crate::config::DEFAULT_TEMPLATE_REF {
+        return default_template();
     }
     let source = match state.store.get_template_source(template_ref).await {
         Ok(s) => s,
@@ -200,8 +219,13 @@ pub async fn open(state: &AppState, caller: &AuthUser, mine_id: Uuid) -> Result<
             ),
         });
     }
-    let template = default_template()?;
+    let template = template(state, &state.settings.acceptance_template).await?;
     let template_ref = template.reference();
+    let template_source = if template_ref == crate::config::DEFAULT_TEMPLATE_REF {
+        crate::acceptance::template::DEFAULT_2023_TOML.to_owned()
+    } else {
+        state.store.get_template_source(&template_ref).await?
+    };
     let now = state.clock.now_ms();
     let round = AcceptanceRound {
         id: Uuid::now_v7(),
@@ -272,12 +296,7 @@ pub async fn open(state: &AppState, caller: &AuthUser, mine_id: Uuid) -> Result<
     });
     let round = state
         .store
-        .create_round(
-            round,
-            crate::acceptance::template::DEFAULT_2023_TOML,
-            Some(township),
-            make,
-        )
+        .create_round(round, &template_source, Some(township), make)
         .await?;
     Ok(round)
 }

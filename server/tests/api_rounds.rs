@@ -217,7 +217,51 @@ async fn rounds_need_an_approved_disposition(b: Backend) {
     assert_eq!(body["error"]["code"], "no_disposition");
 }
 
+async fn new_rounds_use_the_configured_template_and_old_records_keep_theirs(b: Backend) {
+    const V2: &str = "shanggao-2023@2024.1";
+    let app = TestApp::with_settings(b, |s| s.acceptance_template = V2.into()).await;
+    let source = yanshou_server::acceptance::template::DEFAULT_2023_TOML
+        .replace("version = \"2023.1\"", "version = \"2024.1\"");
+    assert_ne!(
+        source,
+        yanshou_server::acceptance::template::DEFAULT_2023_TOML
+    );
+    app.store.ensure_template(V2, &source).await.unwrap();
+    app.user("office", Role::CountyOffice).await;
+    app.user("sixi", Role::TownshipOfficer).await;
+    let office = app.login("office").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let township = app.login("sixi").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mine = approved_cancel_mine(&app, &office, &township).await;
+    let (s, round) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/mines/{mine}/rounds"),
+            Some(&office),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{round}");
+    assert_eq!(round["template_ref"], V2);
+    let (s, view) = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/rounds/{}", round["id"].as_str().unwrap()),
+            Some(&office),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{view}");
+    assert_eq!(view["verdict"]["template"], V2);
+}
+
 both_backends!(
+    new_rounds_use_the_configured_template_and_old_records_keep_theirs,
     a_round_is_filled_offline_against_its_template_and_judged,
     rounds_need_an_approved_disposition,
 );

@@ -249,3 +249,40 @@ async fn demo_starts_a_county_whose_printed_password_logs_in() {
     assert!(board["by_stage"].as_object().unwrap().len() >= 8, "{board}");
     assert!(!board["overdue"].as_array().unwrap().is_empty(), "{board}");
 }
+
+#[tokio::test]
+async fn templates_and_campaigns_are_checked_and_imported_as_data() {
+    let dir = temp_dir();
+    let default = concat!(env!("CARGO_MANIFEST_DIR"), "/templates/default-2023.toml");
+    let (code, out, _) = run(&dir, &["template", "check", default], &[]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("shanggao-2023@2023.1"), "{out}");
+
+    let v2 = std::fs::read_to_string(default)
+        .unwrap()
+        .replace("version = \"2023.1\"", "version = \"2024.1\"");
+    std::fs::write(dir.join("v2.toml"), &v2).unwrap();
+    let (code, out, err) = run(&dir, &["template", "import", "v2.toml"], &[]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("imported shanggao-2023@2024.1"), "{out}");
+    // The same version with other content is refused: versions never change.
+    std::fs::write(dir.join("v2b.toml"), v2.replace("上高县", "某县")).unwrap();
+    let (code, _, err) = run(&dir, &["template", "import", "v2b.toml"], &[]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("new id or version"), "{err}");
+
+    std::fs::write(
+        dir.join("bad.toml"),
+        "[template]\nid = \"x\"\nversion = 1\n[[sections]]\ndepartment = \"nowhere\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&dir, &["template", "check", "bad.toml"], &[]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("line 5: sections[0].department"), "{err}");
+    assert!(err.contains("line 3: template.version"), "{err}");
+
+    let campaign = concat!(env!("CARGO_MANIFEST_DIR"), "/campaigns/shanggao-2023.toml");
+    let (code, out, _) = run(&dir, &["campaign", "import", campaign], &[]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("imported shanggao-2023"), "{out}");
+}

@@ -1008,6 +1008,29 @@ macro_rules! impl_common_store {
             Ok(row.try_get("source")?)
         }
 
+        async fn ensure_template(&self, template_ref: &str, source: &str) -> StoreResult<String> {
+            sqlx::query(
+                "insert into templates (ref, source, created_at) values ($1, $2, $3) \
+                 on conflict (ref) do nothing",
+            )
+            .bind(template_ref)
+            .bind(source)
+            .bind(crate::store::now_ms())
+            .execute(&self.pool)
+            .await?;
+            self.get_template_source(template_ref).await
+        }
+
+        async fn list_templates(&self) -> StoreResult<Vec<(String, String)>> {
+            let rows = sqlx::query("select ref, source from templates order by ref")
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get("ref")?, r.try_get("source")?)))
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(Into::into)
+        }
+
         async fn sync_entities(&self, ids: &[EntityId]) -> StoreResult<Vec<EntityState>> {
             let mut out = Vec::with_capacity(ids.len());
             for chunk in ids.chunks(500) {

@@ -531,6 +531,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn list_rounds(&self, mine_id: Uuid) -> StoreResult<Vec<AcceptanceRound>>;
     async fn get_round(&self, id: Uuid) -> StoreResult<AcceptanceRound>;
     async fn get_template_source(&self, template_ref: &str) -> StoreResult<String>;
+    /// Store a template version unless one with this `id@version` exists (versions are
+    /// immutable: a changed template is a new version). Returns the stored source.
+    async fn ensure_template(&self, template_ref: &str, source: &str) -> StoreResult<String>;
+    /// Every stored template version as (ref, source).
+    async fn list_templates(&self) -> StoreResult<Vec<(String, String)>>;
 }
 
 /// Open the store named by `settings.database_url`.
