@@ -616,6 +616,12 @@ pub struct TransitionRequest {
     /// The mine version the caller saw; a stale one gets 409 instead of acting on old facts.
     #[serde(default)]
     pub version: Option<i64>,
+    /// For `record_acceptance`: the round whose record decides it. The verdict must agree with
+    /// the template's rule over that record, every required section must be signed, and for a
+    /// 注销 mine the experts' letter counts as signed only when the record's `experts` section
+    /// is. Without it the outcome is taken as entered (e.g. from a paper record).
+    #[serde(default)]
+    pub round_id: Option<Uuid>,
 }
 
 /// Apply a workflow transition and record it.
@@ -638,24 +644,39 @@ pub async fn transition(
         role: caller.role(),
         township: caller.claims.town,
     };
-    let next = workflow::apply(&mine.facts, &req.transition, actor, today, &campaign).map_err(
-        |r| match r {
-            Refusal::Forbidden(m) => AppError::Forbidden(m),
-            Refusal::NotAllowedNow(m) => AppError::Conflict {
-                code: "transition_not_allowed",
-                message: m,
+    let transition = match (&req.transition, req.round_id) {
+        (Transition::RecordAcceptance { verdict }, Some(round_id)) => {
+            Transition::RecordAcceptance {
+                verdict: checked_against_round(state, caller, &mine, round_id, verdict).await?,
+            }
+        }
+        (_, Some(_)) => {
+            return Err(AppError::invalid_field(
+                "round_id",
+                "only record_acceptance refers to a round",
+            ));
+        }
+        (t, None) => t.clone(),
+    };
+    let next =
+        workflow::apply(&mine.facts, &transition, actor, today, &campaign).map_err(
+            |r| match r {
+                Refusal::Forbidden(m) => AppError::Forbidden(m),
+                Refusal::NotAllowedNow(m) => AppError::Conflict {
+                    code: "transition_not_allowed",
+                    message: m,
+                },
             },
-        },
-    )?;
+        )?;
     let event = MineEvent {
         id: Uuid::now_v7(),
         mine_id: mine.id,
-        transition: req.transition.name().into(),
+        transition: transition.name().into(),
         from_stage: mine.facts.stage.code().into(),
         to_stage: next.stage.code().into(),
         actor_id: Some(caller.id()),
         reason: req.reason.trim().to_owned(),
-        data: serde_json::to_value(&req.transition).unwrap_or_default(),
+        data: serde_json::json!({ "transition": transition, "round_id": req.round_id }),
         as_of: today.to_string(),
         created_at: state.clock.now_ms(),
     };
@@ -700,6 +721,66 @@ async fn township_name(state: &AppState, id: Uuid) -> Result<String> {
         .find(|t| t.id == id)
         .map(|t| t.name)
         .unwrap_or_default())
+}
+
+/// Check an entered acceptance outcome against the round's record: the verdict by the template's
+/// rule, the signatures of the required sections, and (注销) the experts' section.
+async fn checked_against_round(
+    state: &AppState,
+    caller: &AuthUser,
+    mine: &Mine,
+    round_id: Uuid,
+    entered: &workflow::AcceptanceVerdict,
+) -> Result<workflow::AcceptanceVerdict> {
+    use crate::acceptance::template::Conclusion;
+    use workflow::AcceptanceVerdict as V;
+    let view = crate::rounds::view(state, caller, round_id).await?;
+    if view.round.mine_id != mine.id {
+        return Err(AppError::invalid_field(
+            "round_id",
+            "that round belongs to another mine",
+        ));
+    }
+    let unsigned: Vec<String> = view
+        .verdict
+        .sections
+        .iter()
+        .filter(|s| {
+            s.required
+                && !view
+                    .signed_sections
+                    .contains(&s.department.code().to_owned())
+        })
+        .map(|s| s.name.clone())
+        .collect();
+    if !unsigned.is_empty() {
+        return Err(AppError::Conflict {
+            code: "record_not_signed",
+            message: format!("sections not signed yet: {}", unsigned.join("、")),
+        });
+    }
+    let experts_signed = view
+        .signed_sections
+        .iter()
+        .any(|s| s == crate::sync::EXPERT_SECTION);
+    match (entered, view.verdict.conclusion) {
+        (V::Passed { .. }, Conclusion::Passed) => Ok(V::Passed {
+            expert_letter_signed: experts_signed,
+        }),
+        (V::Passed { .. }, other) => Err(AppError::Conflict {
+            code: "verdict_mismatch",
+            message: format!(
+                "the record's verdict is {} ({} failing item(s)), not 达标",
+                other.name_zh(),
+                view.verdict.failing.len()
+            ),
+        }),
+        (V::Rectify { .. } | V::Failed { .. }, Conclusion::Passed) => Err(AppError::Conflict {
+            code: "verdict_mismatch",
+            message: "the record's verdict is 达标".into(),
+        }),
+        (other, _) => Ok(other.clone()),
+    }
 }
 
 /// The text of the cancellation announcement (注销公告) for a mine whose holder let a deadline pass.

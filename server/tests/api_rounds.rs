@@ -143,6 +143,36 @@ async fn a_round_is_filled_offline_against_its_template_and_judged(b: Backend) {
         .expect("the low cover is a failing item");
     assert_eq!(cover_problem["reason"]["kind"], "threshold_not_met");
 
+    // The workflow's acceptance outcome is checked against the record when it names a round.
+    let record_acceptance = |round: String| {
+        json!({"transition": "record_acceptance", "round_id": round,
+               "verdict": {"verdict": "passed", "expert_letter_signed": true}})
+    };
+    let (s, body) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/mines/{mine}/transitions"),
+            Some(&office),
+            Some(record_acceptance(record.0.to_string())),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "record_not_signed");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("林业"),
+        "{body}"
+    );
+    let (s, body) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/mines/{mine}/transitions"),
+            Some(&office),
+            Some(json!({"transition": "approve", "round_id": record.0})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["fields"][0]["field"], "round_id");
+
     // A re-inspection is the next round, linked to this one.
     let (s, second) = app
         .call(
