@@ -368,6 +368,7 @@ mod tests {
         assert_eq!(s.listen.port(), 9100, "env wins over file");
         assert_eq!(s.refresh_token_ttl_days, 60, "file wins over default");
         assert_eq!(s.access_token_ttl_secs, 900, "default kept");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

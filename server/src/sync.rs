@@ -418,6 +418,7 @@ fn process_group(
         next_commit_seq = outcome.next_commit_seq;
         loaded.series.insert(device, outcome.series.last_seq);
         writes.series.push((device, outcome.series.last_seq));
+        let stored_before = writes.ops.len();
         for (op, result) in job.ops.iter().zip(&outcome.results) {
             let (keep, commit_seq) = match result {
                 OpResult::Applied { commit_seq, .. } | OpResult::Conflict { commit_seq, .. } => {
@@ -438,6 +439,19 @@ fn process_group(
                     received_at,
                 });
             }
+        }
+        // Later jobs of this group must see this job's ops as stored, exactly as a later
+        // transaction would: a retry of a rejected op (e.g. a request sent twice) gets the
+        // rejection again, never `duplicate`, which would make the phone drop the value.
+        for stored in &writes.ops[stored_before..] {
+            loaded
+                .prior_results
+                .insert(stored.op.id, stored.result.clone());
+            loaded
+                .stored_seqs
+                .entry(stored.op.device.0)
+                .or_default()
+                .insert(stored.op.seq, stored.op.id);
         }
         changed.extend(outcome.changed.iter().copied());
         changes.extend(outcome.changes);
@@ -551,6 +565,108 @@ pub async fn conflicts(state: &AppState, caller: &AuthUser) -> Result<Vec<Confli
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn claims(dept: &str) -> crate::auth::Claims {
+        crate::auth::Claims {
+            iss: "i".into(),
+            aud: "a".into(),
+            sub: Uuid::nil(),
+            iat: 0,
+            nbf: 0,
+            exp: 0,
+            typ: "access".into(),
+            role: Role::DepartmentInspector,
+            dept: Some(dept.into()),
+            town: None,
+            spec: None,
+            did: None,
+        }
+    }
+
+    /// A request sent twice lands as two jobs of one group: the second copy must get the
+    /// first's rejection again, not `duplicate` (the phone would drop the value).
+    #[test]
+    fn a_job_repeated_in_one_group_gets_the_rejection_again() {
+        let device = Uuid::from_u128(5);
+        let entity = EntityId(Uuid::from_u128(9));
+        let office = sync_protocol::DeviceId(Uuid::from_u128(1));
+        let create = Op {
+            id: sync_protocol::OpId(Uuid::from_u128(100)),
+            device: office,
+            seq: 1,
+            hlc: sync_protocol::Hlc::new(1, 0),
+            entity,
+            body: OpBody::Create {
+                entity_type: "acceptance_record".into(),
+                fields: BTreeMap::new(),
+            },
+        };
+        let state = match sync_protocol::merge(
+            None,
+            &create,
+            &sync_protocol::MergeContext {
+                policy: &sync_protocol::AllowAll,
+                commit_seq: 1,
+            },
+        ) {
+            sync_protocol::Outcome::Applied(e) => e.state,
+            other => panic!("{other:?}"),
+        };
+        let op = |n: u128, seq: u64, field: &str| Op {
+            id: sync_protocol::OpId(Uuid::from_u128(n)),
+            device: sync_protocol::DeviceId(device),
+            seq,
+            hlc: sync_protocol::Hlc::new(10 + seq, 0),
+            entity,
+            body: OpBody::Set {
+                field: field.into(),
+                value: sync_protocol::Value::from("1"),
+                base_rev: 0,
+            },
+        };
+        let ops = vec![
+            op(201, 1, "forestry/19.cover"),
+            op(202, 2, "water_resources/14.length"),
+        ];
+        let job = || Job {
+            device,
+            ops: ops.clone(),
+            claims: claims("forestry"),
+        };
+        let loaded = crate::store::SyncLoaded {
+            entities: BTreeMap::from([(entity, state)]),
+            next_commit_seq: 2,
+            ..Default::default()
+        };
+        let writes = process_group(
+            loaded,
+            &["forestry".into(), "water_resources".into()],
+            &[job(), job()],
+            0,
+        );
+        assert!(matches!(writes.results[0][0], OpResult::Applied { .. }));
+        assert!(matches!(
+            writes.results[0][1],
+            OpResult::Rejected {
+                code: RejectCode::Forbidden,
+                ..
+            }
+        ));
+        assert!(matches!(writes.results[1][0], OpResult::Duplicate { .. }));
+        assert!(
+            matches!(
+                writes.results[1][1],
+                OpResult::Rejected {
+                    code: RejectCode::Forbidden,
+                    ..
+                }
+            ),
+            "{:?}",
+            writes.results[1][1]
+        );
+        assert_eq!(writes.ops.len(), 2, "each op stored once");
+        assert_eq!(writes.series, vec![(device, 2)]);
+    }
 
     /// The pass-through response must be byte for byte what the protocol crate would encode.
     #[test]

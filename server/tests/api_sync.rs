@@ -614,7 +614,37 @@ async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Out
     results.into_iter().flatten().collect()
 }
 
+async fn a_request_sent_twice_at_once_never_acknowledges_a_rejected_op(b: Backend) {
+    let (app, mut office, mut pa, _) = setup(b).await;
+    let record = office_creates_record(&app, &mut office, &[]).await;
+    pa.sync(&app).await;
+    let good = pa.set(record, FIELD, "90");
+    let forbidden = pa.set(record, "water_resources/14.length", "120");
+    let request = pa.replica.build_request(None);
+    for _ in 0..5 {
+        // Both copies usually land in one group commit.
+        let responses =
+            futures_join_all(vec![pa.post(&app, &request), pa.post(&app, &request)]).await;
+        for (s, body) in &responses {
+            assert_eq!(*s, StatusCode::OK, "{body}");
+            for r in body["results"].as_array().unwrap() {
+                let op = r["op"].as_str().unwrap();
+                if op == forbidden.0.to_string() {
+                    assert_eq!(r["status"], "rejected", "a rejected op answered {r}");
+                } else {
+                    assert_eq!(op, good.0.to_string());
+                    assert!(
+                        r["status"] == "applied" || r["status"] == "duplicate",
+                        "{r}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 both_backends!(
+    a_request_sent_twice_at_once_never_acknowledges_a_rejected_op,
     concurrent_pushes_from_many_phones_commit_together_without_losing_a_value,
     concurrent_offline_edits_end_as_a_visible_conflict_in_both_orders,
     a_retried_batch_is_duplicate_not_a_second_copy,

@@ -10,10 +10,26 @@ use tokio::{
 
 const BIN: &str = env!("CARGO_BIN_EXE_yanshou");
 
-fn temp_dir() -> PathBuf {
+/// A working directory removed when the test ends.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir() -> TempDir {
     let dir = std::env::temp_dir().join(format!("yanshou-cli-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
 
 /// A command with no `YANSHOU_*` variable from the outside, run in `dir`.
