@@ -373,7 +373,21 @@ fn resolve(d: &mut SimDevice, record: EntityId, field: &str, rng: &mut StdRng) {
 /// the same confirmed state as a fresh device's pull, no acknowledged op is lost, every
 /// rejection is on its device, signed sections never changed.
 async fn randomized_soak_converges_and_loses_nothing(backend: Backend) {
-    let seed = soak_seed();
+    soak(backend, soak_seed()).await;
+}
+
+/// Seeds whose soak once failed, kept as regression cases:
+/// - 15792625001832197322: a request sent twice landed in one group commit and the second copy
+///   answered `duplicate` for an op the first copy rejected (the phone dropped the value).
+const REGRESSION_SEEDS: &[u64] = &[15_792_625_001_832_197_322];
+
+async fn soak_regression_seeds(backend: Backend) {
+    for seed in REGRESSION_SEEDS {
+        soak(backend, *seed).await;
+    }
+}
+
+async fn soak(backend: Backend, seed: u64) {
     let steps: usize = std::env::var("SOAK_STEPS")
         .ok()
         .map_or(1200, |s| s.parse().expect("SOAK_STEPS must be a number"));
@@ -573,4 +587,5 @@ both_backends!(
     concurrent_offline_edits_conflict_visibly_then_resolve,
     a_retry_after_a_lost_response_is_duplicate_not_a_second_copy,
     randomized_soak_converges_and_loses_nothing,
+    soak_regression_seeds,
 );
