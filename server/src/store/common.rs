@@ -405,14 +405,9 @@ macro_rules! impl_common_store {
             devices.sort();
             devices.dedup();
             for chunk in devices.chunks(500) {
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "select device_id, last_seq from sync_series where device_id in (",
-                );
-                let mut list = qb.separated(", ");
-                for d in chunk {
-                    list.push_bind(*d);
-                }
-                list.push_unseparated(")");
+                let mut qb =
+                    sqlx::QueryBuilder::<$db>::new("select device_id, last_seq from sync_series where device_id in ");
+                push_id_list(&mut qb, chunk.iter().copied());
                 for row in qb.build().fetch_all(&mut *tx).await? {
                     loaded.series.insert(
                         row.try_get("device_id")?,
@@ -428,14 +423,9 @@ macro_rules! impl_common_store {
                 .into_iter()
                 .collect();
             for chunk in ids.chunks(500) {
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "select state_json from sync_entities where id in (",
-                );
-                let mut list = qb.separated(", ");
-                for id in chunk {
-                    list.push_bind(id.0);
-                }
-                list.push_unseparated(")");
+                let mut qb =
+                    sqlx::QueryBuilder::<$db>::new("select state_json from sync_entities where id in ");
+                push_id_list(&mut qb, chunk.iter().map(|id| id.0));
                 for row in qb.build().fetch_all(&mut *tx).await? {
                     let state: EntityState = from_json(&row.try_get::<String, _>("state_json")?)?;
                     loaded.entities.insert(state.id, state);
@@ -567,12 +557,8 @@ macro_rules! impl_common_store {
 
             for chunk in writes.conflicts_of.chunks(500) {
                 let mut qb =
-                    sqlx::QueryBuilder::<$db>::new("delete from sync_conflicts where entity_id in (");
-                let mut list = qb.separated(", ");
-                for id in chunk {
-                    list.push_bind(id.0);
-                }
-                list.push_unseparated(")");
+                    sqlx::QueryBuilder::<$db>::new("delete from sync_conflicts where entity_id in ");
+                push_id_list(&mut qb, chunk.iter().map(|id| id.0));
                 qb.build().execute(&mut *tx).await?;
             }
             for chunk in writes.conflicts.chunks(500) {
@@ -1034,14 +1020,9 @@ macro_rules! impl_common_store {
         async fn sync_entities(&self, ids: &[EntityId]) -> StoreResult<Vec<EntityState>> {
             let mut out = Vec::with_capacity(ids.len());
             for chunk in ids.chunks(500) {
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "select state_json from sync_entities where id in (",
-                );
-                let mut list = qb.separated(", ");
-                for id in chunk {
-                    list.push_bind(id.0);
-                }
-                list.push_unseparated(")");
+                let mut qb =
+                    sqlx::QueryBuilder::<$db>::new("select state_json from sync_entities where id in ");
+                push_id_list(&mut qb, chunk.iter().map(|id| id.0));
                 for row in qb.build().fetch_all(&self.pool).await? {
                     out.push(from_json(&row.try_get::<String, _>("state_json")?)?);
                 }
@@ -1124,6 +1105,22 @@ macro_rules! impl_row_decoders {
 pub(crate) use impl_common_store;
 
 pub(crate) use impl_row_decoders;
+
+/// Append `(id, id, …)` as bound parameters (callers chunk the ids to stay far below both
+/// backends' parameter limits).
+pub(crate) fn push_id_list<'a, DB: sqlx::Database>(
+    qb: &mut sqlx::QueryBuilder<'a, DB>,
+    ids: impl IntoIterator<Item = uuid::Uuid>,
+) where
+    uuid::Uuid: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    qb.push("(");
+    let mut list = qb.separated(", ");
+    for id in ids {
+        list.push_bind(id);
+    }
+    list.push_unseparated(")");
+}
 
 /// Sequence numbers are `u64` in the protocol and `bigint` in the database; they stay far below
 /// 2^63, so these conversions saturate instead of failing.

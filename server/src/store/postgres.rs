@@ -9,7 +9,9 @@ use sqlx::{
 };
 use uuid::Uuid;
 
-use super::common::{from_json, impl_common_store, impl_row_decoders, to_i64, to_json, to_u64};
+use super::common::{
+    from_json, impl_common_store, impl_row_decoders, push_id_list, to_i64, to_json, to_u64,
+};
 use super::*;
 use sync_protocol::{EntityId, EntityState, Op, OpId, OpResult};
 
