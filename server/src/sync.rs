@@ -48,19 +48,19 @@ pub const EXPERT_SECTION: &str = "experts";
 
 /// Who may write what, for one caller.
 #[derive(Debug, Clone)]
-pub struct SyncPolicy {
+pub struct SyncPolicy<'a> {
     pub role: Role,
     pub department: Option<String>,
     pub township: Option<Uuid>,
     /// Codes of the inspecting departments (each owns the section of the same name).
-    pub departments: Vec<String>,
+    pub departments: &'a [String],
     /// Scope of each entity the batch touches, as stored before the batch.
     pub scopes: HashMap<EntityId, Option<Uuid>>,
     /// Templates of the touched acceptance records: answers are checked against them.
     pub templates: crate::rounds::TemplatePolicy,
 }
 
-impl SyncPolicy {
+impl SyncPolicy<'_> {
     /// May the caller write fields of `section` (and sign it)?
     fn may_write(&self, section: &str) -> Result<(), Reject> {
         let allowed = match section {
@@ -121,7 +121,7 @@ impl SyncPolicy {
     }
 }
 
-impl Policy for SyncPolicy {
+impl Policy for SyncPolicy<'_> {
     fn check(&self, entity_type: &str, op: &Op) -> Result<(), Reject> {
         if !ENTITY_TYPES.contains(&entity_type) {
             return Err(Reject::new(
@@ -399,7 +399,7 @@ fn process_group(
             role: job.claims.role,
             department: job.claims.dept.clone(),
             township: job.claims.town,
-            departments: departments.to_vec(),
+            departments,
             scopes: entities.iter().map(|(id, s)| (*id, scope_of(s))).collect(),
             templates: crate::rounds::TemplatePolicy::from_states(entities.values()),
         };

@@ -54,7 +54,6 @@ use super::{
     Disposition,
     datafile::{
         DataErrorKind as K, DataFileErrors, LoadError, Node, NodeValue, Reader, TableCursor,
-        is_identifier,
     },
 };
 
@@ -565,21 +564,7 @@ fn read_campaign(r: &mut Reader, root: &BTreeMap<String, Node>) -> Option<Campai
 fn read_deadline(r: &mut Reader, node: &Node, path: &str) -> Option<Deadline> {
     let t = r.table(node, path)?;
     r.deny_unknown(&t, DEADLINE_KEYS);
-    let key = r.req_text(&t, "key").and_then(|k| {
-        if is_identifier(&k) {
-            Some(k)
-        } else {
-            if let Some(n) = t.get("key") {
-                r.error_at(
-                    n,
-                    &t.child("key"),
-                    K::BadKey,
-                    format!("{k:?} is not [a-z][a-z0-9_]*"),
-                );
-            }
-            None
-        }
-    });
+    let key = r.req_identifier(&t, "key");
     let title = r.req_text(&t, "title");
     let note = r.opt_text(&t, "note");
     let applies_to = r.required(&t, "applies_to").and_then(|n| {

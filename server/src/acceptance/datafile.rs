@@ -412,6 +412,24 @@ impl Reader {
         self.text(node, &table.child(key))
     }
 
+    /// A required key whose value is an identifier (`[a-z][a-z0-9_]*`): deadline keys, answer
+    /// part keys.
+    pub fn req_identifier(&mut self, table: &TableCursor<'_>, key: &str) -> Option<String> {
+        let text = self.req_text(table, key)?;
+        if is_identifier(&text) {
+            return Some(text);
+        }
+        if let Some(node) = table.get(key) {
+            self.error_at(
+                node,
+                &table.child(key),
+                DataErrorKind::BadKey,
+                format!("{text:?} is not [a-z][a-z0-9_]*"),
+            );
+        }
+        None
+    }
+
     /// An optional non-empty string key.
     pub fn opt_text(&mut self, table: &TableCursor<'_>, key: &str) -> Option<String> {
         let node = table.entries.get(key)?;
@@ -482,7 +500,7 @@ impl<'a> TableCursor<'a> {
 
 /// Whether `key` is a lowercase ASCII identifier (`[a-z][a-z0-9_]*`), the shape of every code
 /// and part key: they end up in field keys and URLs.
-pub(crate) fn is_identifier(key: &str) -> bool {
+fn is_identifier(key: &str) -> bool {
     let mut chars = key.chars();
     chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')

@@ -81,9 +81,7 @@ use utoipa::ToSchema;
 
 use super::{
     Disposition,
-    datafile::{
-        DataErrorKind as K, DataFileErrors, LoadError, Node, Reader, TableCursor, is_identifier,
-    },
+    datafile::{DataErrorKind as K, DataFileErrors, LoadError, Node, Reader, TableCursor},
     decimal::Decimal,
 };
 
@@ -1400,21 +1398,7 @@ fn read_item(
 fn read_part(r: &mut Reader, node: &Node, path: &str) -> Option<AnswerPart> {
     let t = r.table(node, path)?;
     r.deny_unknown(&t, PART_KEYS);
-    let key = r.req_text(&t, "key").and_then(|k| {
-        if is_identifier(&k) {
-            Some(k)
-        } else {
-            if let Some(n) = t.get("key") {
-                r.error_at(
-                    n,
-                    &t.child("key"),
-                    K::BadKey,
-                    format!("{k:?} is not [a-z][a-z0-9_]*"),
-                );
-            }
-            None
-        }
-    });
+    let key = r.req_identifier(&t, "key");
     let label = r.opt_text(&t, "label");
     let kind_code = r
         .required(&t, "kind")
