@@ -987,6 +987,32 @@ due_time = 2024-01-01T10:00:00
     }
 
     #[test]
+    fn a_deadline_key_that_is_not_an_identifier_is_reported_where_it_is() {
+        let text = r#"[campaign]
+id = "x"
+title = "t"
+[[deadlines]]
+key = "Plan-2023"
+title = "one"
+applies_to = ["cancel"]
+responsible = "holder"
+due = 2024-02-29
+"#;
+        let errs = Campaign::parse(text).unwrap_err();
+        assert_eq!(errs.errors.len(), 1, "{errs}");
+        let e = &errs.errors[0];
+        assert_eq!(
+            (e.kind, e.path.as_str(), e.line),
+            (K::BadKey, "deadlines[0].key", Some(5))
+        );
+        assert!(
+            e.message.contains("\"Plan-2023\" is not [a-z][a-z0-9_]*"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
     fn duplicate_keys_and_string_dates() {
         let text = r#"[campaign]
 id = "x"
