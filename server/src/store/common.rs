@@ -604,7 +604,8 @@ macro_rules! impl_common_store {
             if visibility == Visibility::Nothing || last <= cursor {
                 return Ok(FeedPage {
                     changes: Vec::new(),
-                    cursor: cursor.max(if visibility == Visibility::Nothing { last } else { cursor }),
+                    // Nothing to see (or nothing new): the device may skip to the feed's end.
+                    cursor: cursor.max(last),
                     has_more: false,
                 });
             }
