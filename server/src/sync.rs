@@ -31,7 +31,8 @@ use crate::{
     auth::AuthUser,
     error::{AppError, Result},
     store::{
-        ChangeRow, ConflictRow, EntityRow, Role, Store, StoredOp, SyncWrites, Visibility, now_ms,
+        ChangeRow, ConflictRow, EntityRow, Role, Store, StoreError, StoredOp, SyncWrites,
+        Visibility, now_ms,
     },
 };
 
@@ -270,11 +271,7 @@ async fn push(
 ) -> Result<Vec<OpResult>> {
     state
         .sync_writer
-        .submit(Job {
-            device,
-            ops: ops.to_vec(),
-            claims: caller.claims.clone(),
-        })
+        .submit(Job::new(device, ops.to_vec(), caller.claims.clone())?)
         .await
 }
 
@@ -283,7 +280,26 @@ async fn push(
 pub struct Job {
     pub device: Uuid,
     pub ops: Vec<Op>,
+    /// Each op as JSON for the op log, encoded here on the request's thread: the writer, which
+    /// every device waits for, only binds it.
+    pub op_json: Vec<Arc<str>>,
     pub claims: crate::auth::Claims,
+}
+
+impl Job {
+    pub fn new(device: Uuid, ops: Vec<Op>, claims: crate::auth::Claims) -> Result<Self> {
+        let op_json = ops
+            .iter()
+            .map(|op| serde_json::to_string(op).map(Arc::from))
+            .collect::<Result<_, _>>()
+            .map_err(|e| AppError::Internal(format!("encode op: {e}")))?;
+        Ok(Self {
+            device,
+            ops,
+            op_json,
+            claims,
+        })
+    }
 }
 
 type Reply = tokio::sync::oneshot::Sender<Result<Vec<OpResult>>>;
@@ -320,18 +336,9 @@ impl SyncWriter {
                     }
                 }
                 let (jobs, replies): (Vec<Job>, Vec<Reply>) = group.into_iter().unzip();
-                match write_group(store.as_ref(), &departments, &jobs).await {
-                    Ok(results) => {
-                        for (reply, r) in replies.into_iter().zip(results) {
-                            let _ = reply.send(Ok(r));
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, jobs = jobs.len(), "sync group failed");
-                        for reply in replies {
-                            let _ = reply.send(Err(clone_error(&e)));
-                        }
-                    }
+                let results = write_group(store.as_ref(), &departments, &jobs).await;
+                for (reply, r) in replies.into_iter().zip(results) {
+                    let _ = reply.send(r);
                 }
             }
         });
@@ -360,20 +367,70 @@ fn clone_error(e: &AppError) -> AppError {
     }
 }
 
-async fn write_group(
+/// Write a group of jobs in one transaction; one result per job.
+///
+/// The only way one device's push can fail a transaction that others share is an op whose id
+/// is already stored (the op log's key): a client bug or a forged request. The group is then
+/// written again job by job, so only that device gets the error.
+pub async fn write_group(
     store: &dyn Store,
     departments: &[String],
     jobs: &[Job],
-) -> Result<Vec<Vec<OpResult>>> {
+) -> Vec<Result<Vec<OpResult>>> {
+    match write_jobs(store, departments, jobs).await {
+        Ok(results) => results.into_iter().map(Ok).collect(),
+        Err(StoreError::Conflict { constraint }) if jobs.len() > 1 => {
+            tracing::warn!(%constraint, jobs = jobs.len(), "sync group refused; writing its jobs one by one");
+            let mut out = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                out.push(
+                    match write_jobs(store, departments, std::slice::from_ref(job)).await {
+                        Ok(mut results) => Ok(results.pop().unwrap_or_default()),
+                        Err(e) => Err(job_error(e)),
+                    },
+                );
+            }
+            out
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, jobs = jobs.len(), "sync group failed");
+            let e = job_error(e);
+            jobs.iter().map(|_| Err(clone_error(&e))).collect()
+        }
+    }
+}
+
+/// The error a device gets when its push could not be written.
+fn job_error(e: StoreError) -> AppError {
+    match e {
+        // The op log's key: `sync_ops_pkey` (PostgreSQL), "… sync_ops.op_id" (SQLite).
+        StoreError::Conflict { constraint }
+            if constraint.contains("sync_ops_pkey") || constraint.contains("sync_ops.op_id") =>
+        {
+            tracing::warn!(%constraint, "a sync push reuses a stored op id");
+            AppError::Conflict {
+                code: "op_id_reused",
+                message: "an op in this batch has the id of a change the server already holds \
+                          under another sequence number; nothing of the batch was saved. Every \
+                          change needs its own id: this is a bug in the app, please report it"
+                    .into(),
+            }
+        }
+        other => other.into(),
+    }
+}
+
+async fn write_jobs(
+    store: &dyn Store,
+    departments: &[String],
+    jobs: &[Job],
+) -> Result<Vec<Vec<OpResult>>, StoreError> {
     let batches: Vec<(Uuid, &[Op])> = jobs.iter().map(|j| (j.device, j.ops.as_slice())).collect();
     let received_at = now_ms();
     let process = Box::new(move |loaded: crate::store::SyncLoaded| {
         process_group(loaded, departments, jobs, received_at)
     });
-    match store.sync_batch(&batches, process).await {
-        Ok(writes) => Ok(writes.results),
-        Err(e) => Err(e.into()),
-    }
+    Ok(store.sync_batch(&batches, process).await?.results)
 }
 
 /// Run every job of a group in order over shared entity states (a later job sees what an
@@ -389,6 +446,11 @@ fn process_group(
     let mut next_commit_seq = loaded.next_commit_seq;
     let mut changes = Vec::new();
     let no_seqs = BTreeMap::new();
+    // Jobs of each device still to come in this group.
+    let mut pending: HashMap<Uuid, usize> = HashMap::new();
+    for job in jobs {
+        *pending.entry(job.device).or_default() += 1;
+    }
     for job in jobs {
         let touched = sync_protocol::touched_entities(&job.ops);
         let entities: BTreeMap<EntityId, EntityState> = touched
@@ -419,7 +481,7 @@ fn process_group(
         loaded.series.insert(device, outcome.series.last_seq);
         writes.series.push((device, outcome.series.last_seq));
         let stored_before = writes.ops.len();
-        for (op, result) in job.ops.iter().zip(&outcome.results) {
+        for ((op, op_json), result) in job.ops.iter().zip(&job.op_json).zip(&outcome.results) {
             let (keep, commit_seq) = match result {
                 OpResult::Applied { commit_seq, .. } | OpResult::Conflict { commit_seq, .. } => {
                     (true, Some(*commit_seq))
@@ -433,25 +495,37 @@ fn process_group(
             };
             if keep {
                 writes.ops.push(StoredOp {
-                    op: op.clone(),
+                    id: op.id,
+                    device: op.device.0,
+                    seq: op.seq,
+                    entity: op.entity,
+                    kind: op.body.kind(),
+                    op_json: op_json.clone(),
                     result: result.clone(),
                     commit_seq,
                     received_at,
                 });
             }
         }
-        // Later jobs of this group must see this job's ops as stored, exactly as a later
-        // transaction would: a retry of a rejected op (e.g. a request sent twice) gets the
-        // rejection again, never `duplicate`, which would make the phone drop the value.
-        for stored in &writes.ops[stored_before..] {
-            loaded
-                .prior_results
-                .insert(stored.op.id, stored.result.clone());
-            loaded
-                .stored_seqs
-                .entry(stored.op.device.0)
-                .or_default()
-                .insert(stored.op.seq, stored.op.id);
+        // Later jobs of the same device in this group must see this job's ops as stored,
+        // exactly as a later transaction would: a retry of a rejected op (e.g. a request sent
+        // twice) gets the rejection again, never `duplicate`, which would make the phone drop
+        // the value. (Only the same device can retry these ops.)
+        let later = pending.get_mut(&device).map_or(0, |n| {
+            *n -= 1;
+            *n
+        });
+        if later > 0 {
+            for stored in &writes.ops[stored_before..] {
+                loaded
+                    .prior_results
+                    .insert(stored.id, stored.result.clone());
+                loaded
+                    .stored_seqs
+                    .entry(stored.device)
+                    .or_default()
+                    .insert(stored.seq, stored.id);
+            }
         }
         changed.extend(outcome.changed.iter().copied());
         changes.extend(outcome.changes);
@@ -628,11 +702,7 @@ mod tests {
             op(201, 1, "forestry/19.cover"),
             op(202, 2, "water_resources/14.length"),
         ];
-        let job = || Job {
-            device,
-            ops: ops.clone(),
-            claims: claims("forestry"),
-        };
+        let job = || Job::new(device, ops.clone(), claims("forestry")).unwrap();
         let loaded = crate::store::SyncLoaded {
             entities: BTreeMap::from([(entity, state)]),
             next_commit_seq: 2,

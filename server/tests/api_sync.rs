@@ -643,7 +643,71 @@ async fn a_request_sent_twice_at_once_never_acknowledges_a_rejected_op(b: Backen
     }
 }
 
+/// An op reusing the id of a stored change (a client bug, or a forged push) fails its own
+/// request with a clear error and saves nothing of it; the pushes it shared a group commit
+/// with are written as usual, and the device's real op still goes through afterwards.
+async fn a_push_reusing_a_stored_op_id_fails_alone(b: Backend) {
+    let app = TestApp::new(b).await;
+    app.user("office", Role::CountyOffice).await;
+    let mut office = Phone::enroll(&app, "office").await;
+    let record = office_creates_record(&app, &mut office, &[]).await;
+    let taken = office.replica.confirmed()[&record].created_by;
+    let mut phones = Vec::new();
+    for i in 0..8 {
+        let name = format!("lin.{i}");
+        app.user(&name, Role::DepartmentInspector).await;
+        let mut p = Phone::enroll(&app, &name).await;
+        p.sync(&app).await;
+        p.set(record, &format!("forestry/own.{i}"), "x");
+        phones.push(p);
+    }
+    let mut requests: Vec<_> = phones
+        .iter()
+        .map(|p| p.replica.build_request(None))
+        .collect();
+    let offender = 3;
+    requests[offender].ops[0].id = taken;
+    for round in 0..3 {
+        let responses = futures_join_all(
+            phones
+                .iter()
+                .zip(&requests)
+                .map(|(p, r)| p.post(&app, r))
+                .collect(),
+        )
+        .await;
+        for (i, (s, body)) in responses.iter().enumerate() {
+            if i == offender {
+                assert_eq!(*s, StatusCode::CONFLICT, "{body}");
+                assert_eq!(body["error"]["code"], "op_id_reused", "{body}");
+            } else {
+                assert_eq!(*s, StatusCode::OK, "{body}");
+                let expected = if round == 0 { "applied" } else { "duplicate" };
+                assert_eq!(body["results"][0]["status"], expected, "{body}");
+            }
+        }
+    }
+    // Nothing of the refused request was saved: the phone's own op, under the same sequence
+    // number, is applied.
+    let results = phones[offender].sync(&app).await;
+    assert!(
+        matches!(results[0], OpResult::Applied { .. }),
+        "{results:?}"
+    );
+    let mut fresh = Phone::enroll(&app, "office").await;
+    fresh.sync(&app).await;
+    let state = &fresh.replica.confirmed()[&record];
+    for i in 0..8 {
+        assert!(
+            state.fields.contains_key(&format!("forestry/own.{i}")),
+            "own.{i}"
+        );
+    }
+    assert_eq!(state.created_by, taken);
+}
+
 both_backends!(
+    a_push_reusing_a_stored_op_id_fails_alone,
     a_request_sent_twice_at_once_never_acknowledges_a_rejected_op,
     concurrent_pushes_from_many_phones_commit_together_without_losing_a_value,
     concurrent_offline_edits_end_as_a_visible_conflict_in_both_orders,

@@ -13,7 +13,8 @@ use uuid::Uuid;
 /// Where the server keeps its data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Backend {
-    /// A fresh SQLite file in a temporary directory.
+    /// A fresh SQLite file in a temporary directory (removed at the end; set `YANSHOU_E2E_KEEP`
+    /// to keep it for a look).
     Sqlite,
     /// A fresh schema in the test PostgreSQL database.
     Postgres,
@@ -269,7 +270,11 @@ impl Drop for Server {
         if let Some(schema) = self.schema.take() {
             drop_pg_schema(schema);
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if std::env::var_os("YANSHOU_E2E_KEEP").is_some() {
+            eprintln!("kept {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

@@ -492,15 +492,15 @@ macro_rules! impl_common_store {
                 );
                 let mut encoded = Vec::with_capacity(chunk.len());
                 for s in chunk {
-                    encoded.push((to_json(&s.op)?, to_json(&s.result)?));
+                    encoded.push(to_json(&s.result)?);
                 }
-                qb.push_values(chunk.iter().zip(encoded), |mut b, (s, (op_json, result_json))| {
-                    b.push_bind(s.op.id.0)
-                        .push_bind(s.op.device.0)
-                        .push_bind(to_i64(s.op.seq))
-                        .push_bind(s.op.entity.0)
-                        .push_bind(s.op.body.kind())
-                        .push_bind(op_json)
+                qb.push_values(chunk.iter().zip(encoded), |mut b, (s, result_json)| {
+                    b.push_bind(s.id.0)
+                        .push_bind(s.device)
+                        .push_bind(to_i64(s.seq))
+                        .push_bind(s.entity.0)
+                        .push_bind(s.kind)
+                        .push_bind(&*s.op_json)
                         .push_bind(result_json)
                         .push_bind(s.commit_seq.map(to_i64))
                         .push_bind(s.received_at)

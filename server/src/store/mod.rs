@@ -252,7 +252,14 @@ pub struct SyncLoaded {
 /// An op to append to the op log with its result.
 #[derive(Debug, Clone)]
 pub struct StoredOp {
-    pub op: Op,
+    pub id: OpId,
+    pub device: Uuid,
+    pub seq: u64,
+    pub entity: EntityId,
+    /// `OpBody::kind`.
+    pub kind: &'static str,
+    /// The op as JSON (encoded by the request handler, off the single writer's path).
+    pub op_json: Arc<str>,
     pub result: OpResult,
     /// `commit_seq` of the change it made (applied and conflict results).
     pub commit_seq: Option<u64>,

@@ -108,10 +108,10 @@ impl Checkpointer {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             while !pool.is_closed() {
                 tick.tick().await;
-                if let Err(e) = checkpoint(&pool).await {
-                    if !pool.is_closed() {
-                        tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
-                    }
+                if let Err(e) = checkpoint(&pool).await
+                    && !pool.is_closed()
+                {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
                 }
             }
         });
