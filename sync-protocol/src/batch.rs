@@ -11,7 +11,7 @@ use std::fmt;
 
 use crate::change::Change;
 use crate::ids::{DeviceId, EntityId, OpId};
-use crate::merge::{MergeContext, Outcome, Policy, Reject, RejectCode, merge};
+use crate::merge::{InPlace, MergeContext, Policy, Reject, RejectCode, merge_in_place};
 use crate::op::Op;
 use crate::series::{Admission, SeriesState};
 use crate::state::EntityState;
@@ -156,22 +156,27 @@ pub fn process_batch(batch: Batch<'_>) -> BatchOutcome {
                     policy,
                     commit_seq: next_commit_seq,
                 };
-                let outcome = merge(entities.get(&op.entity), op, &ctx);
-                let conflicted = matches!(outcome, Outcome::Conflict(_));
-                match outcome {
-                    Outcome::Applied(effect) | Outcome::Conflict(effect) => {
+                // In place: the entity is not copied for each op.
+                let mut slot = entities.remove(&op.entity);
+                let done = merge_in_place(&mut slot, op, &ctx);
+                let entity_type = slot.as_ref().map(|s| s.entity_type.clone());
+                if let Some(state) = slot {
+                    entities.insert(op.entity, state);
+                }
+                let conflicted = matches!(done, InPlace::Conflict(_));
+                match done {
+                    InPlace::Applied(body) | InPlace::Conflict(body) => {
                         let commit_seq = next_commit_seq;
                         next_commit_seq += 1;
                         changes.push(Change {
                             commit_seq,
                             entity: op.entity,
-                            entity_type: effect.state.entity_type.clone(),
+                            entity_type: entity_type.unwrap_or_default(),
                             op: op.id,
                             device: op.device,
                             hlc: op.hlc,
-                            body: effect.change,
+                            body,
                         });
-                        entities.insert(op.entity, effect.state);
                         changed.insert(op.entity);
                         results.push(if conflicted {
                             OpResult::Conflict {
@@ -185,8 +190,8 @@ pub fn process_batch(batch: Batch<'_>) -> BatchOutcome {
                             }
                         });
                     }
-                    Outcome::Duplicate => results.push(OpResult::Duplicate { op: op.id }),
-                    Outcome::Rejected(reject) => results.push(rejected(op, reject)),
+                    InPlace::Duplicate => results.push(OpResult::Duplicate { op: op.id }),
+                    InPlace::Rejected(reject) => results.push(rejected(op, reject)),
                 }
             }
         }

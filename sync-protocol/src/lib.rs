@@ -102,7 +102,10 @@ pub use change::{Change, ChangeBody, Page, apply_change, page};
 pub use client::{ClientError, Pending, Rejection, Replica, SyncReport};
 pub use hlc::{Clock, ClockDrift, Hlc, MAX_DRIFT_MS};
 pub use ids::{DeviceId, EntityId, OpId};
-pub use merge::{AllowAll, Effect, MergeContext, Outcome, Policy, Reject, RejectCode, merge};
+pub use merge::{
+    AllowAll, Effect, InPlace, MergeContext, Outcome, Policy, Reject, RejectCode, merge,
+    merge_in_place,
+};
 pub use op::{Op, OpBody, section_of};
 pub use series::{Admission, SeriesState};
 pub use server::Authority;

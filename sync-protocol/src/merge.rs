@@ -34,7 +34,7 @@ use crate::change::ChangeBody;
 use crate::ids::OpId;
 use crate::op::{Op, OpBody, section_of};
 use crate::state::{
-    Candidate, Conflict, EntityState, FieldState, OrSet, Resolution, SectionSignature, SetElement,
+    Candidate, Conflict, EntityState, FieldState, Resolution, SectionSignature, SetElement,
 };
 use crate::value::Value;
 
@@ -207,16 +207,68 @@ impl Outcome {
 ///
 /// Pure and deterministic: same inputs, same outcome, on every server and device.
 pub fn merge(state: Option<&EntityState>, op: &Op, ctx: &MergeContext<'_>) -> Outcome {
-    merge_checked(state, op, ctx).unwrap_or_else(Outcome::Rejected)
+    let mut next = state.cloned();
+    let done = merge_in_place(&mut next, op, ctx);
+    match (done, next) {
+        (InPlace::Applied(change), Some(state)) => Outcome::Applied(Effect { state, change }),
+        (InPlace::Conflict(change), Some(state)) => Outcome::Conflict(Effect { state, change }),
+        (InPlace::Duplicate, _) => Outcome::Duplicate,
+        (InPlace::Rejected(reject), _) => Outcome::Rejected(reject),
+        // Every effect leaves an entity in the slot; this arm only completes the match.
+        (InPlace::Applied(_) | InPlace::Conflict(_), None) => Outcome::Rejected(Reject::new(
+            RejectCode::UnknownEntity,
+            format!("entity {} does not exist", op.entity),
+        )),
+    }
+}
+
+/// What [`merge_in_place`] did: like [`Outcome`], with the new state left in the caller's slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InPlace {
+    /// The op applied; the state in the slot is the new state.
+    Applied(ChangeBody),
+    /// The op was concurrent with another value; the field in the slot holds all of them.
+    Conflict(ChangeBody),
+    /// The op's effect is already present; the slot is unchanged.
+    Duplicate,
+    /// The op cannot apply; the slot is unchanged.
+    Rejected(Reject),
+}
+
+/// [`merge`] without copying the entity: the op's effect is applied to `state` itself (a
+/// `create` fills the empty slot). The rules are the same function; every check runs before
+/// anything changes, so a rejected op leaves the state exactly as it was.
+pub fn merge_in_place(state: &mut Option<EntityState>, op: &Op, ctx: &MergeContext<'_>) -> InPlace {
+    match merge_checked(state, op, ctx) {
+        Ok(Step::Changed { change, conflicted }) if conflicted => InPlace::Conflict(change),
+        Ok(Step::Changed { change, .. }) => InPlace::Applied(change),
+        Ok(Step::Duplicate) => InPlace::Duplicate,
+        Err(reject) => InPlace::Rejected(reject),
+    }
+}
+
+enum Step {
+    Changed {
+        change: ChangeBody,
+        conflicted: bool,
+    },
+    Duplicate,
+}
+
+fn applied(change: ChangeBody) -> Result<Step, Reject> {
+    Ok(Step::Changed {
+        change,
+        conflicted: false,
+    })
 }
 
 fn merge_checked(
-    state: Option<&EntityState>,
+    slot: &mut Option<EntityState>,
     op: &Op,
     ctx: &MergeContext<'_>,
-) -> Result<Outcome, Reject> {
+) -> Result<Step, Reject> {
     validate(op)?;
-    let state = match (&op.body, state) {
+    let state = match (&op.body, slot.as_mut()) {
         (
             OpBody::Create {
                 entity_type,
@@ -225,10 +277,15 @@ fn merge_checked(
             None,
         ) => {
             ctx.policy.check(entity_type, op)?;
-            return Ok(Outcome::Applied(create(op, entity_type, fields)));
+            let created = create(op, entity_type, fields);
+            let change = ChangeBody::Created {
+                state: created.clone(),
+            };
+            *slot = Some(created);
+            return applied(change);
         }
         (OpBody::Create { .. }, Some(s)) if s.created_by == op.id => {
-            return Ok(Outcome::Duplicate);
+            return Ok(Step::Duplicate);
         }
         (OpBody::Create { .. }, Some(_)) => {
             return Err(Reject::new(
@@ -245,7 +302,7 @@ fn merge_checked(
         (_, Some(s)) => s,
     };
     if is_duplicate(state, op) {
-        return Ok(Outcome::Duplicate);
+        return Ok(Step::Duplicate);
     }
     if state.tombstoned {
         return Err(Reject::new(
@@ -257,7 +314,7 @@ fn merge_checked(
     if let Some(field) = op.body.field() {
         check_unsigned(state, field)?;
     }
-    let mut next = state.clone();
+    // Below, every arm finishes its checks before it changes `state`.
     match &op.body {
         OpBody::Create { .. } => Err(Reject::new(RejectCode::EntityExists, "entity exists")),
         OpBody::Set {
@@ -267,18 +324,13 @@ fn merge_checked(
         } => {
             check_kind(state, field, false)?;
             let (field_state, conflicted) = set(state.fields.get(field), op, value, *base_rev)?;
-            next.fields.insert(field.clone(), field_state.clone());
-            let effect = Effect {
-                state: next,
+            state.fields.insert(field.clone(), field_state.clone());
+            Ok(Step::Changed {
                 change: ChangeBody::Field {
                     field: field.clone(),
                     state: field_state,
                 },
-            };
-            Ok(if conflicted {
-                Outcome::Conflict(effect)
-            } else {
-                Outcome::Applied(effect)
+                conflicted,
             })
         }
         OpBody::Resolve {
@@ -298,19 +350,16 @@ fn merge_checked(
                 *chosen_op,
                 reason,
             )?;
-            next.fields.insert(field.clone(), field_state.clone());
-            Ok(Outcome::Applied(Effect {
-                state: next,
-                change: ChangeBody::Field {
-                    field: field.clone(),
-                    state: field_state,
-                },
-            }))
+            state.fields.insert(field.clone(), field_state.clone());
+            applied(ChangeBody::Field {
+                field: field.clone(),
+                state: field_state,
+            })
         }
         OpBody::Add { field, element } => {
             check_kind(state, field, true)?;
             let key = element_key(element)?;
-            let set = next.sets.entry(field.clone()).or_default();
+            let set = state.sets.entry(field.clone()).or_default();
             set.elements
                 .entry(key)
                 .or_insert_with(|| SetElement {
@@ -319,7 +368,7 @@ fn merge_checked(
                 })
                 .tags
                 .insert(op.id);
-            Ok(Outcome::Applied(set_effect(next, field)))
+            applied(set_change(state, field))
         }
         OpBody::Remove {
             field,
@@ -328,7 +377,7 @@ fn merge_checked(
         } => {
             check_kind(state, field, true)?;
             let key = element_key(element)?;
-            let set = next.sets.entry(field.clone()).or_default();
+            let set = state.sets.entry(field.clone()).or_default();
             if let Some(entry) = set.elements.get_mut(&key) {
                 for tag in observed {
                     entry.tags.remove(tag);
@@ -337,7 +386,7 @@ fn merge_checked(
                     set.elements.remove(&key);
                 }
             }
-            Ok(Outcome::Applied(set_effect(next, field)))
+            applied(set_change(state, field))
         }
         OpBody::Tombstone => {
             if let Some(section) = state.signatures.keys().next() {
@@ -346,11 +395,8 @@ fn merge_checked(
                     format!("section {section:?} is signed; a signed record cannot be deleted"),
                 ));
             }
-            next.tombstoned = true;
-            Ok(Outcome::Applied(Effect {
-                state: next,
-                change: ChangeBody::Tombstoned,
-            }))
+            state.tombstoned = true;
+            applied(ChangeBody::Tombstoned)
         }
         OpBody::Sign {
             section,
@@ -386,14 +432,11 @@ fn merge_checked(
                 hlc: op.hlc,
                 signature: signature.clone(),
             };
-            next.signatures.insert(section.clone(), signature.clone());
-            Ok(Outcome::Applied(Effect {
-                state: next,
-                change: ChangeBody::Signed {
-                    section: section.clone(),
-                    signature,
-                },
-            }))
+            state.signatures.insert(section.clone(), signature.clone());
+            applied(ChangeBody::Signed {
+                section: section.clone(),
+                signature,
+            })
         }
     }
 }
@@ -517,14 +560,10 @@ fn element_key(element: &Value) -> Result<String, Reject> {
     canonical_json(element).map_err(|e| Reject::new(RejectCode::InvalidOp, e.to_string()))
 }
 
-fn set_effect(state: EntityState, field: &str) -> Effect {
-    let set: OrSet = state.sets.get(field).cloned().unwrap_or_default();
-    Effect {
-        state,
-        change: ChangeBody::SetField {
-            field: field.to_owned(),
-            state: set,
-        },
+fn set_change(state: &EntityState, field: &str) -> ChangeBody {
+    ChangeBody::SetField {
+        field: field.to_owned(),
+        state: state.sets.get(field).cloned().unwrap_or_default(),
     }
 }
 
@@ -532,8 +571,8 @@ fn create(
     op: &Op,
     entity_type: &str,
     fields: &std::collections::BTreeMap<String, Value>,
-) -> Effect {
-    let state = EntityState {
+) -> EntityState {
+    EntityState {
         id: op.entity,
         entity_type: entity_type.to_owned(),
         created_by: op.id,
@@ -556,12 +595,6 @@ fn create(
             .collect(),
         sets: Default::default(),
         signatures: Default::default(),
-    };
-    Effect {
-        change: ChangeBody::Created {
-            state: state.clone(),
-        },
-        state,
     }
 }
 

@@ -263,6 +263,49 @@ fn merge_cases_fixture_matches_the_rules() {
     }
 }
 
+/// `merge_in_place` (the server's path) is the same rules as `merge`: on every fixture case it
+/// leaves the state `merge` returns, and a rejected or duplicate op leaves the state untouched.
+#[test]
+fn merging_in_place_agrees_with_merge_on_every_case() {
+    #[derive(serde::Deserialize)]
+    struct File {
+        cases: Vec<Scenario>,
+    }
+    let file: File = serde_json::from_str(&fixture("merge_cases.json")).expect("fixture parses");
+    for case in &file.cases {
+        let (before, outcome) = run(case.policy.as_ref(), &case.given, &case.op);
+        let allow = sync_protocol::AllowAll;
+        let ctx = sync_protocol::MergeContext {
+            policy: match &case.policy {
+                Some(p) => p,
+                None => &allow,
+            },
+            commit_seq: case.given.len() as u64 + 1,
+        };
+        let mut slot = before.clone();
+        let done = sync_protocol::merge_in_place(&mut slot, &case.op, &ctx);
+        match (&outcome, done) {
+            (sync_protocol::Outcome::Applied(e), sync_protocol::InPlace::Applied(change))
+            | (sync_protocol::Outcome::Conflict(e), sync_protocol::InPlace::Conflict(change)) => {
+                assert_eq!(slot.as_ref(), Some(&e.state), "case {:?}", case.name);
+                assert_eq!(change, e.change, "case {:?}", case.name);
+            }
+            (sync_protocol::Outcome::Duplicate, sync_protocol::InPlace::Duplicate) => {
+                assert_eq!(slot, before, "case {:?}", case.name);
+            }
+            (sync_protocol::Outcome::Rejected(a), sync_protocol::InPlace::Rejected(b)) => {
+                assert_eq!(*a, b, "case {:?}", case.name);
+                assert_eq!(
+                    slot, before,
+                    "case {:?}: a rejection changed the state",
+                    case.name
+                );
+            }
+            (a, b) => panic!("case {:?}: merge {a:?}, in place {b:?}", case.name),
+        }
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct CanonicalFile {
     values: Vec<ValueCase>,
