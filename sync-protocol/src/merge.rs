@@ -239,34 +239,18 @@ pub enum InPlace {
 /// `create` fills the empty slot). The rules are the same function; every check runs before
 /// anything changes, so a rejected op leaves the state exactly as it was.
 pub fn merge_in_place(state: &mut Option<EntityState>, op: &Op, ctx: &MergeContext<'_>) -> InPlace {
-    match merge_checked(state, op, ctx) {
-        Ok(Step::Changed { change, conflicted }) if conflicted => InPlace::Conflict(change),
-        Ok(Step::Changed { change, .. }) => InPlace::Applied(change),
-        Ok(Step::Duplicate) => InPlace::Duplicate,
-        Err(reject) => InPlace::Rejected(reject),
-    }
+    merge_checked(state, op, ctx).unwrap_or_else(InPlace::Rejected)
 }
 
-enum Step {
-    Changed {
-        change: ChangeBody,
-        conflicted: bool,
-    },
-    Duplicate,
-}
-
-fn applied(change: ChangeBody) -> Result<Step, Reject> {
-    Ok(Step::Changed {
-        change,
-        conflicted: false,
-    })
+fn applied(change: ChangeBody) -> Result<InPlace, Reject> {
+    Ok(InPlace::Applied(change))
 }
 
 fn merge_checked(
     slot: &mut Option<EntityState>,
     op: &Op,
     ctx: &MergeContext<'_>,
-) -> Result<Step, Reject> {
+) -> Result<InPlace, Reject> {
     validate(op)?;
     let state = match (&op.body, slot.as_mut()) {
         (
@@ -285,7 +269,7 @@ fn merge_checked(
             return applied(change);
         }
         (OpBody::Create { .. }, Some(s)) if s.created_by == op.id => {
-            return Ok(Step::Duplicate);
+            return Ok(InPlace::Duplicate);
         }
         (OpBody::Create { .. }, Some(_)) => {
             return Err(Reject::new(
@@ -302,7 +286,7 @@ fn merge_checked(
         (_, Some(s)) => s,
     };
     if is_duplicate(state, op) {
-        return Ok(Step::Duplicate);
+        return Ok(InPlace::Duplicate);
     }
     if state.tombstoned {
         return Err(Reject::new(
@@ -325,12 +309,14 @@ fn merge_checked(
             check_kind(state, field, false)?;
             let (field_state, conflicted) = set(state.fields.get(field), op, value, *base_rev)?;
             state.fields.insert(field.clone(), field_state.clone());
-            Ok(Step::Changed {
-                change: ChangeBody::Field {
-                    field: field.clone(),
-                    state: field_state,
-                },
-                conflicted,
+            let change = ChangeBody::Field {
+                field: field.clone(),
+                state: field_state,
+            };
+            Ok(if conflicted {
+                InPlace::Conflict(change)
+            } else {
+                InPlace::Applied(change)
             })
         }
         OpBody::Resolve {
