@@ -9,7 +9,7 @@
 //! auto-checkpoint threshold: under sync load that inline checkpoint took 40% of the single
 //! writer's time, and every device waiting on the group commit waited for it too.
 
-use std::{str::FromStr, time::Duration};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use sqlx::{
@@ -35,7 +35,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// Sync writers queue here, in this process, before they take a pooled connection: a
     /// writer waiting for SQLite's lock inside a connection would starve readers of the pool.
-    write_gate: tokio::sync::Mutex<()>,
+    write_gate: Arc<tokio::sync::Mutex<()>>,
     /// Held for its `Drop`: stops the task with the store.
     _checkpointer: Checkpointer,
 }
@@ -49,7 +49,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5))
+            .busy_timeout(BUSY_TIMEOUT)
             // Checkpoints are the background task's job (see the module docs).
             .pragma("wal_autocheckpoint", "0")
             // After a checkpoint lets the WAL restart, its file shrinks back to this size.
@@ -65,10 +65,11 @@ impl SqliteStore {
             .acquire_timeout(settings.acquire_timeout())
             .connect_with(options)
             .await?;
+        let write_gate = Arc::new(tokio::sync::Mutex::new(()));
         Ok(Self {
-            _checkpointer: Checkpointer::start(pool.clone()),
+            _checkpointer: Checkpointer::start(pool.clone(), write_gate.clone()),
             pool,
-            write_gate: tokio::sync::Mutex::new(()),
+            write_gate,
         })
     }
 
@@ -84,16 +85,26 @@ impl SqliteStore {
     }
 }
 
+/// How long a connection waits for SQLite's locks.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Bytes the WAL file is truncated to after a restart.
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 /// How often the checkpointer looks at the WAL.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
 
-/// WAL pages (4 KiB) after which a checkpoint also waits for readers so the WAL can restart
-/// from its beginning (`RESTART`: new writers wait meanwhile). Below it checkpoints are
-/// `PASSIVE`: they copy what no reader still needs and block nobody.
-const WAL_RESTART_PAGES: i64 = 65_536;
+/// WAL pages (4 KiB) after which the checkpointer makes the WAL start again from its beginning.
+///
+/// A passive checkpoint copies the WAL into the database but cannot rewind it: the WAL only
+/// restarts when a writer begins while no reader is using it, and with devices pulling all the
+/// time that moment rarely comes (the WAL grew past 350 MiB in a one-minute load, and every page
+/// lookup walks its index). Past this size the checkpointer takes the writers' gate and runs a
+/// `RESTART` checkpoint, which waits (briefly: pulls are short) until the readers have moved on.
+const WAL_RESTART_PAGES: i64 = 16_384;
+
+/// How long a `RESTART` checkpoint waits for readers before it gives up until the next round.
+const RESTART_BUSY_TIMEOUT_MS: u64 = 250;
 
 /// The task that checkpoints the WAL in the background; stopped when the store is dropped.
 #[derive(Debug)]
@@ -102,16 +113,22 @@ struct Checkpointer {
 }
 
 impl Checkpointer {
-    fn start(pool: SqlitePool) -> Self {
+    fn start(pool: SqlitePool, write_gate: Arc<tokio::sync::Mutex<()>>) -> Self {
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut restart_pages = WAL_RESTART_PAGES;
             while !pool.is_closed() {
                 tick.tick().await;
-                if let Err(e) = checkpoint(&pool).await
-                    && !pool.is_closed()
-                {
-                    tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
+                match checkpoint(&pool, &write_gate, restart_pages).await {
+                    // After a restart the WAL rewinds only when the next transaction writes;
+                    // until then its size is unchanged and must not trigger another restart.
+                    Ok((log, _)) if log >= restart_pages => restart_pages = log + 1,
+                    Ok(_) => restart_pages = WAL_RESTART_PAGES,
+                    Err(e) if !pool.is_closed() => {
+                        tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
+                    }
+                    Err(_) => {}
                 }
             }
         });
@@ -125,21 +142,40 @@ impl Drop for Checkpointer {
     }
 }
 
-/// One checkpoint round: `PASSIVE`, or `RESTART` when the WAL has grown past
-/// [`WAL_RESTART_PAGES`]. Returns (WAL pages, pages checkpointed).
-async fn checkpoint(pool: &SqlitePool) -> Result<(i64, i64), sqlx::Error> {
+/// One checkpoint round: `PASSIVE`, then `RESTART` if the WAL holds `restart_pages` or more.
+/// Returns (WAL pages, pages checkpointed) as the last checkpoint reported them.
+async fn checkpoint(
+    pool: &SqlitePool,
+    write_gate: &tokio::sync::Mutex<()>,
+    restart_pages: i64,
+) -> Result<(i64, i64), sqlx::Error> {
     let mut conn = pool.acquire().await?;
     let row = sqlx::query("pragma wal_checkpoint(passive)")
         .fetch_one(&mut *conn)
         .await?;
     let (log, done): (i64, i64) = (row.try_get(1)?, row.try_get(2)?);
-    if log < WAL_RESTART_PAGES {
+    if log < restart_pages {
         return Ok((log, done));
     }
-    tracing::info!(wal_pages = log, "WAL is large; checkpointing with RESTART");
-    let row = sqlx::query("pragma wal_checkpoint(restart)")
-        .fetch_one(&mut *conn)
+    // Writers of this process queue on the gate instead of sleeping in SQLite's busy handler.
+    let _gate = write_gate.lock().await;
+    sqlx::query(&format!("pragma busy_timeout = {RESTART_BUSY_TIMEOUT_MS}"))
+        .execute(&mut *conn)
         .await?;
+    let restarted = sqlx::query("pragma wal_checkpoint(restart)")
+        .fetch_one(&mut *conn)
+        .await;
+    sqlx::query(&format!(
+        "pragma busy_timeout = {}",
+        BUSY_TIMEOUT.as_millis()
+    ))
+    .execute(&mut *conn)
+    .await?;
+    let row = restarted?;
+    let busy: i64 = row.try_get(0)?;
+    if busy != 0 {
+        tracing::debug!(wal_pages = log, "WAL restart postponed: readers still busy");
+    }
     Ok((row.try_get(1)?, row.try_get(2)?))
 }
 
@@ -194,8 +230,33 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let (log, done) = checkpoint(store.pool()).await.unwrap();
+        // The background task may hold the checkpoint lock at this moment (then -1, -1).
+        let shared = &store;
+        let checkpoint_now = |restart_pages| async move {
+            loop {
+                let (log, done) = checkpoint(shared.pool(), &shared.write_gate, restart_pages)
+                    .await
+                    .unwrap();
+                if log >= 0 {
+                    return (log, done);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let (log, done) = checkpoint_now(i64::MAX).await;
         assert_eq!(log, done, "every WAL page is in the database file");
+        assert!(
+            log >= 2048,
+            "passive checkpoints do not rewind the WAL: {log} pages"
+        );
+        // Past the restart threshold the WAL starts again from its beginning.
+        checkpoint_now(1).await;
+        sqlx::query("insert into filler values (x'00')")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let (log, _) = checkpoint_now(i64::MAX).await;
+        assert!(log < 10, "the WAL restarted: {log} pages");
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }
