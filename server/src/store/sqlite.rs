@@ -36,6 +36,11 @@ pub struct SqliteStore {
     /// Sync writers queue here, in this process, before they take a pooled connection: a
     /// writer waiting for SQLite's lock inside a connection would starve readers of the pool.
     write_gate: Arc<tokio::sync::Mutex<()>>,
+    /// The one connection of the sync writer (and the other `BEGIN IMMEDIATE` transactions),
+    /// with a page cache large enough for the indexes a group commit touches: with SQLite's
+    /// default 2 MiB it re-read them from the WAL for every group, a fifth of its write time.
+    /// Readers keep the default cache, so memory grows by this one cache only.
+    writer: SqlitePool,
     /// Held for its `Drop`: stops the task with the store.
     _checkpointer: Checkpointer,
 }
@@ -63,20 +68,27 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.database_max_connections)
             .acquire_timeout(settings.acquire_timeout())
-            .connect_with(options)
+            .connect_with(options.clone())
+            .await?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(settings.acquire_timeout())
+            .connect_with(options.pragma("cache_size", format!("-{WRITER_CACHE_KIB}")))
             .await?;
         let write_gate = Arc::new(tokio::sync::Mutex::new(()));
         Ok(Self {
             _checkpointer: Checkpointer::start(pool.clone(), write_gate.clone()),
             pool,
+            writer,
             write_gate,
         })
     }
 
-    /// A write transaction that holds SQLite's write lock from the start (`BEGIN IMMEDIATE`), so
-    /// a read-then-write transaction never fails to upgrade its lock, and writers queue in order.
+    /// A write transaction on the writer connection that holds SQLite's write lock from the
+    /// start (`BEGIN IMMEDIATE`), so a read-then-write transaction never fails to upgrade its
+    /// lock, and writers queue in order.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+        self.writer.begin_with("BEGIN IMMEDIATE").await
     }
 
     /// The pool, for backend-specific code in this crate (sync, benchmarks).
@@ -84,6 +96,9 @@ impl SqliteStore {
         &self.pool
     }
 }
+
+/// Page cache of the writer connection, KiB.
+const WRITER_CACHE_KIB: u32 = 32 * 1024;
 
 /// How long a connection waits for SQLite's locks.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
