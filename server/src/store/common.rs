@@ -465,8 +465,17 @@ macro_rules! impl_common_store {
                 .await?;
             loaded.next_commit_seq = to_u64(row.try_get::<i64, _>("last")?) + 1;
 
-            let writes = process(loaded);
+            let mut writes = process(loaded);
             let now = crate::store::now_ms();
+            // The feed's JSON is encoded on another thread while the database takes the op log.
+            let changes = std::mem::take(&mut writes.changes);
+            let encoding = tokio::task::spawn_blocking(move || {
+                let json = changes
+                    .iter()
+                    .map(|c| to_json(&c.change))
+                    .collect::<Result<Vec<String>, _>>();
+                (changes, json)
+            });
 
             for chunk in writes.series.chunks(500) {
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
@@ -535,15 +544,16 @@ macro_rules! impl_common_store {
                 qb.build().execute(&mut *tx).await?;
             }
 
-            for chunk in writes.changes.chunks(500) {
+            let (changes, encoded) = encoding
+                .await
+                .map_err(|e| StoreError::Other(format!("encoding changes: {e}")))?;
+            writes.changes = changes;
+            let encoded = encoded?;
+            for (chunk, encoded) in writes.changes.chunks(500).zip(encoded.chunks(500)) {
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
                     "insert into sync_changes (commit_seq, entity_id, entity_type, scope, \
                      change_json, created_at) ",
                 );
-                let mut encoded = Vec::with_capacity(chunk.len());
-                for c in chunk {
-                    encoded.push(to_json(&c.change)?);
-                }
                 qb.push_values(chunk.iter().zip(encoded), |mut b, (c, json)| {
                     b.push_bind(to_i64(c.change.commit_seq))
                         .push_bind(c.change.entity.0)
