@@ -53,6 +53,8 @@ pub struct AppState {
     pub inspecting_departments: Arc<Vec<String>>,
     /// The group-commit writer of sync pushes.
     pub sync_writer: sync::SyncWriter,
+    /// Parsed campaigns by id (a stored campaign never changes).
+    pub campaigns: mines::CampaignCache,
 }
 
 impl AppState {
@@ -84,6 +86,7 @@ impl AppState {
             keys: Arc::new(keys),
             settings: Arc::new(settings),
             clock: Arc::new(mines::SystemClock),
+            campaigns: mines::CampaignCache::default(),
         })
     }
 }

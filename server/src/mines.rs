@@ -78,25 +78,60 @@ impl Clock for ManualClock {
     }
 }
 
-/// The built-in default campaign, stored on first use so every mine names its campaign.
-pub async fn default_campaign(state: &AppState) -> Result<Campaign> {
-    let campaign = Campaign::shanggao_2023()
-        .map_err(|e| AppError::Internal(format!("built-in campaign is invalid: {e}")))?;
-    state
-        .store
-        .ensure_campaign(
-            &campaign.id,
-            &campaign.title,
-            crate::acceptance::campaign::SHANGGAO_2023_TOML,
-        )
-        .await?;
-    Ok(campaign)
+/// Parsed campaigns by id, for one server: a stored campaign never changes, so each is read
+/// and parsed once instead of on every transition and mine view.
+#[derive(Debug, Clone, Default)]
+pub struct CampaignCache {
+    by_id: Arc<std::sync::RwLock<HashMap<String, Arc<Campaign>>>>,
+    /// The built-in default, once it is known to be stored.
+    default: Arc<tokio::sync::OnceCell<Arc<Campaign>>>,
 }
 
-/// Load a stored campaign.
-pub async fn campaign(state: &AppState, id: &str) -> Result<Campaign> {
+impl CampaignCache {
+    fn get(&self, id: &str) -> Option<Arc<Campaign>> {
+        self.by_id.read().ok()?.get(id).cloned()
+    }
+
+    fn put(&self, campaign: Campaign) -> Arc<Campaign> {
+        let campaign = Arc::new(campaign);
+        if let Ok(mut map) = self.by_id.write() {
+            map.insert(campaign.id.clone(), campaign.clone());
+        }
+        campaign
+    }
+}
+
+/// The built-in default campaign, stored on first use so every mine names its campaign.
+pub async fn default_campaign(state: &AppState) -> Result<Arc<Campaign>> {
+    let campaign = state
+        .campaigns
+        .default
+        .get_or_try_init(|| async {
+            let campaign = Campaign::shanggao_2023()
+                .map_err(|e| AppError::Internal(format!("built-in campaign is invalid: {e}")))?;
+            state
+                .store
+                .ensure_campaign(
+                    &campaign.id,
+                    &campaign.title,
+                    crate::acceptance::campaign::SHANGGAO_2023_TOML,
+                )
+                .await?;
+            Ok::<_, AppError>(state.campaigns.put(campaign))
+        })
+        .await?;
+    Ok(campaign.clone())
+}
+
+/// A stored campaign (parsed once per server).
+pub async fn campaign(state: &AppState, id: &str) -> Result<Arc<Campaign>> {
+    if let Some(c) = state.campaigns.get(id) {
+        return Ok(c);
+    }
     let (_, source) = state.store.get_campaign(id).await?;
-    Campaign::parse(&source).map_err(|e| AppError::Internal(format!("stored campaign {id}: {e}")))
+    let parsed = Campaign::parse(&source)
+        .map_err(|e| AppError::Internal(format!("stored campaign {id}: {e}")))?;
+    Ok(state.campaigns.put(parsed))
 }
 
 /// How a boundary's corner points arrive.
@@ -864,7 +899,7 @@ pub async fn dashboard(
         .into_iter()
         .map(|t| (t.id, t.name))
         .collect();
-    let mut campaigns: HashMap<String, Campaign> = HashMap::new();
+    let mut campaigns: HashMap<String, Arc<Campaign>> = HashMap::new();
     let mut board = Dashboard {
         as_of,
         mines: mines.len(),
