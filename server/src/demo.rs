@@ -75,7 +75,11 @@ pub async fn seed(store: &dyn Store) -> Result<(Vec<DemoUser>, String)> {
             township_id: township,
             ..input("sixi", "泗溪镇 李镇长", Role::TownshipOfficer)
         },
-        input("holder", "采矿权人 王老板", Role::Operator),
+        input(
+            "holder",
+            "采矿权人 王老板（上高县黄家山建材厂）",
+            Role::Operator,
+        ),
     ];
     for d in store.list_departments().await? {
         if !d.observer {
@@ -101,11 +105,14 @@ pub async fn seed(store: &dyn Store) -> Result<(Vec<DemoUser>, String)> {
     }
     let mut users = Vec::new();
     let mut office_id = None;
+    let mut holder_id = None;
     for mut u in plan {
         u.password = password.clone();
         let created = accounts::create_user(store, u).await?;
-        if created.role == Role::CountyOffice {
-            office_id = Some(created.id);
+        match created.role {
+            Role::CountyOffice => office_id = Some(created.id),
+            Role::Operator => holder_id = Some(created.id),
+            _ => {}
         }
         users.push(DemoUser {
             username: created.username,
@@ -113,7 +120,7 @@ pub async fn seed(store: &dyn Store) -> Result<(Vec<DemoUser>, String)> {
             role: created.role,
         });
     }
-    seed_mines(store, office_id).await?;
+    seed_mines(store, office_id, holder_id).await?;
     Ok((users, password))
 }
 
@@ -159,6 +166,7 @@ const DEMO_MINES: &[DemoMine] = &[
             ("closure", "2023-11-10"),
             ("compile_plan", "2023-12-28"),
             ("pass_preliminary", "2024-03-01"),
+            ("accept", "2024-03-20"),
         ],
     },
     DemoMine {
@@ -364,7 +372,15 @@ fn demo_transition(step: &str) -> Result<(Role, Transition)> {
     Ok((role, t))
 }
 
-async fn seed_mines(store: &dyn Store, office: Option<uuid::Uuid>) -> Result<()> {
+/// The demo holder's company: its mine (accepted, cancellation application due) is bound to the
+/// demo `holder` account.
+const DEMO_HOLDER_COMPANY: &str = "上高县黄家山建材厂";
+
+async fn seed_mines(
+    store: &dyn Store,
+    office: Option<uuid::Uuid>,
+    holder: Option<uuid::Uuid>,
+) -> Result<()> {
     let campaign = crate::acceptance::campaign::Campaign::shanggao_2023()
         .map_err(|e| crate::error::AppError::Internal(format!("built-in campaign: {e}")))?;
     store
@@ -384,6 +400,7 @@ async fn seed_mines(store: &dyn Store, office: Option<uuid::Uuid>) -> Result<()>
             name: demo.name.into(),
             licence_no: demo.licence.into(),
             holder: demo.holder.into(),
+            holder_user_id: holder.filter(|_| demo.holder == DEMO_HOLDER_COMPANY),
             township_id: township.id,
             mineral: demo.mineral.into(),
             mining_method: "露天开采".into(),

@@ -230,6 +230,7 @@ pub fn validate_mine(
         name,
         licence_no,
         holder,
+        holder_user_id: None,
         township_id: input.township_id,
         mineral,
         mining_method,
@@ -613,15 +614,63 @@ pub async fn export_csv(state: &AppState, caller: &AuthUser) -> Result<String> {
     String::from_utf8(bytes).map_err(|e| AppError::Internal(format!("csv: {e}")))
 }
 
-/// Mines the caller may see: county-wide roles all, township officers their township's.
+/// Mines the caller may see: county-wide roles all, township officers their township's,
+/// mining-right holders the mines the county office bound to their account.
 pub async fn visible_mines(state: &AppState, caller: &AuthUser) -> Result<Vec<Mine>> {
     match caller.role() {
         Role::TownshipOfficer => Ok(state.store.list_mines(caller.claims.town).await?),
-        Role::Operator => Err(AppError::Forbidden(
-            "mining-right holders are not yet bound to their mines".into(),
-        )),
+        Role::Operator => Ok(state.store.list_mines_of_holder(caller.claims.sub).await?),
         _ => Ok(state.store.list_mines(None).await?),
     }
+}
+
+/// Bind a mine to its mining-right holder's account, or unbind it (`user_id: null`).
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+pub struct HolderBinding {
+    /// An account with role `operator`; `null` unbinds.
+    pub user_id: Option<Uuid>,
+}
+
+/// The county office binds a mine to the account of its mining-right holder (采矿权人), who then
+/// sees the mine, its rounds and deadlines, and applies for cancellation on it.
+pub async fn bind_holder(
+    state: &AppState,
+    caller: &AuthUser,
+    id: Uuid,
+    binding: HolderBinding,
+) -> Result<Mine> {
+    if !matches!(caller.role(), Role::Admin | Role::CountyOffice) {
+        return Err(AppError::Forbidden(
+            "only the county office binds mines to their holders".into(),
+        ));
+    }
+    if let Some(user_id) = binding.user_id {
+        let user = match state.store.get_user(user_id).await {
+            Ok(u) => u,
+            Err(StoreError::NotFound) => {
+                return Err(AppError::invalid_field(
+                    "user_id",
+                    "there is no such account",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if user.role != Role::Operator {
+            return Err(AppError::invalid_field(
+                "user_id",
+                format!(
+                    "{} is a {} account; a mine is bound to a mining-right holder (role operator)",
+                    user.username, user.role
+                ),
+            ));
+        }
+    }
+    match state.store.set_mine_holder(id, binding.user_id).await {
+        Ok(()) => {}
+        Err(StoreError::NotFound) => return Err(AppError::NotFound("mine")),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(state.store.get_mine(id).await?)
 }
 
 /// Get one mine the caller may see.
@@ -635,7 +684,9 @@ pub async fn get_visible(state: &AppState, caller: &AuthUser, id: Uuid) -> Resul
         Role::TownshipOfficer if caller.claims.town != Some(mine.township_id) => {
             Err(AppError::NotFound("mine"))
         }
-        Role::Operator => Err(AppError::NotFound("mine")),
+        Role::Operator if mine.holder_user_id != Some(caller.claims.sub) => {
+            Err(AppError::NotFound("mine"))
+        }
         _ => Ok(mine),
     }
 }

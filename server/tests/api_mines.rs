@@ -88,6 +88,30 @@ impl County {
             .await
     }
 
+    /// The county office binds `mine` to an account (`null` unbinds).
+    async fn bind(&self, mine: &str, user_id: Value) -> (StatusCode, Value) {
+        self.app
+            .call(
+                Method::PUT,
+                &format!("/api/v1/mines/{mine}/holder"),
+                Some(&self.office),
+                Some(json!({ "user_id": user_id })),
+            )
+            .await
+    }
+
+    async fn holder_id(&self) -> String {
+        let (_, me) = self
+            .app
+            .call(Method::GET, "/api/v1/me", Some(&self.holder), None)
+            .await;
+        me["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        self.app.call(Method::GET, path, Some(token), None).await
+    }
+
     async fn ok(&self, who: &str, mine: &str, on: &str, t: Value, stage: &str) {
         let (s, body) = self.step(who, mine, on, t.clone()).await;
         assert_eq!(s, StatusCode::OK, "{t} on {on}: {body}");
@@ -163,7 +187,7 @@ async fn a_cancel_mine_from_disposition_to_licence_cancellation(b: Backend) {
     let body = c.refused("office", &m, "2024-03-20", json!({"transition": "record_acceptance", "verdict": {"verdict": "passed", "expert_letter_signed": false}}), StatusCode::CONFLICT).await;
     assert_eq!(body["error"]["code"], "transition_not_allowed");
     c.ok("office", &m, "2024-03-20", json!({"transition": "record_acceptance", "verdict": {"verdict": "passed", "expert_letter_signed": true}}), "acceptance_passed").await;
-    // The holder applies; until holders are bound to their mines the county office records it.
+    // The holder applies, once the county office has bound the mine to their account.
     c.refused(
         "holder",
         &m,
@@ -172,8 +196,10 @@ async fn a_cancel_mine_from_disposition_to_licence_cancellation(b: Backend) {
         StatusCode::NOT_FOUND,
     )
     .await;
+    let (s, body) = c.bind(&m, json!(c.holder_id().await)).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
     c.ok(
-        "office",
+        "holder",
         &m,
         "2024-04-10",
         json!({"transition": "apply_cancellation"}),
@@ -705,7 +731,93 @@ async fn case_records_and_the_generated_announcement(b: Backend) {
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
+/// A mining-right holder sees only the mines the county office bound to their account, and
+/// loses them when unbound; only an `operator` account can be bound, only by the county office.
+async fn holders_see_and_act_on_the_mines_bound_to_them(b: Backend) {
+    let c = county(b).await;
+    let mine_a = c.mine("C3609232009127130010001").await;
+    let mine_b = c.mine("C3609232009127130010002").await;
+    let holder_id = c.holder_id().await;
+    let (s, list) = c.get(&c.holder, "/api/v1/mines").await;
+    assert_eq!((s, list), (StatusCode::OK, json!([])), "nothing bound yet");
+
+    let (s, body) = c
+        .app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/mines/{mine_a}/holder"),
+            Some(&c.township),
+            Some(json!({ "user_id": holder_id })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    let (_, me) = c.get(&c.township, "/api/v1/me").await;
+    let (s, body) = c.bind(&mine_a, me["id"].clone()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["fields"][0]["field"], "user_id", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("operator"),
+        "{body}"
+    );
+    let (s, body) = c.bind(&mine_a, json!(uuid::Uuid::now_v7())).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    let (s, _) = c
+        .bind(&uuid::Uuid::now_v7().to_string(), json!(holder_id))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let (s, body) = c.bind(&mine_a, json!(holder_id)).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["holder_user_id"], json!(holder_id));
+    let (s, list) = c.get(&c.holder, "/api/v1/mines").await;
+    assert_eq!(s, StatusCode::OK);
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [mine_a.as_str()]);
+    let (s, detail) = c.get(&c.holder, &format!("/api/v1/mines/{mine_a}")).await;
+    assert_eq!(s, StatusCode::OK, "{detail}");
+    for path in [
+        format!("/api/v1/mines/{mine_b}"),
+        format!("/api/v1/mines/{mine_b}/rounds"),
+    ] {
+        let (s, body) = c.get(&c.holder, &path).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}: {body}");
+    }
+    let (s, rounds) = c
+        .get(&c.holder, &format!("/api/v1/mines/{mine_a}/rounds"))
+        .await;
+    assert_eq!((s, rounds), (StatusCode::OK, json!([])));
+    // Bound is not promoted: the county's steps stay the county's.
+    c.refused(
+        "holder",
+        &mine_a,
+        "2023-11-02",
+        json!({"transition": "propose", "disposition": "cancel"}),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    // The dashboard stays the county's and townships'.
+    let (s, _) = c.get(&c.holder, "/api/v1/dashboard").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    let (s, body) = c.bind(&mine_a, Value::Null).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["holder_user_id"], Value::Null);
+    let (s, list) = c.get(&c.holder, "/api/v1/mines").await;
+    assert_eq!((s, list), (StatusCode::OK, json!([])));
+    let (s, _) = c.get(&c.holder, &format!("/api/v1/mines/{mine_a}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "unbound: gone again");
+}
+
 both_backends!(
+    holders_see_and_act_on_the_mines_bound_to_them,
     a_cancel_mine_from_disposition_to_licence_cancellation,
     a_continue_mine_through_its_extension_and_lapse,
     a_failed_acceptance_then_a_passing_reinspection,

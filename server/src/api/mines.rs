@@ -15,7 +15,10 @@ use crate::{
     AppState,
     auth::AuthUser,
     error::{ApiJson, AppError, ErrorBody, Result},
-    mines::{self, Dashboard, ImportReport, MineDetail, NewCase, NewMine, TransitionRequest},
+    mines::{
+        self, Dashboard, HolderBinding, ImportReport, MineDetail, NewCase, NewMine,
+        TransitionRequest,
+    },
     rounds::{self, RoundView},
     store::{AcceptanceRound, CaseRecord, Mine},
 };
@@ -27,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(export_mines))
         .routes(routes!(get_mine))
         .routes(routes!(transition_mine))
+        .routes(routes!(bind_holder))
         .routes(routes!(add_case))
         .routes(routes!(dashboard))
         .routes(routes!(list_rounds, open_round))
@@ -158,6 +162,23 @@ async fn get_mine(
     Query(q): Query<AsOf>,
 ) -> Result<Json<MineDetail>> {
     Ok(Json(mines::detail(&state, &caller, id, q.as_of).await?))
+}
+
+/// Bind the mine to its mining-right holder's account (`{"user_id": "…"}`, an `operator`
+/// account), or unbind it (`{"user_id": null}`). County office and admins.
+#[utoipa::path(put, path = "/mines/{id}/holder", tag = "mines", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = HolderBinding,
+    responses((status = 200, body = Mine), (status = 400, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn bind_holder(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Path(id): Path<Uuid>,
+    ApiJson(binding): ApiJson<HolderBinding>,
+) -> Result<Json<Mine>> {
+    Ok(Json(
+        mines::bind_holder(&state, &caller, id, binding).await?,
+    ))
 }
 
 /// Take a workflow step (`{"transition": "approve", "reason": "…"}`); refused steps get 409 with

@@ -719,9 +719,9 @@ macro_rules! impl_common_store {
             let mut tx = self.pool.begin().await?;
             for chunk in mines.chunks(500) {
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "insert into mines (id, name, licence_no, holder, township_id, mineral, \
-                     mining_method, area_ha, boundary_json, campaign_id, stage, disposition, \
-                     facts_json, version, created_at, updated_at) ",
+                    "insert into mines (id, name, licence_no, holder, holder_user_id, \
+                     township_id, mineral, mining_method, area_ha, boundary_json, campaign_id, \
+                     stage, disposition, facts_json, version, created_at, updated_at) ",
                 );
                 let mut encoded = Vec::with_capacity(chunk.len());
                 for m in chunk {
@@ -736,6 +736,7 @@ macro_rules! impl_common_store {
                         .push_bind(m.name.clone())
                         .push_bind(m.licence_no.clone())
                         .push_bind(m.holder.clone())
+                        .push_bind(m.holder_user_id)
                         .push_bind(m.township_id)
                         .push_bind(m.mineral.clone())
                         .push_bind(m.mining_method.clone())
@@ -757,9 +758,9 @@ macro_rules! impl_common_store {
 
         async fn get_mine(&self, id: Uuid) -> StoreResult<Mine> {
             let row = sqlx::query(concat!(
-                "select id, name, licence_no, holder, township_id, mineral, mining_method, ",
-                "area_ha, boundary_json, campaign_id, facts_json, version, created_at, ",
-                "updated_at from mines where id = $1"
+                "select id, name, licence_no, holder, holder_user_id, township_id, mineral, ",
+                "mining_method, area_ha, boundary_json, campaign_id, facts_json, version, ",
+                "created_at, updated_at from mines where id = $1"
             ))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -770,14 +771,42 @@ macro_rules! impl_common_store {
 
         async fn list_mines(&self, township: Option<Uuid>) -> StoreResult<Vec<Mine>> {
             let rows = sqlx::query(concat!(
-                "select id, name, licence_no, holder, township_id, mineral, mining_method, ",
-                "area_ha, boundary_json, campaign_id, facts_json, version, created_at, ",
-                "updated_at from mines where $1 is null or township_id = $1 order by name, id"
+                "select id, name, licence_no, holder, holder_user_id, township_id, mineral, ",
+                "mining_method, area_ha, boundary_json, campaign_id, facts_json, version, ",
+                "created_at, updated_at from mines where $1 is null or township_id = $1 ",
+                "order by name, id"
             ))
             .bind(township)
             .fetch_all(&self.pool)
             .await?;
             rows.iter().map(mine_from_row).collect()
+        }
+
+        async fn list_mines_of_holder(&self, user: Uuid) -> StoreResult<Vec<Mine>> {
+            let rows = sqlx::query(concat!(
+                "select id, name, licence_no, holder, holder_user_id, township_id, mineral, ",
+                "mining_method, area_ha, boundary_json, campaign_id, facts_json, version, ",
+                "created_at, updated_at from mines where holder_user_id = $1 order by name, id"
+            ))
+            .bind(user)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(mine_from_row).collect()
+        }
+
+        async fn set_mine_holder(&self, mine: Uuid, user: Option<Uuid>) -> StoreResult<()> {
+            let done = sqlx::query(
+                "update mines set holder_user_id = $1, updated_at = $2 where id = $3",
+            )
+            .bind(user)
+            .bind(crate::store::now_ms())
+            .bind(mine)
+            .execute(&self.pool)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
         }
 
         async fn transition_mine(
@@ -1071,6 +1100,7 @@ macro_rules! impl_row_decoders {
                 name: r.try_get("name")?,
                 licence_no: r.try_get("licence_no")?,
                 holder: r.try_get("holder")?,
+                holder_user_id: r.try_get("holder_user_id")?,
                 township_id: r.try_get("township_id")?,
                 mineral: r.try_get("mineral")?,
                 mining_method: r.try_get("mining_method")?,

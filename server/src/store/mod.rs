@@ -346,6 +346,8 @@ pub struct Mine {
     pub licence_no: String,
     /// 采矿权人
     pub holder: String,
+    /// The holder's account, once the county office has bound it (see `set_mine_holder`).
+    pub holder_user_id: Option<Uuid>,
     pub township_id: Uuid,
     /// 矿种
     pub mineral: String,
@@ -511,6 +513,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn get_mine(&self, id: Uuid) -> StoreResult<Mine>;
     /// All mines, or those of one township.
     async fn list_mines(&self, township: Option<Uuid>) -> StoreResult<Vec<Mine>>;
+    /// Mines bound to a mining-right holder's account.
+    async fn list_mines_of_holder(&self, user: Uuid) -> StoreResult<Vec<Mine>>;
+    /// Bind a mine to its holder's account (`None` unbinds); `NotFound` if the mine is unknown.
+    async fn set_mine_holder(&self, mine: Uuid, user: Option<Uuid>) -> StoreResult<()>;
     /// Replace a mine's facts if it is still at `expected_version`, and record the event, in one
     /// transaction. A stale version is a `Conflict` (someone else moved the mine meanwhile).
     async fn transition_mine(
