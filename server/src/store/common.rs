@@ -8,6 +8,15 @@
 
 /// Expand `impl Store` for a store type with a `pool` field, in a module that has a static
 /// `MIGRATOR` (its backend's migrations) and row decoders from [`impl_row_decoders!`].
+/// The columns `mine_from_row` reads, as a literal for `concat!`.
+macro_rules! select_mines {
+    () => {
+        "select id, name, licence_no, holder, holder_user_id, township_id, mineral, \
+         mining_method, area_ha, boundary_json, campaign_id, facts_json, version, created_at, \
+         updated_at from mines"
+    };
+}
+
 macro_rules! impl_common_store {
     ($ty:ty, $db:ty, $backend:literal) => {
         #[async_trait]
@@ -757,11 +766,7 @@ macro_rules! impl_common_store {
         }
 
         async fn get_mine(&self, id: Uuid) -> StoreResult<Mine> {
-            let row = sqlx::query(concat!(
-                "select id, name, licence_no, holder, holder_user_id, township_id, mineral, ",
-                "mining_method, area_ha, boundary_json, campaign_id, facts_json, version, ",
-                "created_at, updated_at from mines where id = $1"
-            ))
+            let row = sqlx::query(concat!($crate::store::common::select_mines!(), " where id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
@@ -771,10 +776,8 @@ macro_rules! impl_common_store {
 
         async fn list_mines(&self, township: Option<Uuid>) -> StoreResult<Vec<Mine>> {
             let rows = sqlx::query(concat!(
-                "select id, name, licence_no, holder, holder_user_id, township_id, mineral, ",
-                "mining_method, area_ha, boundary_json, campaign_id, facts_json, version, ",
-                "created_at, updated_at from mines where $1 is null or township_id = $1 ",
-                "order by name, id"
+                $crate::store::common::select_mines!(),
+                " where $1 is null or township_id = $1 order by name, id"
             ))
             .bind(township)
             .fetch_all(&self.pool)
@@ -784,9 +787,8 @@ macro_rules! impl_common_store {
 
         async fn list_mines_of_holder(&self, user: Uuid) -> StoreResult<Vec<Mine>> {
             let rows = sqlx::query(concat!(
-                "select id, name, licence_no, holder, holder_user_id, township_id, mineral, ",
-                "mining_method, area_ha, boundary_json, campaign_id, facts_json, version, ",
-                "created_at, updated_at from mines where holder_user_id = $1 order by name, id"
+                $crate::store::common::select_mines!(),
+                " where holder_user_id = $1 order by name, id"
             ))
             .bind(user)
             .fetch_all(&self.pool)
@@ -1144,6 +1146,7 @@ macro_rules! impl_row_decoders {
 }
 
 pub(crate) use impl_common_store;
+pub(crate) use select_mines;
 
 pub(crate) use impl_row_decoders;
 
