@@ -372,7 +372,7 @@ fn clone_error(e: &AppError) -> AppError {
 /// The only way one device's push can fail a transaction that others share is an op whose id
 /// is already stored (the op log's key): a client bug or a forged request. The group is then
 /// written again job by job, so only that device gets the error.
-pub async fn write_group(
+async fn write_group(
     store: &dyn Store,
     departments: &[String],
     jobs: &[Job],
