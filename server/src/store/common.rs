@@ -6,8 +6,6 @@
 //! Only connection setup, migrations and backend-specific tuning live in `sqlite.rs` and
 //! `postgres.rs`.
 
-/// Expand `impl Store` for a store type with a `pool` field, in a module that has a static
-/// `MIGRATOR` (its backend's migrations) and row decoders from [`impl_row_decoders!`].
 /// The columns `mine_from_row` reads, as a literal for `concat!`.
 macro_rules! select_mines {
     () => {
@@ -17,6 +15,8 @@ macro_rules! select_mines {
     };
 }
 
+/// Expand `impl Store` for a store type with a `pool` field, in a module that has a static
+/// `MIGRATOR` (its backend's migrations) and row decoders from [`impl_row_decoders!`].
 macro_rules! impl_common_store {
     ($ty:ty, $db:ty, $backend:literal) => {
         #[async_trait]
