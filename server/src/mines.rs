@@ -950,7 +950,6 @@ pub async fn dashboard(
         .into_iter()
         .map(|t| (t.id, t.name))
         .collect();
-    let mut campaigns: HashMap<String, Arc<Campaign>> = HashMap::new();
     let mut board = Dashboard {
         as_of,
         mines: mines.len(),
@@ -962,13 +961,7 @@ pub async fn dashboard(
     };
     let mut progress: BTreeMap<Uuid, TownshipProgress> = BTreeMap::new();
     for mine in &mines {
-        if !campaigns.contains_key(&mine.campaign_id) {
-            let c = campaign(state, &mine.campaign_id).await?;
-            campaigns.insert(mine.campaign_id.clone(), c);
-        }
-        let Some(c) = campaigns.get(&mine.campaign_id) else {
-            continue;
-        };
+        let c = campaign(state, &mine.campaign_id).await?;
         *board
             .by_disposition
             .entry(
@@ -1003,7 +996,7 @@ pub async fn dashboard(
             p.done += 1;
         }
         let mut mine_overdue = false;
-        for d in workflow::open_deadlines(&mine.facts, c, as_of) {
+        for d in workflow::open_deadlines(&mine.facts, &c, as_of) {
             let item = DeadlineItem {
                 mine_id: mine.id,
                 mine: mine.name.clone(),
