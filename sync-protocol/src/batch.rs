@@ -159,10 +159,6 @@ pub fn process_batch(batch: Batch<'_>) -> BatchOutcome {
                 // In place: the entity is not copied for each op.
                 let mut slot = entities.remove(&op.entity);
                 let done = merge_in_place(&mut slot, op, &ctx);
-                let entity_type = slot.as_ref().map(|s| s.entity_type.clone());
-                if let Some(state) = slot {
-                    entities.insert(op.entity, state);
-                }
                 let conflicted = matches!(done, InPlace::Conflict(_));
                 match done {
                     InPlace::Applied(body) | InPlace::Conflict(body) => {
@@ -171,7 +167,10 @@ pub fn process_batch(batch: Batch<'_>) -> BatchOutcome {
                         changes.push(Change {
                             commit_seq,
                             entity: op.entity,
-                            entity_type: entity_type.unwrap_or_default(),
+                            entity_type: slot
+                                .as_ref()
+                                .map(|s| s.entity_type.clone())
+                                .unwrap_or_default(),
                             op: op.id,
                             device: op.device,
                             hlc: op.hlc,
@@ -192,6 +191,9 @@ pub fn process_batch(batch: Batch<'_>) -> BatchOutcome {
                     }
                     InPlace::Duplicate => results.push(OpResult::Duplicate { op: op.id }),
                     InPlace::Rejected(reject) => results.push(rejected(op, reject)),
+                }
+                if let Some(state) = slot {
+                    entities.insert(op.entity, state);
                 }
             }
         }
