@@ -541,14 +541,7 @@ async fn concurrent_pushes_from_many_phones_commit_together_without_losing_a_val
         .iter()
         .map(|p| p.replica.build_request(None))
         .collect();
-    let responses = futures_join_all(
-        phones
-            .iter()
-            .zip(&requests)
-            .map(|(p, r)| p.post(&app, r))
-            .collect(),
-    )
-    .await;
+    let responses = post_all(&app, &phones, &requests).await;
     for (s, body) in &responses {
         assert_eq!(*s, StatusCode::OK, "{body}");
         for r in body["results"].as_array().unwrap() {
@@ -584,6 +577,23 @@ async fn concurrent_pushes_from_many_phones_commit_together_without_losing_a_val
         .map(|c| c["commit_seq"].as_u64().unwrap())
         .collect();
     assert_eq!(seqs, (1..=25).collect::<Vec<u64>>());
+}
+
+/// Every phone posts its request at the same time (the writer groups them into shared
+/// transactions).
+async fn post_all(
+    app: &TestApp,
+    phones: &[Phone],
+    requests: &[SyncRequest],
+) -> Vec<(StatusCode, serde_json::Value)> {
+    futures_join_all(
+        phones
+            .iter()
+            .zip(requests)
+            .map(|(p, r)| p.post(app, r))
+            .collect(),
+    )
+    .await
 }
 
 /// Run futures concurrently on this task (they borrow the test's app, so no spawning).
@@ -668,14 +678,7 @@ async fn a_push_reusing_a_stored_op_id_fails_alone(b: Backend) {
     let offender = 3;
     requests[offender].ops[0].id = taken;
     for round in 0..3 {
-        let responses = futures_join_all(
-            phones
-                .iter()
-                .zip(&requests)
-                .map(|(p, r)| p.post(&app, r))
-                .collect(),
-        )
-        .await;
+        let responses = post_all(&app, &phones, &requests).await;
         for (i, (s, body)) in responses.iter().enumerate() {
             if i == offender {
                 assert_eq!(*s, StatusCode::CONFLICT, "{body}");
