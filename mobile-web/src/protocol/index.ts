@@ -11,4 +11,6 @@ export * from './record';
 export * from './canonical';
 export * from './hlc';
 export * from './types';
+export * from './merge';
+export * from './change';
 export * from './wire';
