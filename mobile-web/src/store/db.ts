@@ -1,0 +1,155 @@
+/**
+ * The phone's database (IndexedDB through Dexie): one table per concern.
+ *
+ * - `meta`: small keyed records — the session, the device (its non-extractable key pair is
+ *   stored as `CryptoKey` objects), the replica's series position (`nextSeq`, `cursor`, clock),
+ *   the sync status and the user's preferences;
+ * - `entities`: the **confirmed** state of each record (pulled changes only, PROTOCOL.md §10);
+ * - `outbox`: the ops this device made and the server has not yet confirmed, by `seq`;
+ * - `rejections`: ops the server refused, kept with the reason until the person dismisses them;
+ * - `mines`, `rounds`, `templates`, `org`: what the server lists, kept for offline use.
+ *
+ * Schema changes are new `version(n)` blocks with an `upgrade` that moves the data; never edit
+ * an old block (phones in the field still have that version).
+ */
+import Dexie, { type EntityTable } from 'dexie';
+import type { Department, Mine, MineDetail, Round, Template, Township } from '../api/types';
+import type { EntityState, Op } from '../protocol';
+
+export interface MetaRow {
+  key: string;
+  value: unknown;
+}
+
+export interface EntityRow {
+  id: string;
+  /** The mine the record belongs to (header field `mine_id`), for a mine's page. */
+  mineId: string | null;
+  state: EntityState;
+}
+
+export interface OutboxRow {
+  seq: number;
+  entity: string;
+  op: Op;
+  /** Commit sequence the server acknowledged the op at (kept until the cursor passes it). */
+  ackedAt: number | null;
+  /** Device time the op was made (ms). */
+  madeAt: number;
+}
+
+export interface RejectionRow {
+  /** The op id. */
+  id: string;
+  entity: string;
+  op: Op;
+  code: string;
+  message: string;
+  /** Device time the rejection arrived (ms). */
+  at: number;
+}
+
+export interface MineRow {
+  id: string;
+  townshipId: string;
+  mine: Mine;
+  detail: MineDetail | null;
+  fetchedAt: number;
+}
+
+export interface RoundRow {
+  id: string;
+  mineId: string;
+  round: Round;
+}
+
+export interface TemplateRow {
+  ref: string;
+  template: Template;
+}
+
+export interface OrgRow {
+  key: 'departments' | 'townships';
+  value: Department[] | Township[];
+}
+
+export const DB_NAME = 'yanshou';
+
+export type YanshouDb = Dexie & {
+  meta: EntityTable<MetaRow, 'key'>;
+  entities: EntityTable<EntityRow, 'id'>;
+  outbox: EntityTable<OutboxRow, 'seq'>;
+  rejections: EntityTable<RejectionRow, 'id'>;
+  mines: EntityTable<MineRow, 'id'>;
+  rounds: EntityTable<RoundRow, 'id'>;
+  templates: EntityTable<TemplateRow, 'ref'>;
+  org: EntityTable<OrgRow, 'key'>;
+};
+
+/** Reads the record's mine from its header (`mine_id`), if present. */
+export function mineIdOf(state: EntityState): string | null {
+  const v = state.fields['mine_id']?.value;
+  return typeof v === 'string' ? v : null;
+}
+
+/** Declares every schema version; exported so tests can open older versions. */
+export function declareSchema(db: Dexie): void {
+  // Version 1: the first release.
+  db.version(1).stores({
+    meta: '&key',
+    entities: '&id',
+    outbox: '&seq, entity',
+    rejections: '&id, entity',
+    mines: '&id, townshipId',
+    rounds: '&id, mineId',
+    templates: '&ref',
+    org: '&key',
+  });
+  // Version 2: records indexed by their mine, so a mine's page reads only its records.
+  db.version(2)
+    .stores({ entities: '&id, mineId' })
+    .upgrade(async (tx) => {
+      await tx
+        .table('entities')
+        .toCollection()
+        .modify((row: { state: EntityState; mineId?: string | null }) => {
+          row.mineId = mineIdOf(row.state);
+        });
+    });
+}
+
+export function openDb(name = DB_NAME): YanshouDb {
+  const db = new Dexie(name) as YanshouDb;
+  declareSchema(db);
+  return db;
+}
+
+/** Whether an error from IndexedDB means the phone's storage is full. */
+export function isQuotaError(e: unknown): boolean {
+  if (e instanceof Error) {
+    if (e.name === 'QuotaExceededError') return true;
+    const inner = (e as { inner?: unknown }).inner;
+    if (inner instanceof Error && inner.name === 'QuotaExceededError') return true;
+  }
+  return false;
+}
+
+/** A write the phone could not make; carries whether storage is full. */
+export class StorageError extends Error {
+  constructor(
+    message: string,
+    readonly quota: boolean,
+  ) {
+    super(message);
+    this.name = 'StorageError';
+  }
+
+  static from(e: unknown): StorageError {
+    if (e instanceof StorageError) return e;
+    if (isQuotaError(e)) {
+      return new StorageError('手机存储空间已满，无法保存。请清理空间后重试；已保存的内容不会丢失。', true);
+    }
+    const detail = e instanceof Error ? e.message : String(e);
+    return new StorageError(`无法保存到手机：${detail}`, false);
+  }
+}

@@ -1,0 +1,115 @@
+/** What the screens read from the phone (never the network). */
+import type { Department, MineDetail, Template, Township, User } from '../api/types';
+import type { EntityState } from '../protocol';
+import type { YanshouDb, MineRow, RejectionRow } from './db';
+import { loadRecord, viewOf } from './replica';
+
+export async function departments(db: YanshouDb): Promise<Department[]> {
+  return ((await db.org.get('departments'))?.value as Department[] | undefined) ?? [];
+}
+
+export async function townships(db: YanshouDb): Promise<Township[]> {
+  return ((await db.org.get('townships'))?.value as Township[] | undefined) ?? [];
+}
+
+export async function mines(db: YanshouDb): Promise<MineRow[]> {
+  const rows = await db.mines.toArray();
+  return rows.sort((a, b) => a.mine.name.localeCompare(b.mine.name, 'zh-CN'));
+}
+
+export interface RecordSummary {
+  id: string;
+  mineId: string | null;
+  roundNo: number | null;
+  templateRef: string | null;
+  disposition: string | null;
+  view: EntityState;
+  pendingOps: number;
+  conflicts: number;
+  signedSections: string[];
+}
+
+function headerString(state: EntityState, key: string): string | null {
+  const v = state.fields[key]?.value;
+  return typeof v === 'string' ? v : null;
+}
+
+export function summarize(id: string, view: EntityState, pendingOps: number): RecordSummary {
+  const roundNo = view.fields['round_no']?.value;
+  return {
+    id,
+    mineId: headerString(view, 'mine_id'),
+    roundNo: typeof roundNo === 'number' ? roundNo : null,
+    templateRef: headerString(view, 'template'),
+    disposition: headerString(view, 'disposition'),
+    view,
+    pendingOps,
+    conflicts: Object.values(view.fields).filter((f) => f.conflict !== null).length,
+    signedSections: Object.keys(view.signatures),
+  };
+}
+
+export async function mineWithRecords(
+  db: YanshouDb,
+  mineId: string,
+): Promise<{ mine: MineRow | null; detail: MineDetail | null; records: RecordSummary[] }> {
+  const mine = (await db.mines.get(mineId)) ?? null;
+  const rows = await db.entities.where('mineId').equals(mineId).toArray();
+  const records: RecordSummary[] = [];
+  for (const row of rows) {
+    if (row.state.tombstoned) continue;
+    const pending = await db.outbox.where('entity').equals(row.id).sortBy('seq');
+    const view = viewOf(row.state, pending);
+    if (view) records.push(summarize(row.id, view, pending.length));
+  }
+  records.sort((a, b) => (b.roundNo ?? 0) - (a.roundNo ?? 0));
+  return { mine, detail: mine?.detail ?? null, records };
+}
+
+export async function record(db: YanshouDb, id: string) {
+  return loadRecord(db, id);
+}
+
+export async function cachedTemplate(db: YanshouDb, ref: string): Promise<Template | null> {
+  return (await db.templates.get(ref))?.template ?? null;
+}
+
+/** The sections a user may write (mirrors the server's sync policy; the server decides). */
+export function writableSections(user: User): Set<string> {
+  switch (user.role) {
+    case 'department_inspector':
+      return new Set(user.department ? [user.department] : []);
+    case 'township_officer':
+      return new Set(['township']);
+    case 'expert':
+      return new Set(['experts']);
+    default:
+      return new Set();
+  }
+}
+
+export interface OpenConflict {
+  recordId: string;
+  mineId: string | null;
+  field: string;
+  state: EntityState;
+}
+
+/** Every unresolved conflict on the phone's records. */
+export async function openConflicts(db: YanshouDb): Promise<OpenConflict[]> {
+  const out: OpenConflict[] = [];
+  await db.entities.each((row) => {
+    for (const [field, f] of Object.entries(row.state.fields)) {
+      if (f.conflict) out.push({ recordId: row.id, mineId: row.mineId, field, state: row.state });
+    }
+  });
+  return out;
+}
+
+export async function rejections(db: YanshouDb): Promise<RejectionRow[]> {
+  return (await db.rejections.toArray()).sort((a, b) => b.at - a.at);
+}
+
+export async function dismissRejection(db: YanshouDb, id: string): Promise<void> {
+  await db.rejections.delete(id);
+}

@@ -1,0 +1,244 @@
+/**
+ * The sync loop (PROTOCOL.md §10 over `POST /api/v1/sync`) and the offline catalog.
+ *
+ * When: on demand, on app start, when the network returns (`online`), when the app becomes
+ * visible (iOS has no Background Sync), shortly after an edit, and every few minutes while
+ * visible. One sync at a time; a request lost on the way is simply sent again (the protocol makes
+ * retries harmless). The catalog (mines, rounds, templates, departments, townships) is refreshed
+ * after the records so the phone keeps everything it needs offline.
+ */
+import { reactive } from 'vue';
+import { ApiError, NetworkError, describeError, request, requestText } from '../api/client';
+import type { Department, Mine, MineDetail, Round, Template, Township } from '../api/types';
+import { accessToken, loadSession, LoginRequired } from '../device/session';
+import { decodeResponse, type SyncRequest } from '../protocol';
+import { StorageError, type YanshouDb } from '../store/db';
+import { applyResponse, loadMeta, queuedOps } from '../store/replica';
+
+export type SyncPhase = 'idle' | 'syncing' | 'offline' | 'error' | 'login';
+
+export interface SyncStatus {
+  phase: SyncPhase;
+  /** Ops not yet confirmed by the server. */
+  pending: number;
+  rejections: number;
+  lastSyncAt: number | null;
+  lastError: string | null;
+  /** Bumped after every successful sync, so screens reload what they show. */
+  generation: number;
+}
+
+export const status = reactive<SyncStatus>({
+  phase: 'idle',
+  pending: 0,
+  rejections: 0,
+  lastSyncAt: null,
+  lastError: null,
+  generation: 0,
+});
+
+const BATCH = 500;
+const MAX_ROUNDS = 200;
+
+export async function refreshCounts(db: YanshouDb): Promise<void> {
+  status.pending = await db.outbox.count();
+  status.rejections = await db.rejections.count();
+  const row = await db.meta.get('sync');
+  const saved = row?.value as { lastSyncAt: number | null } | undefined;
+  if (saved && status.lastSyncAt === null) status.lastSyncAt = saved.lastSyncAt;
+}
+
+async function authed<T>(db: YanshouDb, f: (token: string) => Promise<T>): Promise<T> {
+  const token = await accessToken(db);
+  try {
+    return await f(token);
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) {
+      return f(await accessToken(db, true));
+    }
+    throw e;
+  }
+}
+
+/** Push and pull until both are done. */
+async function pushPull(db: YanshouDb, deviceId: string): Promise<void> {
+  for (let round = 0; round < MAX_ROUNDS; round++) {
+    const meta = await loadMeta(db, deviceId);
+    const ops = await queuedOps(db, BATCH);
+    const req: SyncRequest = {
+      protocol_version: 1,
+      device: deviceId,
+      ops,
+      cursor: meta.cursor,
+      pull_limit: 1000,
+    };
+    const body = JSON.stringify(req);
+    const text = await authed(db, (token) =>
+      requestText('/sync', { rawBody: body, token, timeoutMs: 60_000 }),
+    );
+    const response = decodeResponse(text);
+    const report = await applyResponse(db, deviceId, ops, response);
+    const gap = response.results.some((r) => r.status === 'gap');
+    status.pending = await db.outbox.count();
+    if (gap && report.applied + report.conflicts === 0 && !response.has_more) {
+      throw new Error('服务器报告操作序号缺口，无法继续提交。请导出未同步数据并联系县办。');
+    }
+    const moreOps = ops.length === BATCH || gap;
+    if (!response.has_more && !moreOps) return;
+  }
+}
+
+/** Refreshes the lists the phone keeps for offline use. */
+async function refreshCatalog(db: YanshouDb): Promise<void> {
+  const [mines, departments, townships] = await authed(db, (token) =>
+    Promise.all([
+      request<Mine[]>('/mines', { token }),
+      request<Department[]>('/departments', { token }),
+      request<Township[]>('/townships', { token }),
+    ]),
+  );
+  const now = Date.now();
+  await db.transaction('rw', [db.mines, db.org], async () => {
+    const keep = new Set(mines.map((m) => m.id));
+    await db.mines.filter((m) => !keep.has(m.id)).delete();
+    for (const m of mines) {
+      const old = await db.mines.get(m.id);
+      await db.mines.put({
+        id: m.id,
+        townshipId: m.township_id,
+        mine: m,
+        detail: old?.detail ?? null,
+        fetchedAt: now,
+      });
+    }
+    await db.org.put({ key: 'departments', value: departments });
+    await db.org.put({ key: 'townships', value: townships });
+  });
+  // Rounds, details and templates of the mines that have records on the phone.
+  const records = await db.entities.toArray();
+  const mineIds = new Set(records.map((r) => r.mineId).filter((m): m is string => m !== null));
+  const templateRefs = new Set<string>();
+  for (const r of records) {
+    const t = r.state.fields['template']?.value;
+    if (typeof t === 'string') templateRefs.add(t);
+  }
+  for (const mineId of mineIds) {
+    if (!keep(mines, mineId)) continue;
+    await refreshMine(db, mineId);
+  }
+  for (const ref of templateRefs) {
+    if (!(await db.templates.get(ref))) await fetchTemplate(db, ref);
+  }
+}
+
+function keep(mines: Mine[], id: string): boolean {
+  return mines.some((m) => m.id === id);
+}
+
+/** Fetches one mine's detail and rounds (online), keeping them for offline use. */
+export async function refreshMine(db: YanshouDb, mineId: string): Promise<void> {
+  const [detail, rounds] = await authed(db, (token) =>
+    Promise.all([
+      request<MineDetail>(`/mines/${encodeURIComponent(mineId)}`, { token }),
+      request<Round[]>(`/mines/${encodeURIComponent(mineId)}/rounds`, { token }),
+    ]),
+  );
+  await db.transaction('rw', [db.mines, db.rounds], async () => {
+    await db.mines.put({
+      id: detail.id,
+      townshipId: detail.township_id,
+      mine: detail,
+      detail,
+      fetchedAt: Date.now(),
+    });
+    for (const r of rounds) await db.rounds.put({ id: r.id, mineId: r.mine_id, round: r });
+  });
+}
+
+export async function fetchTemplate(db: YanshouDb, ref: string): Promise<Template> {
+  const at = ref.lastIndexOf('@');
+  const path = `/templates/${encodeURIComponent(ref.slice(0, at))}/${encodeURIComponent(ref.slice(at + 1))}`;
+  const template = await authed(db, (token) => request<Template>(path, { token }));
+  await db.templates.put({ ref, template });
+  return template;
+}
+
+let running: Promise<void> | null = null;
+
+/** Runs one sync unless one is running (then waits for it). Never throws. */
+export function syncNow(db: YanshouDb): Promise<void> {
+  if (!running) {
+    running = doSync(db).finally(() => {
+      running = null;
+    });
+  }
+  return running;
+}
+
+async function doSync(db: YanshouDb): Promise<void> {
+  const session = await loadSession(db);
+  if (!session) {
+    status.phase = 'login';
+    return;
+  }
+  if (typeof navigator !== 'undefined' && navigator.onLine === false) {
+    status.phase = 'offline';
+    await refreshCounts(db);
+    return;
+  }
+  status.phase = 'syncing';
+  try {
+    await pushPull(db, session.deviceId);
+    await refreshCatalog(db);
+    status.lastSyncAt = Date.now();
+    status.lastError = null;
+    status.phase = 'idle';
+    await db.meta.put({ key: 'sync', value: { lastSyncAt: status.lastSyncAt } });
+  } catch (e) {
+    if (e instanceof LoginRequired) {
+      status.phase = 'login';
+      status.lastError = e.message;
+    } else if (e instanceof NetworkError) {
+      status.phase = 'offline';
+      status.lastError = describeError(e);
+    } else if (e instanceof StorageError) {
+      status.phase = 'error';
+      status.lastError = e.message;
+    } else {
+      status.phase = 'error';
+      status.lastError = describeError(e);
+    }
+  } finally {
+    await refreshCounts(db);
+    status.generation++;
+  }
+}
+
+let editTimer: ReturnType<typeof setTimeout> | null = null;
+
+/** After an edit: sync a little later (edits come in bursts). */
+export function syncSoon(db: YanshouDb, delayMs = 3000): void {
+  if (editTimer) clearTimeout(editTimer);
+  editTimer = setTimeout(() => {
+    editTimer = null;
+    if (navigator.onLine) void syncNow(db);
+  }, delayMs);
+}
+
+/** Installs the triggers: network back, app visible, and a slow timer while visible. */
+export function startAutoSync(db: YanshouDb): void {
+  window.addEventListener('online', () => void syncNow(db));
+  window.addEventListener('offline', () => {
+    if (status.phase !== 'syncing') status.phase = 'offline';
+  });
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible') void syncNow(db);
+  });
+  setInterval(
+    () => {
+      if (document.visibilityState === 'visible' && navigator.onLine) void syncNow(db);
+    },
+    5 * 60 * 1000,
+  );
+  void syncNow(db);
+}
