@@ -14,3 +14,4 @@ export * from './types';
 export * from './merge';
 export * from './change';
 export * from './wire';
+export * from './client';
