@@ -6,6 +6,7 @@
  *   the sync status and the user's preferences;
  * - `entities`: the **confirmed** state of each record (pulled changes only, PROTOCOL.md §10);
  * - `outbox`: the ops this device made and the server has not yet confirmed, by `seq`;
+ * - `views`: the view of each record that has pending ops (derived; rebuilt on sync);
  * - `rejections`: ops the server refused, kept with the reason until the person dismisses them;
  * - `mines`, `rounds`, `templates`, `org`: what the server lists, kept for offline use.
  *
@@ -25,6 +26,14 @@ export interface EntityRow {
   id: string;
   /** The mine the record belongs to (header field `mine_id`), for a mine's page. */
   mineId: string | null;
+  state: EntityState;
+}
+
+/** The view of a record with pending ops (confirmed + outbox re-applied), kept so an edit
+ * merges one op instead of replaying the whole outbox. Derived data: rebuilt from `entities`
+ * and `outbox` whenever a sync response touches the record. */
+export interface ViewRow {
+  id: string;
   state: EntityState;
 }
 
@@ -79,6 +88,7 @@ export type YanshouDb = Dexie & {
   meta: EntityTable<MetaRow, 'key'>;
   entities: EntityTable<EntityRow, 'id'>;
   outbox: EntityTable<OutboxRow, 'seq'>;
+  views: EntityTable<ViewRow, 'id'>;
   rejections: EntityTable<RejectionRow, 'id'>;
   mines: EntityTable<MineRow, 'id'>;
   rounds: EntityTable<RoundRow, 'id'>;
@@ -105,9 +115,10 @@ export function declareSchema(db: Dexie): void {
     templates: '&ref',
     org: '&key',
   });
-  // Version 2: records indexed by their mine, so a mine's page reads only its records.
+  // Version 2: records indexed by their mine, so a mine's page reads only its records; views
+  // of records with pending edits kept (an edit then costs one merge, not the whole outbox).
   db.version(2)
-    .stores({ entities: '&id, mineId' })
+    .stores({ entities: '&id, mineId', views: '&id' })
     .upgrade(async (tx) => {
       await tx
         .table('entities')

@@ -65,12 +65,25 @@ export interface RecordView {
 }
 
 export async function loadRecord(db: YanshouDb, entity: string): Promise<RecordView> {
-  return db.transaction('r', [db.entities, db.outbox], async () => {
+  return db.transaction('r', [db.entities, db.outbox, db.views], async () => {
     const row = await db.entities.get(entity);
     const pending = await db.outbox.where('entity').equals(entity).sortBy('seq');
     const confirmed = row?.state ?? null;
-    return { confirmed, view: viewOf(confirmed, pending), pending };
+    const cached = pending.length > 0 ? await db.views.get(entity) : undefined;
+    return { confirmed, view: cached?.state ?? viewOf(confirmed, pending), pending };
   });
+}
+
+/** Rebuilds the stored view of `entity` from its confirmed state and remaining outbox ops. */
+async function rebuildView(db: YanshouDb, entity: string, confirmed: EntityState | null): Promise<void> {
+  const pending = await db.outbox.where('entity').equals(entity).sortBy('seq');
+  if (pending.length === 0) {
+    await db.views.delete(entity);
+    return;
+  }
+  const view = viewOf(confirmed, pending);
+  if (view) await db.views.put({ id: entity, state: view });
+  else await db.views.delete(entity);
 }
 
 /** An edit the phone refuses before it becomes an op (nothing is stored, no seq is used). */
@@ -105,12 +118,14 @@ export async function makeOp(
   now: number = Date.now(),
 ): Promise<Op> {
   try {
-    return await db.transaction('rw', [db.meta, db.entities, db.outbox], async () => {
+    return await db.transaction('rw', [db.meta, db.entities, db.outbox, db.views], async () => {
       const meta = await loadMeta(db, deviceId);
       const row = await db.entities.get(entity);
       const confirmed = row?.state ?? null;
-      const pending = await db.outbox.where('entity').equals(entity).sortBy('seq');
-      const view = viewOf(confirmed, pending);
+      const cached = await db.views.get(entity);
+      const view =
+        cached?.state ??
+        viewOf(confirmed, await db.outbox.where('entity').equals(entity).sortBy('seq'));
       if (!view) throw new LocalRefusal('unknown_entity', '本机还没有这份记录，请先同步');
       if (view.tombstoned) throw new LocalRefusal('entity_tombstoned', '这份记录已被删除');
       const section = sectionOf(body.field);
@@ -145,6 +160,7 @@ export async function makeOp(
       const dry = merge(view, op, { commitSeq: 0 });
       if (dry.outcome === 'rejected') throw new LocalRefusal(dry.code, dry.message);
       await db.outbox.add({ seq: op.seq, entity, op, ackedAt: null, madeAt: now });
+      await db.views.put({ id: entity, state: dry.state });
       await saveMeta(db, { ...meta, nextSeq: meta.nextSeq + 1, clock });
       return op;
     });
@@ -192,10 +208,12 @@ export async function applyResponse(
   };
   const sentById = new Map(sent.map((op) => [op.id, op]));
   try {
-    await db.transaction('rw', [db.meta, db.entities, db.outbox, db.rejections], async () => {
+    await db.transaction('rw', [db.meta, db.entities, db.outbox, db.rejections, db.views], async () => {
       const meta = await loadMeta(db, deviceId);
+      const stale = new Set<string>();
       for (const result of response.results) {
-        await applyResult(db, sentById, result, now, report);
+        const entity = await applyResult(db, sentById, result, now, report);
+        if (entity) stale.add(entity);
       }
       const touched = new Map<string, EntityState | null>();
       let clock = meta.clock;
@@ -217,9 +235,18 @@ export async function applyResponse(
         if (state) await db.entities.put({ id, mineId: mineIdOf(state), state });
       }
       // Acknowledged ops at or below the cursor are now part of the confirmed state.
-      await db.outbox
+      const done = await db.outbox
         .filter((r) => r.ackedAt !== null && r.ackedAt <= cursor)
-        .delete();
+        .toArray();
+      await db.outbox.bulkDelete(done.map((r) => r.seq));
+      for (const r of done) stale.add(r.entity);
+      for (const id of touched.keys()) stale.add(id);
+      for (const id of stale) {
+        const confirmed = touched.has(id)
+          ? (touched.get(id) ?? null)
+          : ((await db.entities.get(id))?.state ?? null);
+        await rebuildView(db, id, confirmed);
+      }
       report.cursor = cursor;
       await saveMeta(db, { ...meta, cursor, clock });
     });
@@ -239,11 +266,11 @@ async function applyResult(
   result: OpResult,
   now: number,
   report: ApplyReport,
-): Promise<void> {
+): Promise<string | null> {
   const op = sentById.get(result.op);
-  if (!op) return; // not ours in this request: ignore (§10)
+  if (!op) return null; // not ours in this request: ignore (§10)
   const row = await db.outbox.get(op.seq);
-  if (!row || row.op.id !== op.id) return; // no longer queued
+  if (!row || row.op.id !== op.id) return null; // no longer queued
   switch (result.status) {
     case 'applied':
     case 'conflict':
@@ -267,8 +294,9 @@ async function applyResult(
       report.rejected++;
       break;
     case 'gap':
-      break;
+      return null;
   }
+  return op.entity;
 }
 
 /** Every op the phone has not had confirmed, and every rejection, for the rescue file. */
