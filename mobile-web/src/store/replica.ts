@@ -160,7 +160,7 @@ export async function makeOp(
       const dry = merge(view, op, { commitSeq: 0 });
       if (dry.outcome === 'rejected') throw new LocalRefusal(dry.code, dry.message);
       await db.outbox.add({ seq: op.seq, entity, op, ackedAt: null, madeAt: now });
-      await db.views.put({ id: entity, state: dry.state });
+      if (dry.outcome !== 'duplicate') await db.views.put({ id: entity, state: dry.state });
       await saveMeta(db, { ...meta, nextSeq: meta.nextSeq + 1, clock });
       return op;
     });
