@@ -586,6 +586,30 @@ async fn device_enrolment_binding_and_revocation(b: Backend) {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(list.as_array().unwrap().len(), 1);
 
+    // Colleagues see whose device wrote a value (conflicts name writers by device).
+    let colleague = app.token_for("wang", Role::DepartmentInspector).await;
+    let (s, owner) = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/devices/{device_id}/owner"),
+            Some(&colleague),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{owner}");
+    assert_eq!(owner["device_id"], device_id.as_str());
+    assert_eq!(owner["role"], "department_inspector");
+    assert!(owner.get("password_hash").is_none());
+    let (s, body) = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/devices/{}/owner", Uuid::nil()),
+            Some(&colleague),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+
     let (s, _) = app
         .call(
             Method::POST,
@@ -817,6 +841,7 @@ async fn health_and_openapi(b: Backend) {
         "/api/v1/users/{id}/enable",
         "/api/v1/devices",
         "/api/v1/devices/{id}/revoke",
+        "/api/v1/devices/{id}/owner",
         "/api/v1/departments",
         "/api/v1/specialties",
         "/api/v1/townships",
@@ -832,6 +857,8 @@ async fn health_and_openapi(b: Backend) {
         "/api/v1/dashboard",
         "/api/v1/mines/{id}/rounds",
         "/api/v1/rounds/{id}",
+        "/api/v1/templates",
+        "/api/v1/templates/{id}/{version}",
         "/healthz",
         "/readyz",
     ] {
@@ -951,6 +978,12 @@ async fn authorization_matrix(b: Backend) {
             Box::new(admin_only(S::OK, S::FORBIDDEN)),
         ),
         (
+            Method::GET,
+            "/api/v1/devices/{bystander_device}/owner",
+            "",
+            Box::new(not_operator(S::OK, S::FORBIDDEN)),
+        ),
+        (
             Method::POST,
             "/api/v1/devices/{bystander_device}/revoke",
             "",
@@ -1041,6 +1074,19 @@ async fn authorization_matrix(b: Backend) {
             "/api/v1/rounds/{random}",
             "",
             Box::new(everyone(S::NOT_FOUND)),
+        ),
+        // Every signed-in role reads the templates the phone renders.
+        (
+            Method::GET,
+            "/api/v1/templates",
+            "",
+            Box::new(everyone(S::OK)),
+        ),
+        (
+            Method::GET,
+            "/api/v1/templates/shanggao-2023/2023.1",
+            "",
+            Box::new(everyone(S::OK)),
         ),
         (
             Method::GET,

@@ -8,6 +8,7 @@ pub mod health;
 pub mod mines;
 pub mod org;
 pub mod sync;
+pub mod templates;
 pub mod users;
 
 use axum::{Json, Router, routing::get};
@@ -52,7 +53,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(devices::router())
         .merge(org::router())
         .merge(sync::router())
-        .merge(mines::router());
+        .merge(mines::router())
+        .merge(templates::router());
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .merge(health::router())
