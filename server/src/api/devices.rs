@@ -21,6 +21,20 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_devices, enroll_device))
         .routes(routes!(revoke_device))
+        .routes(routes!(device_owner))
+}
+
+/// Who writes through a device: shown beside the values of a conflict ("张三, 水利局").
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct DeviceOwner {
+    pub device_id: Uuid,
+    pub user_id: Uuid,
+    pub display_name: String,
+    pub role: Role,
+    /// Department code, for department inspectors.
+    pub department: Option<String>,
+    /// Specialty code, for experts.
+    pub specialty: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -71,6 +85,42 @@ async fn list_devices(
         Some(caller.id())
     };
     Ok(Json(state.store.list_devices(filter).await?))
+}
+
+/// The person a device belongs to, for anyone who works on acceptance records (not holders):
+/// conflicts name each value's writer by device, and the phone shows who that is.
+#[utoipa::path(get, path = "/devices/{id}/owner", tag = "devices", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = DeviceOwner), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn device_owner(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<DeviceOwner>> {
+    caller.require(&[
+        Role::Admin,
+        Role::CountyOffice,
+        Role::DepartmentInspector,
+        Role::TownshipOfficer,
+        Role::Expert,
+    ])?;
+    let device = match state.store.get_device(id).await {
+        Ok(d) => d,
+        Err(crate::store::StoreError::NotFound) => {
+            return Err(crate::error::AppError::NotFound("device"));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let user = state.store.get_user(device.user_id).await?;
+    Ok(Json(DeviceOwner {
+        device_id: device.id,
+        user_id: user.id,
+        display_name: user.display_name,
+        role: user.role,
+        department: user.department,
+        specialty: user.specialty,
+    }))
 }
 
 /// Revoke a device (its owner or an admin). Its sessions and tokens stop working at once.
