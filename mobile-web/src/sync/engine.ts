@@ -11,9 +11,11 @@ import { reactive } from 'vue';
 import { ApiError, NetworkError, describeError, request, requestText } from '../api/client';
 import type { Department, Mine, MineDetail, Round, Template, Township } from '../api/types';
 import { accessToken, loadSession, LoginRequired } from '../device/session';
-import { decodeResponse, type SyncRequest } from '../protocol';
+import { decodeResponse, type EntityState, type SyncRequest } from '../protocol';
 import { StorageError, type YanshouDb } from '../store/db';
+import { loadOwners, saveOwners } from '../store/owners';
 import { applyResponse, loadMeta, queuedOps } from '../store/replica';
+import { DEPARTMENTS_ZH, ROLES } from '../ui/labels';
 
 export type SyncPhase = 'idle' | 'syncing' | 'offline' | 'error' | 'login';
 
@@ -129,6 +131,41 @@ async function refreshCatalog(db: YanshouDb): Promise<void> {
   for (const ref of templateRefs) {
     if (!(await db.templates.get(ref))) await fetchTemplate(db, ref);
   }
+  await refreshOwners(db, records.map((r) => r.state));
+}
+
+interface DeviceOwner {
+  display_name: string;
+  role: string;
+  department: string | null;
+}
+
+/** Names the writers of conflicting values (device → person), for reading conflicts offline. */
+async function refreshOwners(db: YanshouDb, states: EntityState[]): Promise<void> {
+  const owners = await loadOwners(db);
+  const wanted = new Set<string>();
+  for (const state of states) {
+    for (const f of Object.values(state.fields)) {
+      for (const c of f.conflict?.candidates ?? []) wanted.add(c.device);
+      for (const c of f.resolution?.candidates ?? []) wanted.add(c.device);
+    }
+  }
+  let changed = false;
+  for (const device of wanted) {
+    if (device in owners || device === '00000000-0000-0000-0000-000000000000') continue;
+    try {
+      const o = await authed(db, (token) =>
+        request<DeviceOwner>(`/devices/${encodeURIComponent(device)}/owner`, { token }),
+      );
+      const unit = o.department ? (DEPARTMENTS_ZH[o.department] ?? o.department) : (ROLES[o.role] ?? o.role);
+      owners[device] = `${o.display_name}（${unit}）`;
+      changed = true;
+    } catch (e) {
+      if (e instanceof ApiError && (e.status === 404 || e.status === 403)) continue;
+      throw e;
+    }
+  }
+  if (changed) await saveOwners(db, owners);
 }
 
 function keep(mines: Mine[], id: string): boolean {

@@ -24,6 +24,20 @@ export const DISPOSITIONS: Record<string, string> = {
   never_produced: '未生产',
 };
 
+export const DEPARTMENTS_ZH: Record<string, string> = {
+  natural_resources: '自然资源局',
+  emergency_management: '应急管理局',
+  ecology_environment: '生态环境局',
+  water_resources: '水利局',
+  forestry: '林业局',
+  agriculture_rural: '农业农村局',
+  industry_it: '工信局',
+  transport: '交通运输局',
+  power_supply: '供电公司',
+  public_security: '公安局',
+  township: '乡镇/林场',
+};
+
 export const METHODS: Record<string, string> = {
   check_records: '查资料',
   site_inspection: '现场查看',
