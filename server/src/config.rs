@@ -54,6 +54,11 @@ pub struct Settings {
     /// default, or one imported with `yanshou template import FILE`. Existing records keep the
     /// version they were opened with.
     pub acceptance_template: String,
+    /// Directory of the built phone app (`mobile-web/dist`, made by `npm run build` in
+    /// `mobile-web/`), served on the same origin as the API: every path outside `/api/`,
+    /// `/healthz` and `/readyz`. A relative path is taken from the working directory. When it
+    /// does not exist, `/` answers a page saying how to build the app.
+    pub web_dir: PathBuf,
     /// Log filter in `tracing_subscriber::EnvFilter` syntax, e.g. `info,yanshou_server=debug`.
     pub log: String,
     /// Log as JSON lines (for log shippers) instead of human-readable text.
@@ -79,6 +84,7 @@ impl Default for Settings {
             trust_forwarded_for: false,
             max_json_body_bytes: 1024 * 1024,
             acceptance_template: DEFAULT_TEMPLATE_REF.into(),
+            web_dir: PathBuf::from("mobile-web/dist"),
             log: "info".into(),
             log_json: false,
         }
@@ -184,6 +190,7 @@ impl Settings {
             "trust_forwarded_for" => self.trust_forwarded_for = parse(name, value)?,
             "max_json_body_bytes" => self.max_json_body_bytes = parse(name, value)?,
             "acceptance_template" => self.acceptance_template = value.into(),
+            "web_dir" => self.web_dir = value.into(),
             "log" => self.log = value.into(),
             "log_json" => self.log_json = parse(name, value)?,
             // Variables the CLI reads itself (e.g. YANSHOU_CONFIG) or test harness variables.
@@ -308,6 +315,11 @@ max_json_body_bytes = {max_json_body_bytes}
 # `yanshou template import FILE`. Records keep the version they were opened with.
 acceptance_template = "{acceptance_template}"
 
+# Directory of the built phone app (cd mobile-web && npm ci && npm run build), served on the same
+# origin as the API at every path outside /api/, /healthz and /readyz. Relative to the working
+# directory. When it is missing, / answers a page saying how to build the app.
+web_dir = "{web_dir}"
+
 # Log filter (tracing EnvFilter syntax) and format.
 log = "{log}"
 log_json = {log_json}
@@ -328,6 +340,7 @@ log_json = {log_json}
         trust_forwarded_for = d.trust_forwarded_for,
         max_json_body_bytes = d.max_json_body_bytes,
         acceptance_template = d.acceptance_template,
+        web_dir = d.web_dir.display(),
         log = d.log,
         log_json = d.log_json,
     )

@@ -8,6 +8,7 @@
 //! - [`store`]: the `Store` trait and its SQLite and PostgreSQL implementations;
 //! - [`auth`], [`accounts`], [`devices`]: identity, sessions, device enrolment;
 //! - [`api`]: the HTTP routes and the OpenAPI document;
+//! - [`web`]: the built phone app, served at every path outside `/api/`;
 //! - [`error`]: the one error type and its JSON shape.
 
 pub mod acceptance;
@@ -22,6 +23,7 @@ pub mod mines;
 pub mod rounds;
 pub mod store;
 pub mod sync;
+pub mod web;
 pub mod workflow;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
@@ -29,12 +31,13 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use axum::{
     Router,
     extract::{DefaultBodyLimit, Request},
-    http::HeaderName,
+    http::{HeaderName, HeaderValue, header},
     response::IntoResponse,
 };
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    set_header::SetResponseHeaderLayer,
     trace::TraceLayer,
 };
 
@@ -98,9 +101,13 @@ pub fn app(state: AppState) -> Router {
     let body_limit = state.settings.max_json_body_bytes;
     let (routes, _openapi) = api::routes();
     routes
-        .fallback(|| async { AppError::NotFound("route") })
+        .fallback(web::fallback)
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         .layer(CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
                 AppError::Internal("handler panicked".into()).into_response()

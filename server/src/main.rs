@@ -247,6 +247,7 @@ async fn demo_command(mut settings: Settings, dir: PathBuf) -> anyhow::Result<()
 
 async fn serve_command(listener: tokio::net::TcpListener, state: AppState) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
+    yanshou_server::web::warn_if_missing(&state.settings.web_dir);
     // Install the signal handlers before announcing readiness.
     let shutdown = shutdown_signal();
     // Tests and scripts read this line to learn the port when listening on port 0.
