@@ -475,25 +475,26 @@ fn process_group(
             policy: &policy,
             next_commit_seq,
             prior_results: &loaded.prior_results,
-            stored_seqs: loaded.stored_seqs.get(&device).unwrap_or(&no_seqs),
+            stored_ops: loaded.stored_ops.get(&device).unwrap_or(&no_seqs),
         });
         next_commit_seq = outcome.next_commit_seq;
         loaded.series.insert(device, outcome.series.last_seq);
         writes.series.push((device, outcome.series.last_seq));
         let stored_before = writes.ops.len();
-        for ((op, op_json), result) in job.ops.iter().zip(&job.op_json).zip(&outcome.results) {
-            let (keep, commit_seq) = match result {
+        for (((op, op_json), result), keep) in job
+            .ops
+            .iter()
+            .zip(&job.op_json)
+            .zip(&outcome.results)
+            .zip(&outcome.stored)
+        {
+            let commit_seq = match result {
                 OpResult::Applied { commit_seq, .. } | OpResult::Conflict { commit_seq, .. } => {
-                    (true, Some(*commit_seq))
+                    Some(*commit_seq)
                 }
-                OpResult::Rejected { code, .. } => (
-                    !matches!(code, RejectCode::WrongDevice | RejectCode::SeqReused)
-                        && !loaded.prior_results.contains_key(&op.id),
-                    None,
-                ),
-                OpResult::Duplicate { .. } | OpResult::Gap { .. } => (false, None),
+                _ => None,
             };
-            if keep {
+            if *keep {
                 writes.ops.push(StoredOp {
                     id: op.id,
                     device: op.device.0,
@@ -520,11 +521,13 @@ fn process_group(
                 loaded
                     .prior_results
                     .insert(stored.id, stored.result.clone());
+            }
+            for (op, _) in job.ops.iter().zip(&outcome.stored).filter(|(_, s)| **s) {
                 loaded
-                    .stored_seqs
-                    .entry(stored.device)
+                    .stored_ops
+                    .entry(device)
                     .or_default()
-                    .insert(stored.seq, stored.id);
+                    .insert(op.seq, op.clone());
             }
         }
         changed.extend(outcome.changed.iter().copied());

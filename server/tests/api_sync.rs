@@ -709,7 +709,93 @@ async fn a_push_reusing_a_stored_op_id_fails_alone(b: Backend) {
     assert_eq!(state.created_by, taken);
 }
 
+/// A phone drops a `duplicate` from its outbox, so only an op the server stored may be answered
+/// `duplicate`: a second op under a sequence number taken earlier in the same batch, an op with
+/// `seq` 0, and a retry whose content differs from the stored op under its id are refused with
+/// a reason instead, and nothing of them is stored.
+async fn only_a_stored_op_is_ever_acknowledged_as_duplicate(b: Backend) {
+    let (app, mut office, mut pa, _) = setup(b).await;
+    let record = office_creates_record(&app, &mut office, &[]).await;
+    pa.sync(&app).await;
+    pa.set(record, FIELD, "88");
+    let mut request = pa.replica.build_request(None);
+    let mut twin = request.ops[0].clone();
+    twin.id = OpId(Uuid::now_v7());
+    twin.body = sync_protocol::OpBody::Set {
+        field: "forestry/20.survival".into(),
+        value: Value::from("91"),
+        base_rev: 0,
+    };
+    let mut zero = twin.clone();
+    zero.id = OpId(Uuid::now_v7());
+    zero.seq = 0;
+    request.ops.push(twin.clone());
+    request.ops.insert(0, zero.clone());
+    let (s, body) = pa.post(&app, &request).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let results: Vec<OpResult> = serde_json::from_value(body["results"].clone()).unwrap();
+    assert_eq!(results.len(), 3, "{results:?}");
+    assert!(
+        matches!(&results[0], OpResult::Rejected { code: RejectCode::InvalidOp, op, .. } if *op == zero.id),
+        "seq 0: {results:?}"
+    );
+    assert!(
+        matches!(results[1], OpResult::Applied { .. }),
+        "{results:?}"
+    );
+    assert!(
+        matches!(&results[2], OpResult::Rejected { code: RejectCode::SeqReused, op, .. } if *op == twin.id),
+        "same seq in one batch: {results:?}"
+    );
+    // A retry of the applied op with other content under the same id and number.
+    let mut changed = request.ops[1].clone();
+    if let sync_protocol::OpBody::Set { value, .. } = &mut changed.body {
+        *value = Value::from("77");
+    }
+    let retry = SyncRequest {
+        ops: vec![changed.clone(), zero.clone()],
+        ..request.clone()
+    };
+    let (s, body) = pa.post(&app, &retry).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let results: Vec<OpResult> = serde_json::from_value(body["results"].clone()).unwrap();
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert!(
+        matches!(
+            &results[0],
+            OpResult::Rejected {
+                code: RejectCode::SeqReused,
+                ..
+            }
+        ),
+        "changed retry: {results:?}"
+    );
+    assert!(
+        matches!(
+            &results[1],
+            OpResult::Rejected {
+                code: RejectCode::InvalidOp,
+                ..
+            }
+        ),
+        "seq 0 again: {results:?}"
+    );
+    // The exact op again is a duplicate; nothing of the refused ops was stored.
+    let exact = SyncRequest {
+        ops: vec![request.ops[1].clone()],
+        ..request.clone()
+    };
+    let (_, body) = pa.post(&app, &exact).await;
+    assert_eq!(body["results"][0]["status"], "duplicate", "{body}");
+    let mut fresh = Phone::enroll(&app, "office").await;
+    fresh.sync(&app).await;
+    let state = &fresh.replica.confirmed()[&record];
+    assert_eq!(state.value(FIELD), Some(&Value::from("88")));
+    assert_eq!(state.value("forestry/20.survival"), None);
+}
+
 both_backends!(
+    only_a_stored_op_is_ever_acknowledged_as_duplicate,
     a_push_reusing_a_stored_op_id_fails_alone,
     a_request_sent_twice_at_once_never_acknowledges_a_rejected_op,
     concurrent_pushes_from_many_phones_commit_together_without_losing_a_value,

@@ -46,12 +46,12 @@ pub struct Batch<'a> {
     /// response was lost still learns why; may be empty if the server does not keep results
     /// (retries are then answered `duplicate`).
     pub prior_results: &'a BTreeMap<OpId, OpResult>,
-    /// The op ids the server stored under this device's sequence numbers, for the batch's ops
-    /// with `seq <= series.last_seq`. A retried op must have the stored id; a different op under
-    /// an old number is rejected `seq_reused` instead of being acknowledged as a duplicate (which
-    /// would make the device drop a value the server never saw). May be empty if the server does
-    /// not keep ops (retries are then answered `duplicate`).
-    pub stored_seqs: &'a BTreeMap<u64, OpId>,
+    /// The ops the server stored under this device's sequence numbers, for the batch's ops with
+    /// `seq <= series.last_seq`. A retry is `duplicate` only if it is exactly the stored op (same
+    /// id, same content); anything else under an old number — another id, the same id with other
+    /// content, or a number the server holds nothing under — is rejected `seq_reused` instead,
+    /// because a device drops a `duplicate` from its outbox and the value would be lost.
+    pub stored_ops: &'a BTreeMap<u64, Op>,
 }
 
 impl fmt::Debug for Batch<'_> {
@@ -63,7 +63,7 @@ impl fmt::Debug for Batch<'_> {
             .field("ops", &self.ops)
             .field("next_commit_seq", &self.next_commit_seq)
             .field("prior_results", &self.prior_results)
-            .field("stored_seqs", &self.stored_seqs)
+            .field("stored_ops", &self.stored_ops)
             .finish_non_exhaustive()
     }
 }
@@ -73,10 +73,14 @@ impl fmt::Debug for Batch<'_> {
 pub struct BatchOutcome {
     /// The device's series after the batch.
     pub series: SeriesState,
-    /// One result per op, in the order of `Batch::ops`. Store the op and its result for every
-    /// result except `duplicate` and `gap` (and `wrong_device` rejections, which are not part of
-    /// the device's series).
+    /// One result per op, in the order of `Batch::ops`.
     pub results: Vec<OpResult>,
+    /// Per op (in the order of `Batch::ops`): whether the op took its place in the device's
+    /// series and must be stored with its result. False for retries, gaps and ops refused before
+    /// the series (another device's, `seq` 0, `seq_reused`). True for an op that advanced the
+    /// series even when the merge found its id already applied: storing it then trips the op
+    /// log's unique op id, so the request is refused (`op_id_reused`) instead of acknowledged.
+    pub stored: Vec<bool>,
     /// The states of all touched entities after the batch (existing ones only).
     pub entities: BTreeMap<EntityId, EntityState>,
     /// The entities whose state changed and must be written back.
@@ -99,12 +103,17 @@ pub fn process_batch(batch: Batch<'_>) -> BatchOutcome {
         policy,
         mut next_commit_seq,
         prior_results,
-        stored_seqs,
+        stored_ops,
     } = batch;
     let mut results = Vec::with_capacity(ops.len());
+    let mut stored = Vec::with_capacity(ops.len());
     let mut changes = Vec::new();
     let mut changed = BTreeSet::new();
     let mut held_from: Option<u64> = None;
+    // Ops of this batch that took their place in the series, by seq, with their result index:
+    // a later op of the same batch under the same number is checked against them exactly as
+    // against the stored ops.
+    let mut taken: BTreeMap<u64, (&Op, usize)> = BTreeMap::new();
     for op in ops {
         if op.device != device {
             results.push(rejected(
@@ -114,6 +123,18 @@ pub fn process_batch(batch: Batch<'_>) -> BatchOutcome {
                     format!("op {} belongs to device {}, not {device}", op.id, op.device),
                 ),
             ));
+            stored.push(false);
+            continue;
+        }
+        if op.seq == 0 {
+            results.push(rejected(
+                op,
+                Reject::new(
+                    RejectCode::InvalidOp,
+                    "sequence numbers start at 1; this change was not saved",
+                ),
+            ));
+            stored.push(false);
             continue;
         }
         if let Some(expected) = held_from {
@@ -121,27 +142,57 @@ pub fn process_batch(batch: Batch<'_>) -> BatchOutcome {
                 op: op.id,
                 expected,
             });
+            stored.push(false);
             continue;
         }
         match series.admit(op.seq) {
             Admission::Duplicate => {
-                results.push(match stored_seqs.get(&op.seq) {
-                    Some(stored) if *stored != op.id => rejected(
+                let earlier = match taken.get(&op.seq) {
+                    Some((earlier, index)) => Some((*earlier, Some(&results[*index]))),
+                    None => stored_ops
+                        .get(&op.seq)
+                        .map(|earlier| (earlier, prior_results.get(&earlier.id))),
+                };
+                results.push(match earlier {
+                    Some((earlier, prior)) if earlier == op => match prior {
+                        Some(prior @ OpResult::Rejected { .. }) => prior.clone(),
+                        _ => OpResult::Duplicate { op: op.id },
+                    },
+                    Some((earlier, _)) => rejected(
+                        op,
+                        Reject::new(
+                            RejectCode::SeqReused,
+                            if earlier.id == op.id {
+                                format!(
+                                    "this change differs from the one saved under its id and \
+                                     sequence number {}; it was not saved and must be entered \
+                                     again",
+                                    op.seq
+                                )
+                            } else {
+                                format!(
+                                    "sequence number {} of this device already belongs to \
+                                     another change; this change was not saved and must be \
+                                     entered again",
+                                    op.seq
+                                )
+                            },
+                        ),
+                    ),
+                    None => rejected(
                         op,
                         Reject::new(
                             RejectCode::SeqReused,
                             format!(
-                                "sequence number {} of this device already belongs to another \
-                                 change; this change was not saved and must be entered again",
+                                "this device has already used sequence number {} and the \
+                                 server holds no change under it; this change was not saved \
+                                 and must be entered again",
                                 op.seq
                             ),
                         ),
                     ),
-                    _ => match prior_results.get(&op.id) {
-                        Some(prior @ OpResult::Rejected { .. }) => prior.clone(),
-                        _ => OpResult::Duplicate { op: op.id },
-                    },
                 });
+                stored.push(false);
             }
             Admission::Gap { expected } => {
                 held_from = Some(expected);
@@ -149,9 +200,12 @@ pub fn process_batch(batch: Batch<'_>) -> BatchOutcome {
                     op: op.id,
                     expected,
                 });
+                stored.push(false);
             }
             Admission::Next => {
                 series.advance();
+                taken.insert(op.seq, (op, results.len()));
+                stored.push(true);
                 let ctx = MergeContext {
                     policy,
                     commit_seq: next_commit_seq,
@@ -201,6 +255,7 @@ pub fn process_batch(batch: Batch<'_>) -> BatchOutcome {
     BatchOutcome {
         series,
         results,
+        stored,
         entities,
         changed,
         changes,
@@ -262,7 +317,7 @@ mod tests {
             policy: &AllowAll,
             next_commit_seq: 10,
             prior_results: &none,
-            stored_seqs: &BTreeMap::new(),
+            stored_ops: &BTreeMap::new(),
         });
         assert!(matches!(
             out.results[0],
@@ -292,7 +347,7 @@ mod tests {
         let first = op(a, 1, tombstone());
         let mut impostor = op(a, 1, tombstone());
         impostor.id = OpId::from_u128(999);
-        let stored = BTreeMap::from([(1, first.id)]);
+        let stored = BTreeMap::from([(1, first.clone())]);
         let out = process_batch(Batch {
             device: a,
             series: SeriesState { last_seq: 1 },
@@ -301,7 +356,7 @@ mod tests {
             policy: &AllowAll,
             next_commit_seq: 5,
             prior_results: &BTreeMap::new(),
-            stored_seqs: &stored,
+            stored_ops: &stored,
         });
         assert!(matches!(out.results[0], OpResult::Duplicate { .. }));
         assert!(matches!(
@@ -312,5 +367,91 @@ mod tests {
             }
         ));
         assert!(out.changes.is_empty());
+    }
+
+    #[test]
+    fn only_the_stored_op_itself_is_a_duplicate() {
+        let a = DeviceId::from_u128(7);
+        let set = |value: &str| OpBody::Set {
+            field: "s/f".to_owned(),
+            value: Value::from(value),
+            base_rev: 0,
+        };
+        let create = op(
+            a,
+            1,
+            OpBody::Create {
+                entity_type: "t".to_owned(),
+                fields: Default::default(),
+            },
+        );
+        let first = op(a, 2, set("1"));
+        let mut twin = op(a, 2, set("2"));
+        twin.id = OpId::from_u128(1000);
+        let mut zero = op(a, 0, set("3"));
+        zero.id = OpId::from_u128(1001);
+        let mut changed = first.clone();
+        changed.body = set("4");
+        let unknown = op(a, 1, set("5"));
+        let ops = [
+            create.clone(),
+            zero,
+            first.clone(),
+            twin,
+            first.clone(),
+            changed,
+        ];
+        let out = process_batch(Batch {
+            device: a,
+            series: SeriesState::default(),
+            entities: BTreeMap::new(),
+            ops: &ops,
+            policy: &AllowAll,
+            next_commit_seq: 1,
+            prior_results: &BTreeMap::new(),
+            stored_ops: &BTreeMap::new(),
+        });
+        let codes: Vec<_> = out
+            .results
+            .iter()
+            .map(|r| match r {
+                OpResult::Rejected { code, .. } => code.as_str(),
+                OpResult::Applied { .. } => "applied",
+                OpResult::Duplicate { .. } => "duplicate",
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                "applied",
+                "invalid_op",
+                "applied",
+                "seq_reused",
+                "duplicate",
+                "seq_reused"
+            ]
+        );
+        assert_eq!(out.stored, [true, false, true, false, false, false]);
+        assert_eq!(out.series.last_seq, 2);
+
+        // A number the device used but the server holds nothing under is no duplicate either.
+        let out = process_batch(Batch {
+            device: a,
+            series: SeriesState { last_seq: 2 },
+            entities: BTreeMap::new(),
+            ops: &[unknown],
+            policy: &AllowAll,
+            next_commit_seq: 1,
+            prior_results: &BTreeMap::new(),
+            stored_ops: &BTreeMap::from([(2, first)]),
+        });
+        assert!(matches!(
+            &out.results[0],
+            OpResult::Rejected {
+                code: RejectCode::SeqReused,
+                ..
+            }
+        ));
     }
 }

@@ -5,9 +5,10 @@
 //! ([`Admission`]):
 //! - `seq == last + 1` → **next**: process it (whatever the merge outcome, even a rejection,
 //!   the series advances — the op has been answered);
-//! - `seq <= last` → **duplicate**: a retry after a lost response. The server confirms the op
-//!   id matches what it stored for `(device, seq)` (a DB unique constraint) and answers with the
-//!   stored result;
+//! - `seq <= last` → **duplicate**: a retry after a lost response. The batch processor confirms
+//!   the op is exactly the one stored for `(device, seq)` (same id, same content) and answers
+//!   with the stored result; anything else under a used number is `seq_reused` (`seq` 0, never
+//!   a valid number, is refused before the series is consulted);
 //! - `seq > last + 1` → **gap**: an earlier op is missing. The op is held (not applied, not
 //!   stored) and the device resends from `expected`. Never silently skip a lost op.
 

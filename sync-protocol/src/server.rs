@@ -5,12 +5,12 @@
 //! the same [`process_batch`] the real server runs. It is used by the tests and examples; it is
 //! deliberately *not* a second copy of the rules.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::batch::{Batch, process_batch, touched_entities};
 use crate::change::{Change, page};
 use crate::ids::{DeviceId, EntityId, OpId};
-use crate::merge::{AllowAll, Policy, RejectCode};
+use crate::merge::{AllowAll, Policy};
 use crate::op::Op;
 use crate::series::SeriesState;
 use crate::state::EntityState;
@@ -57,7 +57,7 @@ impl<P: Policy> Authority<P> {
     /// rejects a request whose `device` differs.
     pub fn handle(&mut self, request: &SyncRequest) -> Result<SyncResponse, ProtocolError> {
         check_version(request.protocol_version)?;
-        let results = self.push(request.device, &request.ops);
+        let results = self.push(request.device, &request.ops)?;
         let limit = request
             .pull_limit
             .unwrap_or(DEFAULT_PULL_LIMIT)
@@ -73,7 +73,11 @@ impl<P: Policy> Authority<P> {
     }
 
     /// Processes pushed ops the way the real server does in one transaction.
-    pub fn push(&mut self, device: DeviceId, ops: &[Op]) -> Vec<OpResult> {
+    ///
+    /// An op taking a new place in the series with an op id the authority already holds (or
+    /// that an earlier op of the batch has) refuses the whole push, as the real server's op log
+    /// key does: nothing is stored, and the device keeps every op.
+    pub fn push(&mut self, device: DeviceId, ops: &[Op]) -> Result<Vec<OpResult>, ProtocolError> {
         let entities = touched_entities(ops)
             .into_iter()
             .filter_map(|id| self.entities.get(&id).map(|s| (id, s.clone())))
@@ -82,11 +86,11 @@ impl<P: Policy> Authority<P> {
             .iter()
             .filter_map(|op| self.results.get(&op.id).map(|r| (op.id, r.clone())))
             .collect();
-        let stored_seqs = self
+        let stored_ops = self
             .log
             .iter()
             .filter(|(op, _)| op.device == device)
-            .map(|(op, _)| (op.seq, op.id))
+            .map(|(op, _)| (op.seq, op.clone()))
             .collect();
         let outcome = process_batch(Batch {
             device,
@@ -96,19 +100,17 @@ impl<P: Policy> Authority<P> {
             policy: &self.policy,
             next_commit_seq: self.next_commit_seq,
             prior_results: &prior_results,
-            stored_seqs: &stored_seqs,
+            stored_ops: &stored_ops,
         });
+        let mut new_ids = BTreeSet::new();
+        for (op, stored) in ops.iter().zip(&outcome.stored) {
+            if *stored && (self.results.contains_key(&op.id) || !new_ids.insert(op.id)) {
+                return Err(ProtocolError::OpIdReused(op.id));
+            }
+        }
         self.series.insert(device, outcome.series);
-        for (op, result) in ops.iter().zip(&outcome.results) {
-            let stored = match result {
-                OpResult::Duplicate { .. } | OpResult::Gap { .. } => false,
-                OpResult::Rejected { code, .. } => {
-                    !matches!(code, RejectCode::WrongDevice | RejectCode::SeqReused)
-                        && !self.results.contains_key(&op.id)
-                }
-                OpResult::Applied { .. } | OpResult::Conflict { .. } => true,
-            };
-            if stored {
+        for ((op, result), stored) in ops.iter().zip(&outcome.results).zip(&outcome.stored) {
+            if *stored {
                 self.results.insert(op.id, result.clone());
                 self.log.push((op.clone(), result.clone()));
             }
@@ -120,7 +122,7 @@ impl<P: Policy> Authority<P> {
         }
         self.feed.extend(outcome.changes);
         self.next_commit_seq = outcome.next_commit_seq;
-        outcome.results
+        Ok(outcome.results)
     }
 
     /// The current state of an entity.

@@ -123,6 +123,10 @@ pub enum ProtocolError {
     /// The message is not valid JSON of the expected shape.
     #[error("malformed sync message: {0}")]
     Malformed(String),
+    /// A pushed op takes a new sequence number with the id of an op the server already holds
+    /// (PROTOCOL.md §7): the whole request is refused and nothing of it is stored.
+    #[error("op {0} reuses the id of a change the server already holds; nothing was saved")]
+    OpIdReused(OpId),
 }
 
 /// Checks a received protocol version.

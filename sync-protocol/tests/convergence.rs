@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use sync_protocol::{
-    Authority, ChangeBody, DeviceId, EntityId, Op, OpBody, OpId, OpResult, Replica, SyncResponse,
-    Value, section_hash, section_of,
+    Authority, ChangeBody, DeviceId, EntityId, Op, OpBody, OpId, OpResult, Replica, SyncRequest,
+    SyncResponse, Value, section_hash, section_of,
 };
 
 const DEVICES: usize = 3;
@@ -28,6 +28,12 @@ enum Fault {
     DelayResponse,
     /// The first op of the request is lost in transit: the server sees a gap.
     LoseFirstOp,
+    /// A buggy or forged client adds an op with `seq` 0 and a new id.
+    ForgeSeqZero,
+    /// A buggy or forged client adds a second op under the last op's `seq`, with a new id.
+    ReuseSeq,
+    /// An old request of this device arrives again, late.
+    ReplayOld,
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +76,9 @@ fn fault() -> impl Strategy<Value = Fault> {
         1 => Just(Fault::DuplicateResponse),
         1 => Just(Fault::DelayResponse),
         1 => Just(Fault::LoseFirstOp),
+        1 => Just(Fault::ForgeSeqZero),
+        1 => Just(Fault::ReuseSeq),
+        1 => Just(Fault::ReplayOld),
     ]
 }
 
@@ -98,6 +107,8 @@ struct World {
     next_id: u128,
     /// Every op each device made (and queued).
     made: Vec<Vec<OpId>>,
+    /// Requests each device sent, for late replays.
+    sent: Vec<Vec<SyncRequest>>,
 }
 
 impl World {
@@ -112,6 +123,7 @@ impl World {
             now: 1_700_000_000_000,
             next_id: 1,
             made: vec![Vec::new(); DEVICES],
+            sent: vec![Vec::new(); DEVICES],
         };
         let id = world.op_id();
         let now = world.now_for(0);
@@ -217,14 +229,46 @@ impl World {
     /// (nothing more to pull, nothing applied).
     fn sync(&mut self, dev: usize, fault: Fault) -> bool {
         let mut request = self.replicas[dev].build_request(Some(PULL_LIMIT));
+        let mut forged = Vec::new();
         match fault {
             Fault::DropRequest => return false,
             Fault::LoseFirstOp if request.ops.len() > 1 => {
                 request.ops.remove(0);
             }
+            Fault::ForgeSeqZero if !request.ops.is_empty() => {
+                let mut op = request.ops[0].clone();
+                op.id = self.op_id();
+                op.seq = 0;
+                forged.push(op.id);
+                request.ops.insert(0, op);
+            }
+            Fault::ReuseSeq if !request.ops.is_empty() => {
+                let mut op = request.ops[request.ops.len() - 1].clone();
+                op.id = self.op_id();
+                forged.push(op.id);
+                request.ops.push(op);
+            }
+            Fault::ReplayOld if !self.sent[dev].is_empty() => {
+                request = self.sent[dev][0].clone();
+            }
             _ => {}
         }
+        if !request.ops.is_empty() && forged.is_empty() {
+            self.sent[dev].push(request.clone());
+        }
         let response = self.server.handle(&request).expect("same protocol version");
+        // An op the server did not store is never acknowledged, so the device keeps it.
+        for id in forged {
+            let result = response.results.iter().find(|r| r.op() == id);
+            assert!(
+                matches!(
+                    result,
+                    Some(OpResult::Rejected { .. } | OpResult::Gap { .. })
+                ),
+                "forged op {id} answered {result:?}"
+            );
+            assert!(self.server.result(id).is_none(), "forged op {id} stored");
+        }
         let now = self.now_for(dev);
         match fault {
             Fault::DropResponse => false,

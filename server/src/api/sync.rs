@@ -39,6 +39,7 @@ async fn sync_endpoint(
         ProtocolError::Malformed(m) => {
             AppError::bad_request(format!("malformed sync request: {m}"))
         }
+        ProtocolError::OpIdReused(_) => AppError::bad_request(e.to_string()),
     })?;
     Ok(Json(sync::sync(&state, &caller, request).await?))
 }

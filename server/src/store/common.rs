@@ -449,7 +449,7 @@ macro_rules! impl_common_store {
                     continue;
                 }
                 let rows = sqlx::query(
-                    "select op_id, seq, result_json from sync_ops \
+                    "select op_id, op_json, result_json from sync_ops \
                      where device_id = $1 and seq >= $2 and seq <= $3",
                 )
                 .bind(*device)
@@ -459,12 +459,13 @@ macro_rules! impl_common_store {
                 .await?;
                 for row in rows {
                     let id = OpId(row.try_get::<Uuid, _>("op_id")?);
+                    let op: Op = from_json(&row.try_get::<String, _>("op_json")?)?;
                     let result: OpResult = from_json(&row.try_get::<String, _>("result_json")?)?;
                     loaded
-                        .stored_seqs
+                        .stored_ops
                         .entry(*device)
                         .or_default()
-                        .insert(to_u64(row.try_get::<i64, _>("seq")?), id);
+                        .insert(op.seq, op);
                     loaded.prior_results.insert(id, result);
                 }
             }

@@ -243,8 +243,9 @@ pub struct SyncLoaded {
     pub entities: BTreeMap<EntityId, EntityState>,
     /// Stored results of the batches' ops that were processed before (retries).
     pub prior_results: BTreeMap<OpId, OpResult>,
-    /// Per device, the op ids stored under the batch's already-used sequence numbers.
-    pub stored_seqs: HashMap<Uuid, BTreeMap<u64, OpId>>,
+    /// Per device, the ops stored under the batch's already-used sequence numbers: a retry is
+    /// a duplicate only if it is exactly the stored op.
+    pub stored_ops: HashMap<Uuid, BTreeMap<u64, Op>>,
     /// The commit sequence number the first new change gets.
     pub next_commit_seq: u64,
 }
