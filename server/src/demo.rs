@@ -437,7 +437,7 @@ async fn seed_mines(
                 created_at: now_ms(),
             };
             store
-                .transition_mine(mine.id, mine.version, &next, &event)
+                .transition_mine(mine.id, mine.version, &next, &event, None)
                 .await?;
             mine.facts = next;
             mine.version += 1;
@@ -456,4 +456,45 @@ fn input(username: &str, display_name: &str, role: Role) -> NewUserInput {
         township_id: None,
         specialty: None,
     }
+}
+
+/// Opens an acceptance round, as the county office would over the API, on every demo mine whose
+/// stage is one that gets inspected, so the phone app has records to fill. Returns how many.
+pub async fn open_rounds(state: &crate::AppState) -> Result<usize> {
+    let Some(office) = state
+        .store
+        .list_users()
+        .await?
+        .into_iter()
+        .find(|u| u.role == Role::CountyOffice)
+    else {
+        return Ok(0);
+    };
+    let now = now_ms() / 1000;
+    let caller = crate::auth::AuthUser {
+        claims: crate::auth::tokens::Claims {
+            iss: state.settings.token_issuer.clone(),
+            aud: state.settings.token_audience.clone(),
+            sub: office.id,
+            iat: now,
+            nbf: now,
+            exp: now + 60,
+            typ: crate::auth::tokens::ACCESS_TYP.into(),
+            role: Role::CountyOffice,
+            dept: None,
+            town: None,
+            spec: None,
+            did: None,
+        },
+    };
+    let mut opened = 0;
+    for mine in crate::mines::visible_mines(state, &caller).await? {
+        match crate::rounds::open(state, &caller, mine.id).await {
+            Ok(_) => opened += 1,
+            // Mines before approval or after acceptance are not inspected: no round.
+            Err(crate::error::AppError::Conflict { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(opened)
 }

@@ -233,7 +233,12 @@ async fn demo_command(mut settings: Settings, dir: PathBuf) -> anyhow::Result<()
     let (users, password) = yanshou_server::demo::seed(state.store.as_ref())
         .await
         .map_err(|e| anyhow::anyhow!("cannot seed the demo county: {e}"))?;
-    println!("Demo county (上高县) — every account's password: {password}");
+    let rounds = yanshou_server::demo::open_rounds(&state)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the demo acceptance rounds: {e}"))?;
+    println!(
+        "Demo county (上高县) — every account's password: {password} ({rounds} acceptance rounds open)"
+    );
     for u in &users {
         println!(
             "  {:<48} {:<22} {}",
