@@ -21,7 +21,14 @@ export function registerServiceWorker(): void {
   }
   if (import.meta.env.DEV) return;
   let reloading = false;
+  // The very first worker takes control of an uncontrolled page (`clients.claim`): that is no
+  // new version, and reloading then would wipe what the user is typing (or a login in flight).
+  let controlled = navigator.serviceWorker.controller !== null;
   navigator.serviceWorker.addEventListener('controllerchange', () => {
+    if (!controlled) {
+      controlled = true;
+      return;
+    }
     if (reloading) return;
     reloading = true;
     window.location.reload();
