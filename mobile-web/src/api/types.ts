@@ -115,7 +115,8 @@ export interface TemplateItem {
   number: number;
   title: string;
   criterion: string | null;
-  methods: string[];
+  /** 验收方式 with the server's words (查资料, 现场查看, 实测). */
+  methods: { code: string; name: string }[];
   photo: string;
   applies_to: string[];
   note: string | null;
