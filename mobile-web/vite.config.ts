@@ -51,9 +51,27 @@ function precacheManifest(): Plugin {
   };
 }
 
+/**
+ * Vant's icon font names a fallback on a CDN after its inline woff2. Nothing may be fetched from
+ * outside the Yanshou server (and the server's CSP refuses it, logging an error on every start):
+ * drop the fallback, the inline font is what every supported browser uses.
+ */
+function noOutsideFonts(): Plugin {
+  return {
+    name: 'yanshou-no-outside-fonts',
+    enforce: 'pre',
+    transform(code, id) {
+      if (!id.includes('vant') || !id.endsWith('.css')) return null;
+      const out = code.replace(/,\s*url\((?:https?:)?\/\/[^)]*\)\s*format\("[a-z0-9]+"\)/g, '');
+      return out === code ? null : { code: out, map: null };
+    },
+  };
+}
+
 export default defineConfig({
   base: './',
   plugins: [
+    noOutsideFonts(),
     vue(),
     Components({ resolvers: [VantResolver()], dts: 'src/components.d.ts' }),
     precacheManifest(),
