@@ -211,6 +211,114 @@ async fn a_round_is_filled_offline_against_its_template_and_judged(b: Backend) {
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
 
+/// Every item takes a remark (备注) and a rectification requirement (整改要求) from the inspector of
+/// its section; other sections' items and items that do not exist are refused with a reason.
+async fn inspectors_write_a_remark_and_a_rectification_requirement_per_item(b: Backend) {
+    let app = TestApp::new(b).await;
+    app.user("office", Role::CountyOffice).await;
+    app.user("sixi", Role::TownshipOfficer).await;
+    app.user("lin", Role::DepartmentInspector).await; // forestry
+    let office = app.login("office").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let township = app.login("sixi").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mine = approved_cancel_mine(&app, &office, &township).await;
+    let (s, round) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/mines/{mine}/rounds"),
+            Some(&township),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{round}");
+    let record = EntityId(Uuid::parse_str(round["id"].as_str().unwrap()).unwrap());
+    let template = yanshou_server::acceptance::template::Template::default_2023().unwrap();
+    let forestry_item = template
+        .fields(yanshou_server::acceptance::Disposition::Cancel)
+        .iter()
+        .find(|f| f.section.department.code() == "forestry")
+        .unwrap()
+        .item
+        .number;
+    let remark = format!("forestry/{forestry_item}.remark");
+    let rectification = format!("forestry/{forestry_item}.rectification");
+
+    let mut phone = Phone::enroll(&app, "lin").await;
+    phone.sync(&app).await;
+    phone.set(record, &remark, "东侧边坡补植苗木长势较差");
+    phone.set(record, &rectification, "2024年4月底前补植并提交成活率报告");
+    phone.set(record, "water_resources/14.remark", "不归林业局填写");
+    phone.set(record, "forestry/999.rectification", "没有这一项");
+    phone.set(record, "forestry/14.remark", "第14项属于水利");
+    phone.set(record, &remark, &"长".repeat(4001));
+    let results = phone.sync(&app).await;
+    let codes: Vec<Option<RejectCode>> = results
+        .iter()
+        .map(|r| match r {
+            OpResult::Rejected { code, .. } => Some(*code),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            None,
+            None,
+            Some(RejectCode::Forbidden),
+            Some(RejectCode::UnknownField),
+            Some(RejectCode::UnknownField),
+            Some(RejectCode::InvalidOp),
+        ],
+        "{results:?}"
+    );
+    let state = &phone.replica.confirmed()[&record];
+    assert_eq!(
+        state.value(&remark).and_then(Value::as_str),
+        Some("东侧边坡补植苗木长势较差")
+    );
+    assert_eq!(
+        state.value(&rectification).and_then(Value::as_str),
+        Some("2024年4月底前补植并提交成活率报告")
+    );
+
+    // null clears a text; the texts never count as answers in the verdict.
+    let id = sync_protocol::OpId(Uuid::now_v7());
+    let now = phone.tick();
+    phone
+        .replica
+        .set(id, now, record, &remark, Value::Null)
+        .unwrap();
+    let results = phone.sync(&app).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| !matches!(r, OpResult::Rejected { .. })),
+        "{results:?}"
+    );
+    let (s, view) = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/rounds/{}", record.0),
+            Some(&office),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{view}");
+    let failing = view["verdict"]["failing"].as_array().unwrap();
+    assert!(
+        failing.iter().all(|p| {
+            let key = p["field_key"].as_str().unwrap();
+            !key.ends_with(".remark") && !key.ends_with(".rectification")
+        }),
+        "{view}"
+    );
+}
+
 async fn rounds_need_an_approved_disposition(b: Backend) {
     let app = TestApp::new(b).await;
     app.user("office", Role::CountyOffice).await;
@@ -294,4 +402,5 @@ both_backends!(
     new_rounds_use_the_configured_template_and_old_records_keep_theirs,
     a_round_is_filled_offline_against_its_template_and_judged,
     rounds_need_an_approved_disposition,
+    inspectors_write_a_remark_and_a_rectification_requirement_per_item,
 );

@@ -87,6 +87,14 @@ async fn the_phone_gets_the_template_with_field_keys_and_rules(b: Backend) {
     assert!(cover["rule"]["op"].is_string(), "{cover}");
     assert!(cover["rule_symbol"].is_string());
     for item in &items {
+        let number = item["number"].as_u64().unwrap();
+        let field = item["parts"][0]["field"].as_str().unwrap();
+        let section = field.split('/').next().unwrap();
+        assert_eq!(item["remark_field"], format!("{section}/{number}.remark"));
+        assert_eq!(
+            item["rectification_field"],
+            format!("{section}/{number}.rectification")
+        );
         assert!(!item["methods"].as_array().unwrap().is_empty());
         assert!(item["methods"][0]["name"].is_string());
         assert!(item["photo"].is_string());

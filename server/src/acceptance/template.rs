@@ -17,6 +17,10 @@
 //!   `water_resources/14.result`. A number part whose threshold is the design value has a second
 //!   field `"<department>/<number>.<part>.design"` where the value from the approved plan is
 //!   entered per mine.
+//! - **item texts**: every item also has two free-text fields the section's inspector may fill,
+//!   `"<department>/<number>.remark"` (备注) and `"<department>/<number>.rectification"`
+//!   (整改要求); they are not declared in the file, `remark` and `rectification` cannot be part
+//!   keys, and they never decide the verdict ([`ItemText`]).
 //! - **verdict**: a section passes when every applicable item passes; the record is 达标 when every
 //!   *required* section passes, else 限期整改 (or 不达标 when the acceptance group says so).
 //!
@@ -70,7 +74,8 @@
 //! - number: a decimal string such as `"85.5"`, optionally followed by the template's unit
 //!   (`"85.5 %"`, `"120米"`); an integer value is accepted too. A different unit, a float, or
 //!   anything non-numeric is refused. Thresholds are compared exactly ([`Decimal`]).
-//! - text: a string of at most [`MAX_TEXT_CHARS`] characters.
+//! - text (and the item texts `….remark`, `….rectification`): a string of at most
+//!   [`MAX_TEXT_CHARS`] characters.
 //! - `null` clears a field.
 
 use std::{collections::BTreeMap, fmt, path::Path};
@@ -441,6 +446,51 @@ pub fn field_key(department: Department, number: u32, part: &str, role: FieldRol
     }
 }
 
+/// A free text every item carries beside its answers, written by the section's inspector:
+/// `"<department>/<number>.remark"` (备注) and `"<department>/<number>.rectification"` (整改要求).
+/// Not answer parts (a template does not declare them, and part keys cannot take these names);
+/// they never decide the verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemText {
+    /// 备注: the inspector's remark on the item.
+    Remark,
+    /// 整改要求: what the mine must rectify for the item to pass.
+    Rectification,
+}
+
+impl ItemText {
+    /// Both texts, in the order the phone shows them.
+    pub const ALL: [ItemText; 2] = [ItemText::Remark, ItemText::Rectification];
+
+    /// The last segment of the field key.
+    pub fn code(self) -> &'static str {
+        match self {
+            ItemText::Remark => "remark",
+            ItemText::Rectification => "rectification",
+        }
+    }
+
+    /// The UI word.
+    pub fn name_zh(self) -> &'static str {
+        match self {
+            ItemText::Remark => "备注",
+            ItemText::Rectification => "整改要求",
+        }
+    }
+
+    /// Parses a code.
+    pub fn from_code(code: &str) -> Option<Self> {
+        ItemText::ALL.into_iter().find(|t| t.code() == code)
+    }
+}
+
+/// Builds the field key of an item's free text: `"<department>/<number>.remark"` or
+/// `".rectification"`.
+pub fn item_text_key(department: Department, number: u32, text: ItemText) -> String {
+    format!("{}/{number}.{}", department.code(), text.code())
+}
+
 /// A pass/fail answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -652,6 +702,39 @@ impl Template {
         self.fields(disposition).iter().map(FieldRef::key).collect()
     }
 
+    /// Resolves the key of an item's free text (`<department>/<number>.remark` or
+    /// `.rectification`, regardless of disposition): `Ok(None)` when `key` is not of that form.
+    pub fn item_text(&self, key: &str) -> Result<Option<(&Section, &Item, ItemText)>, AnswerError> {
+        let Some((dept, rest)) = key.split_once('/') else {
+            return Ok(None);
+        };
+        let Some(text) = rest
+            .split_once('.')
+            .and_then(|(_, tail)| ItemText::from_code(tail))
+        else {
+            return Ok(None);
+        };
+        let number: u32 = rest
+            .split_once('.')
+            .and_then(|(n, _)| n.parse().ok())
+            .ok_or_else(|| AnswerError::MalformedKey {
+                key: key.to_owned(),
+            })?;
+        let unknown = || AnswerError::UnknownField {
+            key: key.to_owned(),
+            template: self.reference(),
+        };
+        let section = Department::from_code(dept)
+            .and_then(|d| self.section(d))
+            .ok_or_else(unknown)?;
+        let item = section
+            .items
+            .iter()
+            .find(|i| i.number == number)
+            .ok_or_else(unknown)?;
+        Ok(Some((section, item, text)))
+    }
+
     /// Resolves a field key (regardless of disposition).
     pub fn field(&self, key: &str) -> Result<FieldRef<'_>, AnswerError> {
         let malformed = || AnswerError::MalformedKey {
@@ -718,6 +801,15 @@ impl Template {
         key: &str,
         value: &Value,
     ) -> Result<Option<Answer>, AnswerError> {
+        if let Some((section, item, _)) = self.item_text(key)? {
+            if !section.applies_to.contains(&disposition) || !item.applies(disposition) {
+                return Err(AnswerError::NotApplicable {
+                    key: key.to_owned(),
+                    disposition,
+                });
+            }
+            return validate_text(key, value);
+        }
         let field = self.field(key)?;
         if !field.section.applies_to.contains(&disposition) || !field.item.applies(disposition) {
             return Err(AnswerError::NotApplicable {
@@ -769,17 +861,7 @@ impl Template {
                     _ => Err(wrong(&expected)),
                 }
             }
-            (AnswerKind::Text, _) => {
-                let Value::String(s) = value else {
-                    return Err(wrong("a text string"));
-                };
-                if s.chars().count() > MAX_TEXT_CHARS {
-                    return Err(AnswerError::TextTooLong {
-                        key: key.to_owned(),
-                    });
-                }
-                Ok(Some(Answer::Text(s.clone())))
-            }
+            (AnswerKind::Text, _) => validate_text(key, value),
         }
     }
 
@@ -867,6 +949,21 @@ impl Template {
             failing,
             advisory,
         }
+    }
+}
+
+/// A text answer or item text: a string of at most [`MAX_TEXT_CHARS`] characters, or `null`.
+fn validate_text(key: &str, value: &Value) -> Result<Option<Answer>, AnswerError> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(s) if s.chars().count() > MAX_TEXT_CHARS => Err(AnswerError::TextTooLong {
+            key: key.to_owned(),
+        }),
+        Value::String(s) => Ok(Some(Answer::Text(s.clone()))),
+        _ => Err(AnswerError::WrongType {
+            key: key.to_owned(),
+            expected: "a text string".to_owned(),
+        }),
     }
 }
 
@@ -1398,7 +1495,18 @@ fn read_item(
 fn read_part(r: &mut Reader, node: &Node, path: &str) -> Option<AnswerPart> {
     let t = r.table(node, path)?;
     r.deny_unknown(&t, PART_KEYS);
-    let key = r.req_identifier(&t, "key");
+    let mut key = r.req_identifier(&t, "key");
+    if let (Some(k), Some(node)) = (&key, t.get("key"))
+        && ItemText::from_code(k).is_some()
+    {
+        r.error_at(
+            node,
+            &t.child("key"),
+            K::BadKey,
+            format!("{k:?} is reserved: every item has a {k} field of its own"),
+        );
+        key = None;
+    }
     let label = r.opt_text(&t, "label");
     let kind_code = r
         .required(&t, "kind")

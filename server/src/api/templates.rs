@@ -19,8 +19,8 @@ use crate::{
     acceptance::{
         Disposition,
         template::{
-            AnswerKind, Department, FieldRole, Item, Method, NumberRule, PhotoExpectation, Section,
-            Template, Threshold, field_key,
+            AnswerKind, Department, FieldRole, Item, ItemText, Method, NumberRule,
+            PhotoExpectation, Section, Template, Threshold, field_key, item_text_key,
         },
     },
     auth::AuthUser,
@@ -98,6 +98,12 @@ pub struct ItemView {
     pub note: Option<String>,
     /// The answer fields, at least one.
     pub parts: Vec<PartView>,
+    /// The field of the inspector's remark (备注) on the item, e.g. `forestry/19.remark`:
+    /// text (at most 4000 characters) or null; never decides the verdict.
+    pub remark_field: String,
+    /// The field of the rectification requirement (整改要求), e.g. `forestry/19.rectification`:
+    /// text (at most 4000 characters) or null; never decides the verdict.
+    pub rectification_field: String,
 }
 
 /// An inspection method with its UI word.
@@ -215,6 +221,8 @@ impl ItemView {
             applies_to: i.applies_to.clone(),
             note: i.note.clone(),
             parts,
+            remark_field: item_text_key(s.department, i.number, ItemText::Remark),
+            rectification_field: item_text_key(s.department, i.number, ItemText::Rectification),
         }
     }
 }

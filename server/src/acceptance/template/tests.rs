@@ -838,3 +838,123 @@ fn verdict_serialises_for_the_api() {
             "rule": {"op": "ge", "threshold": {"kind": "value", "value": "100.0"}}})
     );
 }
+
+// ----- item texts (备注, 整改要求) ------------------------------------------------------------
+
+#[test]
+fn every_item_takes_a_remark_and_a_rectification_requirement() {
+    let t = small();
+    let c = Disposition::Cancel;
+    for key in [
+        "water_resources/14.remark",
+        "water_resources/14.rectification",
+        "water_resources/15.remark",
+        "township/1.rectification",
+    ] {
+        assert_eq!(
+            t.validate_answer(c, key, &s("沟底有淤积，需清理")),
+            Ok(Some(Answer::Text("沟底有淤积，需清理".into()))),
+            "{key}"
+        );
+        assert_eq!(t.validate_answer(c, key, &Value::Null), Ok(None), "{key}");
+    }
+    assert_eq!(
+        t.item_text("water_resources/14.rectification")
+            .unwrap()
+            .map(|(s, i, text)| (s.department, i.number, text)),
+        Some((Department::WaterResources, 14, ItemText::Rectification))
+    );
+    assert_eq!(
+        item_text_key(Department::Forestry, 19, ItemText::Remark),
+        "forestry/19.remark"
+    );
+    assert_eq!(t.item_text("water_resources/14.result"), Ok(None));
+}
+
+#[test]
+fn item_texts_are_checked_like_text_answers() {
+    let t = small();
+    let c = Disposition::Cancel;
+    let long = "字".repeat(MAX_TEXT_CHARS + 1);
+    assert!(matches!(
+        t.validate_answer(c, "water_resources/14.remark", &s(&long)),
+        Err(AnswerError::TextTooLong { .. })
+    ));
+    assert!(
+        t.validate_answer(
+            c,
+            "water_resources/14.remark",
+            &s(&"字".repeat(MAX_TEXT_CHARS))
+        )
+        .is_ok()
+    );
+    assert!(matches!(
+        t.validate_answer(c, "water_resources/14.rectification", &Value::Int(3)),
+        Err(AnswerError::WrongType { .. })
+    ));
+    // No such item, an item of another section, no such section, a bad number.
+    for key in [
+        "water_resources/99.remark",
+        "township/14.remark",
+        "forestry/14.remark",
+        "nowhere/14.remark",
+    ] {
+        assert!(
+            matches!(
+                t.validate_answer(c, key, &s("x")),
+                Err(AnswerError::UnknownField { .. })
+            ),
+            "{key}"
+        );
+    }
+    assert!(matches!(
+        t.validate_answer(c, "water_resources/x.remark", &s("x")),
+        Err(AnswerError::MalformedKey { .. })
+    ));
+    assert!(matches!(
+        t.validate_answer(c, "water_resources/14.remark.design", &s("x")),
+        Err(AnswerError::UnknownField { .. } | AnswerError::MalformedKey { .. })
+    ));
+    // Same applicability as the item.
+    assert!(matches!(
+        t.validate_answer(Disposition::Continue, "water_resources/15.remark", &s("x")),
+        Err(AnswerError::NotApplicable { .. })
+    ));
+}
+
+#[test]
+fn item_texts_never_decide_the_verdict() {
+    let t = default();
+    let c = Disposition::Cancel;
+    let mut answers = all_passing(&t, c);
+    let texts: Vec<(String, Value)> = t
+        .items()
+        .flat_map(|(s, i)| {
+            ItemText::ALL.map(|text| {
+                (
+                    item_text_key(s.department, i.number, text),
+                    self::s("须整改"),
+                )
+            })
+        })
+        .filter(|(k, _)| t.validate_answer(c, k, &Value::Null).is_ok())
+        .collect();
+    assert!(!texts.is_empty());
+    let (more, refused) = t.collect_answers(c, texts.iter().map(|(k, v)| (k.as_str(), v)));
+    assert_eq!(refused, vec![]);
+    answers.extend(more);
+    let v = t.verdict(c, &answers, FailureConclusion::RectifyByDeadline);
+    assert_eq!(v.conclusion, Conclusion::Passed);
+}
+
+#[test]
+fn remark_and_rectification_are_reserved_part_keys() {
+    for reserved in ["remark", "rectification"] {
+        let text = SMALL.replace("key = \"opinion\"", &format!("key = \"{reserved}\""));
+        let errs = Template::parse(&text).unwrap_err();
+        assert!(
+            errs.has(DataErrorKind::BadKey, "sections[1].items[0].answer[1].key"),
+            "{errs}"
+        );
+    }
+}
