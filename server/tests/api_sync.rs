@@ -794,7 +794,31 @@ async fn only_a_stored_op_is_ever_acknowledged_as_duplicate(b: Backend) {
     assert_eq!(state.value("forestry/20.survival"), None);
 }
 
+/// A `seq` the protocol cannot carry (above 2^53 − 1) is refused with the offending member
+/// named, never stored changed (a signed 64-bit column would cap it at 2^63 − 1).
+async fn a_seq_above_the_protocols_integer_bound_is_refused(b: Backend) {
+    let (app, mut office, mut pa, _) = setup(b).await;
+    let record = office_creates_record(&app, &mut office, &[]).await;
+    pa.sync(&app).await;
+    pa.set(record, FIELD, "88");
+    for seq in [1u64 << 53, (1 << 63) + 1, u64::MAX] {
+        let mut request = pa.replica.build_request(None);
+        request.ops[0].seq = seq;
+        let (s, body) = pa.post(&app, &request).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "seq {seq}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_request", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("ops[0].seq"), "{message}");
+    }
+    let results = pa.sync(&app).await;
+    assert!(
+        matches!(results[0], OpResult::Applied { .. }),
+        "{results:?}"
+    );
+}
+
 both_backends!(
+    a_seq_above_the_protocols_integer_bound_is_refused,
     only_a_stored_op_is_ever_acknowledged_as_duplicate,
     a_push_reusing_a_stored_op_id_fails_alone,
     a_request_sent_twice_at_once_never_acknowledges_a_rejected_op,

@@ -114,6 +114,6 @@ pub use state::{
 };
 pub use value::{MAX_SAFE_INTEGER, Value, ValueError};
 pub use wire::{
-    OpResult, PROTOCOL_VERSION, ProtocolError, SyncRequest, SyncResponse, decode_request,
-    decode_response,
+    OpResult, PROTOCOL_VERSION, ProtocolError, SyncRequest, SyncResponse, check_request,
+    decode_request, decode_response,
 };

@@ -16,7 +16,7 @@ use crate::series::SeriesState;
 use crate::state::EntityState;
 use crate::wire::{
     DEFAULT_PULL_LIMIT, MAX_PULL_LIMIT, OpResult, PROTOCOL_VERSION, ProtocolError, SyncRequest,
-    SyncResponse, check_version,
+    SyncResponse, check_request, check_version,
 };
 
 /// The authority: assigns commit sequence numbers and decides every op.
@@ -57,6 +57,7 @@ impl<P: Policy> Authority<P> {
     /// rejects a request whose `device` differs.
     pub fn handle(&mut self, request: &SyncRequest) -> Result<SyncResponse, ProtocolError> {
         check_version(request.protocol_version)?;
+        check_request(request)?;
         let results = self.push(request.device, &request.ops)?;
         let limit = request
             .pull_limit

@@ -154,9 +154,38 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtocolErr
 }
 
 /// Parses a request, checking the version first so a future format yields a version error
-/// rather than a confusing parse error.
+/// rather than a confusing parse error, then [`check_request`].
 pub fn decode_request(bytes: &[u8]) -> Result<SyncRequest, ProtocolError> {
-    decode(bytes)
+    let request = decode(bytes)?;
+    check_request(&request)?;
+    Ok(request)
+}
+
+/// Refuses a request holding an integer above 2^53 − 1 (PROTOCOL.md §1): a TypeScript peer could
+/// not represent it, and a server storing it in a signed 64-bit column would change it.
+pub fn check_request(request: &SyncRequest) -> Result<(), ProtocolError> {
+    let bound = crate::value::MAX_SAFE_INTEGER.unsigned_abs();
+    let check = |path: &dyn Fn() -> String, n: u64| {
+        if n > bound {
+            Err(ProtocolError::Malformed(format!(
+                "{}: {n} is above 2^53 − 1, the protocol's largest integer",
+                path()
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    check(&|| "cursor".to_owned(), request.cursor)?;
+    for (i, op) in request.ops.iter().enumerate() {
+        check(&|| format!("ops[{i}].seq"), op.seq)?;
+        check(&|| format!("ops[{i}].hlc.wall_ms"), op.hlc.wall_ms)?;
+        if let crate::op::OpBody::Set { base_rev, .. }
+        | crate::op::OpBody::Resolve { base_rev, .. } = &op.body
+        {
+            check(&|| format!("ops[{i}].base_rev"), *base_rev)?;
+        }
+    }
+    Ok(())
 }
 
 /// Parses a response, checking the version first.
@@ -183,5 +212,25 @@ mod tests {
             decode_request(b"{}"),
             Err(ProtocolError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn integers_above_2_pow_53_are_refused_not_capped() {
+        let request = |seq: u64| {
+            format!(
+                r#"{{"protocol_version":1,"device":"00000000-0000-0000-0000-00000000000a",
+                "cursor":0,"pull_limit":null,"ops":[{{"id":"00000000-0000-0000-0000-000000000001",
+                "device":"00000000-0000-0000-0000-00000000000a","seq":{seq},
+                "hlc":{{"wall_ms":1,"counter":0}},"entity":"00000000-0000-0000-0000-0000000000e1",
+                "kind":"tombstone"}}]}}"#
+            )
+        };
+        assert!(decode_request(request(9_007_199_254_740_991).as_bytes()).is_ok());
+        for seq in [9_007_199_254_740_992, (1 << 63) + 1] {
+            match decode_request(request(seq).as_bytes()) {
+                Err(ProtocolError::Malformed(m)) => assert!(m.contains("ops[0].seq"), "{m}"),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }
