@@ -766,9 +766,24 @@ pub async fn transition(
         as_of: today.to_string(),
         created_at: state.clock.now_ms(),
     };
+    // The announcement's text is part of the transition: stored with it or not at all.
+    let announcement = if matches!(req.transition, Transition::Announce) {
+        let township = township_name(state, mine.township_id).await?;
+        let text = announcement_text(&mine, &township, &campaign, today);
+        Some(CaseRecord {
+            id: Uuid::now_v7(),
+            mine_id: mine.id,
+            kind: "announcement".into(),
+            data: serde_json::json!({ "text": text, "date": today.to_string() }),
+            created_by: Some(caller.id()),
+            created_at: state.clock.now_ms(),
+        })
+    } else {
+        None
+    };
     match state
         .store
-        .transition_mine(mine.id, mine.version, &next, &event)
+        .transition_mine(mine.id, mine.version, &next, &event, announcement.as_ref())
         .await
     {
         Ok(()) => {}
@@ -779,21 +794,6 @@ pub async fn transition(
             });
         }
         Err(e) => return Err(e.into()),
-    }
-    if matches!(req.transition, Transition::Announce) {
-        let township = township_name(state, mine.township_id).await?;
-        let text = announcement_text(&mine, &township, &campaign, today);
-        state
-            .store
-            .add_case_record(&CaseRecord {
-                id: Uuid::now_v7(),
-                mine_id: mine.id,
-                kind: "announcement".into(),
-                data: serde_json::json!({ "text": text, "date": today.to_string() }),
-                created_by: Some(caller.id()),
-                created_at: state.clock.now_ms(),
-            })
-            .await?;
     }
     Ok(state.store.get_mine(mine.id).await?)
 }

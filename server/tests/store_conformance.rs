@@ -416,7 +416,111 @@ async fn ping_answers(b: Backend) {
     );
 }
 
+/// A transition, its event and the case record it produces (the announcement) are stored
+/// together or not at all: a failing record leaves the mine where it was, so a retry works.
+async fn a_transition_and_its_case_record_are_one_transaction(b: Backend) {
+    use yanshou_server::store::{CaseRecord, Mine, MineEvent};
+    let db = TestDb::new(b).await;
+    let town = Township {
+        id: Uuid::now_v7(),
+        name: "翰堂镇".into(),
+        kind: "town".into(),
+        created_at: 1,
+    };
+    db.store.create_township(&town).await.unwrap();
+    db.store
+        .ensure_campaign("c", "campaign", "source")
+        .await
+        .unwrap();
+    let facts = yanshou_server::workflow::MineFacts::new(town.id);
+    let mine = Mine {
+        id: Uuid::now_v7(),
+        name: "黄家山采石场".into(),
+        licence_no: "C001".into(),
+        holder: "某公司".into(),
+        holder_user_id: None,
+        township_id: town.id,
+        mineral: "石灰岩".into(),
+        mining_method: "露天".into(),
+        area_ha: None,
+        boundary: None,
+        campaign_id: "c".into(),
+        facts: facts.clone(),
+        version: 1,
+        created_at: 1,
+        updated_at: 1,
+    };
+    db.store
+        .create_mines(std::slice::from_ref(&mine))
+        .await
+        .unwrap();
+    let stored = db.store.get_mine(mine.id).await.unwrap();
+    let event = MineEvent {
+        id: Uuid::now_v7(),
+        mine_id: mine.id,
+        transition: "announce".into(),
+        from_stage: "registered".into(),
+        to_stage: "registered".into(),
+        actor_id: None,
+        reason: String::new(),
+        data: serde_json::json!({}),
+        as_of: "2024-03-10".into(),
+        created_at: 5,
+    };
+    let record = |kind: &str| CaseRecord {
+        id: Uuid::now_v7(),
+        mine_id: mine.id,
+        kind: kind.into(),
+        data: serde_json::json!({"text": "公告"}),
+        created_by: None,
+        created_at: 5,
+    };
+    // The case record violates a constraint: nothing of the transition is stored.
+    assert!(
+        db.store
+            .transition_mine(
+                mine.id,
+                stored.version,
+                &facts,
+                &event,
+                Some(&record("not_a_kind"))
+            )
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        db.store.get_mine(mine.id).await.unwrap().version,
+        stored.version
+    );
+    assert!(db.store.list_mine_events(mine.id).await.unwrap().is_empty());
+    assert!(
+        db.store
+            .list_case_records(mine.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The retry goes through, with both.
+    db.store
+        .transition_mine(
+            mine.id,
+            stored.version,
+            &facts,
+            &event,
+            Some(&record("announcement")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store.get_mine(mine.id).await.unwrap().version,
+        stored.version + 1
+    );
+    assert_eq!(db.store.list_mine_events(mine.id).await.unwrap().len(), 1);
+    assert_eq!(db.store.list_case_records(mine.id).await.unwrap().len(), 1);
+}
+
 both_backends!(
+    a_transition_and_its_case_record_are_one_transaction,
     migrations_seed_departments_and_specialties,
     migrating_twice_is_harmless,
     user_round_trips_with_scope,

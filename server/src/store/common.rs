@@ -15,6 +15,25 @@ macro_rules! select_mines {
     };
 }
 
+/// Insert one case record (`$c: &CaseRecord`) through an executor, `?` on error.
+macro_rules! insert_case_record {
+    ($exec:expr, $c:expr) => {{
+        let c: &CaseRecord = $c;
+        sqlx::query(
+            "insert into case_records (id, mine_id, kind, data_json, created_by, created_at) \
+             values ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(c.id)
+        .bind(c.mine_id)
+        .bind(&c.kind)
+        .bind(to_json(&c.data)?)
+        .bind(c.created_by)
+        .bind(c.created_at)
+        .execute($exec)
+        .await?;
+    }};
+}
+
 /// Expand `impl Store` for a store type with a `pool` field, in a module that has a static
 /// `MIGRATOR` (its backend's migrations) and row decoders from [`impl_row_decoders!`].
 macro_rules! impl_common_store {
@@ -818,6 +837,7 @@ macro_rules! impl_common_store {
             expected_version: i64,
             facts: &crate::workflow::MineFacts,
             event: &MineEvent,
+            record: Option<&CaseRecord>,
         ) -> StoreResult<()> {
             let mut tx = self.pool.begin().await?;
             let done = sqlx::query(
@@ -854,6 +874,9 @@ macro_rules! impl_common_store {
             .bind(event.created_at)
             .execute(&mut *tx)
             .await?;
+            if let Some(c) = record {
+                $crate::store::common::insert_case_record!(&mut *tx, c);
+            }
             tx.commit().await?;
             Ok(())
         }
@@ -886,18 +909,7 @@ macro_rules! impl_common_store {
         }
 
         async fn add_case_record(&self, c: &CaseRecord) -> StoreResult<()> {
-            sqlx::query(
-                "insert into case_records (id, mine_id, kind, data_json, created_by, created_at) \
-                 values ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(c.id)
-            .bind(c.mine_id)
-            .bind(&c.kind)
-            .bind(to_json(&c.data)?)
-            .bind(c.created_by)
-            .bind(c.created_at)
-            .execute(&self.pool)
-            .await?;
+            $crate::store::common::insert_case_record!(&self.pool, c);
             Ok(())
         }
 
@@ -1147,6 +1159,7 @@ macro_rules! impl_row_decoders {
 }
 
 pub(crate) use impl_common_store;
+pub(crate) use insert_case_record;
 pub(crate) use select_mines;
 
 pub(crate) use impl_row_decoders;

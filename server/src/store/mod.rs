@@ -518,14 +518,17 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn list_mines_of_holder(&self, user: Uuid) -> StoreResult<Vec<Mine>>;
     /// Bind a mine to its holder's account (`None` unbinds); `NotFound` if the mine is unknown.
     async fn set_mine_holder(&self, mine: Uuid, user: Option<Uuid>) -> StoreResult<()>;
-    /// Replace a mine's facts if it is still at `expected_version`, and record the event, in one
-    /// transaction. A stale version is a `Conflict` (someone else moved the mine meanwhile).
+    /// Replace a mine's facts if it is still at `expected_version`, and record the event and
+    /// the case record the transition produces (the announcement's text), in one transaction:
+    /// either all of it is stored or nothing. A stale version is a `Conflict` (someone else
+    /// moved the mine meanwhile).
     async fn transition_mine(
         &self,
         id: Uuid,
         expected_version: i64,
         facts: &crate::workflow::MineFacts,
         event: &MineEvent,
+        record: Option<&CaseRecord>,
     ) -> StoreResult<()>;
     async fn list_mine_events(&self, mine_id: Uuid) -> StoreResult<Vec<MineEvent>>;
     async fn add_case_record(&self, record: &CaseRecord) -> StoreResult<()>;
