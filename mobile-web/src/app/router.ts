@@ -20,6 +20,7 @@ export const router = createRouter({ history: createWebHashHistory(), routes });
 
 router.beforeEach((to) => {
   if (!session.user && to.name !== 'login') return { name: 'login' };
-  if (session.user && to.name === 'login') return { name: 'mines' };
+  // A signed-in user comes back to the login page only to renew an expired session.
+  if (session.user && to.name === 'login' && to.query['relogin'] === undefined) return { name: 'mines' };
   return true;
 });

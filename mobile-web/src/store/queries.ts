@@ -17,6 +17,15 @@ export async function mines(db: YanshouDb): Promise<MineRow[]> {
   return rows.sort((a, b) => a.mine.name.localeCompare(b.mine.name, 'zh-CN'));
 }
 
+/** Number of acceptance records on the phone per mine (read from the index, not the records). */
+export async function recordCounts(db: YanshouDb): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  for (const key of await db.entities.orderBy('mineId').keys()) {
+    if (typeof key === 'string') counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return counts;
+}
+
 export interface RecordSummary {
   id: string;
   mineId: string | null;
