@@ -120,9 +120,13 @@ export class YanshouServer {
   }
 
   /** Starts a server (admin account made with the CLI first) and waits until it is ready. */
-  static async start(env: Record<string, string> = {}): Promise<YanshouServer> {
+  static async start(
+    env: Record<string, string> = {},
+    before: (s: YanshouServer) => void = () => undefined,
+  ): Promise<YanshouServer> {
     const s = new YanshouServer(yanshouBin(), env);
     s.cli(['user', 'add', 'admin', '--display-name', '管理员'], { YANSHOU_NEW_PASSWORD: PASSWORD });
+    before(s);
     await s.spawnServer();
     await s.waitReady();
     s.adminToken = await s.login('admin');
@@ -241,6 +245,19 @@ export class YanshouServer {
     return u.id;
   }
 
+  /** Imports an acceptance template file (`yanshou template import`) before the server starts. */
+  static async startWithTemplate(toml: string, ref: string): Promise<YanshouServer> {
+    const file = join(tmpdir(), `yanshou-template-${randomUUID()}.toml`);
+    writeFileSync(file, toml);
+    try {
+      return await YanshouServer.start({ YANSHOU_ACCEPTANCE_TEMPLATE: ref }, (s) =>
+        s.cli(['template', 'import', file]),
+      );
+    } finally {
+      rmSync(file, { force: true });
+    }
+  }
+
   /**
    * A township, a mine whose cancellation (注销) is approved, an open acceptance round on it,
    * and three inspectors: two of 水利 (water_resources), one of 林业 (forestry).
@@ -270,20 +287,48 @@ export class YanshouServer {
 
 // ───────────────────────────── the browser ─────────────────────────────
 
+const LAUNCH = {
+  executablePath: process.env['CHROMIUM'] ?? '/usr/bin/chromium',
+  headless: true,
+  args: [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ],
+};
+
+const CONTEXT = {
+  viewport: VIEWPORT,
+  locale: 'zh-CN',
+  timezoneId: 'Asia/Shanghai',
+  serviceWorkers: 'allow' as const,
+};
+
 export async function launchBrowser(): Promise<Browser> {
-  return chromium.launch({
-    executablePath: process.env['CHROMIUM'] ?? '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
+  return chromium.launch(LAUNCH);
+}
+
+/**
+ * A phone whose browser keeps its profile in `userDataDir` (a new empty directory for a new
+ * phone): closing it ends the browser process, launching it again is a cold start.
+ */
+export async function launchPersistentPhone(userDataDir: string): Promise<Phone> {
+  const context = await chromium.launchPersistentContext(userDataDir, { ...LAUNCH, ...CONTEXT });
+  const page = context.pages()[0] ?? (await context.newPage());
+  return { context, page, errors: watchErrors(page) };
+}
+
+function watchErrors(page: Page): string[] {
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(`console: ${m.text()}`);
   });
+  return errors;
 }
 
 export interface Phone {
@@ -295,19 +340,9 @@ export interface Phone {
 
 /** A phone: its own browser context (IndexedDB, service worker, caches), 360 × 780. */
 export async function newPhone(browser: Browser): Promise<Phone> {
-  const context = await browser.newContext({
-    viewport: VIEWPORT,
-    locale: 'zh-CN',
-    timezoneId: 'Asia/Shanghai',
-    serviceWorkers: 'allow',
-  });
+  const context = await browser.newContext(CONTEXT);
   const page = await context.newPage();
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(`console: ${m.text()}`);
-  });
-  return { context, page, errors };
+  return { context, page, errors: watchErrors(page) };
 }
 
 export function tid(id: string): string {
