@@ -50,8 +50,9 @@ pub enum AppError {
     Conflict { code: &'static str, message: String },
     #[error("request body too large")]
     PayloadTooLarge,
-    #[error("expected Content-Type: application/json")]
-    UnsupportedMediaType,
+    /// The body's media type is not the one the endpoint reads (named here).
+    #[error("expected Content-Type: {0}")]
+    UnsupportedMediaType(&'static str),
     #[error("too many failed attempts; try again later")]
     RateLimited { retry_after_secs: u64 },
     /// The device speaks another sync protocol version.
@@ -95,7 +96,7 @@ impl AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -113,7 +114,7 @@ impl AppError {
             AppError::NotFound(_) => "not_found",
             AppError::Conflict { code, .. } => code,
             AppError::PayloadTooLarge => "payload_too_large",
-            AppError::UnsupportedMediaType => "unsupported_media_type",
+            AppError::UnsupportedMediaType(_) => "unsupported_media_type",
             AppError::RateLimited { .. } => "rate_limited",
             AppError::UnsupportedProtocol(_) => "unsupported_protocol_version",
             AppError::Unavailable(_) => "unavailable",
@@ -259,7 +260,7 @@ where
                 mime == "application/json" || mime.ends_with("+json")
             });
         if !is_json {
-            return Err(AppError::UnsupportedMediaType);
+            return Err(AppError::UnsupportedMediaType("application/json"));
         }
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
@@ -270,8 +271,84 @@ where
                     AppError::bad_request("could not read the request body")
                 }
             })?;
+        // serde_json skips the strings of members it ignores without checking their UTF-8:
+        // check the whole body, so nothing unchecked reaches a handler.
+        if std::str::from_utf8(&bytes).is_err() {
+            return Err(AppError::bad_request(
+                "malformed JSON: the body is not valid UTF-8",
+            ));
+        }
         Ok(RawJson(bytes))
     }
+}
+
+/// The code of an error response that did not come from an [`AppError`] (a rejection by the
+/// router or an extractor: a malformed path segment or query, a wrong method …).
+fn code_for_status(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => "invalid_request",
+        StatusCode::UNAUTHORIZED => "unauthenticated",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        s if s.is_server_error() => "internal",
+        _ => "invalid_request",
+    }
+}
+
+/// Middleware: every error response of the API has the JSON shape of [`ErrorBody`], whatever
+/// produced it. Responses that already are JSON pass unchanged; others (axum's plain-text
+/// rejections of a malformed path id or query value, the bare 405 of a wrong method) are
+/// rewritten with a `code` from their status, keeping their status and headers (`Allow`).
+pub async fn json_errors(req: Request, next: axum::middleware::Next) -> Response {
+    let api = req.uri().path() == "/api" || req.uri().path().starts_with("/api/");
+    let res = next.run(req).await;
+    let status = res.status();
+    if !api || !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    let text = match axum::body::to_bytes(body, 4096).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let message = if status.is_server_error() || text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase()
+    } else {
+        text
+    };
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code_for_status(status).into(),
+            message,
+            fields: Vec::new(),
+        },
+    };
+    let json = match serde_json::to_vec(&body) {
+        Ok(json) => json,
+        Err(_) => return AppError::Internal("encode error body".into()).into_response(),
+    };
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(json))
 }
 
 /// Deserialize a JSON document, reporting the failing field's path.

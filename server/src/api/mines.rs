@@ -127,7 +127,7 @@ async fn import_mines(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/csv") || v.starts_with("text/plain"));
     if !csv_type {
-        return Err(AppError::UnsupportedMediaType);
+        return Err(AppError::UnsupportedMediaType("text/csv"));
     }
     let text = std::str::from_utf8(&body)
         .map_err(|_| AppError::bad_request("the CSV must be UTF-8 (save it as CSV UTF-8)"))?;
