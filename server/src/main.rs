@@ -219,6 +219,8 @@ async fn bind(settings: &Settings) -> anyhow::Result<tokio::net::TcpListener> {
 }
 
 async fn demo_command(mut settings: Settings, dir: PathBuf) -> anyhow::Result<()> {
+    // A fresh checkout has no built phone app: build it first, so the printed address opens it.
+    yanshou_server::web::build_if_missing(&settings.web_dir).await;
     if dir.exists() {
         std::fs::remove_dir_all(&dir)
             .with_context(|| format!("cannot reset the demo directory {}", dir.display()))?;
@@ -247,6 +249,10 @@ async fn demo_command(mut settings: Settings, dir: PathBuf) -> anyhow::Result<()
             u.display_name
         );
     }
+    println!(
+        "On the phone app, inspectors log in as insp.<department> (e.g. insp.forestry), the \
+         township as sixi, the county office as office."
+    );
     serve_command(listener, state).await
 }
 
@@ -255,6 +261,14 @@ async fn serve_command(listener: tokio::net::TcpListener, state: AppState) -> an
     yanshou_server::web::warn_if_missing(&state.settings.web_dir);
     // Install the signal handlers before announcing readiness.
     let shutdown = shutdown_signal();
+    if yanshou_server::web::is_built(&state.settings.web_dir) {
+        println!("The phone app is at http://{addr}/ (the API under /api/v1).");
+    } else {
+        println!(
+            "The phone app is not built: http://{addr}/ says how to build it (the API is under \
+             /api/v1)."
+        );
+    }
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("yanshou listening on http://{addr}");
     tracing::info!(%addr, "ready");

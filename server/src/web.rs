@@ -16,11 +16,11 @@
 //! only `'self'` (plus `blob:`/`data:` images for photo previews, and inline styles, which Vant
 //! sets on elements).
 //!
-//! The directory is looked at on each request, not once at start: `yanshou demo` builds the app
-//! while the API already serves, and a rebuild needs no restart. When `index.html` is missing,
+//! The directory is looked at on each request, not once at start: a rebuild needs no restart.
+//! `yanshou demo` on a fresh checkout builds the app first ([`build_if_missing`]). When `index.html` is missing,
 //! `/` answers a short page (Chinese and English) saying how to build the app.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use axum::{
     body::Body,
@@ -214,4 +214,112 @@ fn security_headers(headers: &mut HeaderMap) {
     for (name, value) in set {
         headers.insert(name, value);
     }
+}
+
+/// What [`build_if_missing`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildOutcome {
+    /// `index.html` was already there.
+    AlreadyBuilt,
+    /// The app was built now.
+    Built,
+    /// No `mobile-web/package.json` here, or `web_dir` is not its `dist`: nothing to build from.
+    NoSources,
+    /// npm is missing or a step failed (said on standard error); the API serves anyway.
+    Failed,
+}
+
+/// For `yanshou demo` on a fresh checkout: when the app in `web_dir` is not built and the
+/// working directory holds its sources (`mobile-web/package.json`, with `web_dir` being
+/// `mobile-web/dist`), run `npm ci` (or `npm install` without a lock file) and `npm run build`
+/// there, saying what it does. npm's output goes to the terminal. A missing npm or a failing
+/// step is reported, never fatal: the API serves and `/` says how to build the app.
+pub async fn build_if_missing(web_dir: &Path) -> BuildOutcome {
+    if is_built(web_dir) {
+        return BuildOutcome::AlreadyBuilt;
+    }
+    let project = Path::new("mobile-web");
+    if !project.join("package.json").is_file() || !same_path(web_dir, &project.join("dist")) {
+        return BuildOutcome::NoSources;
+    }
+    let install: &[&str] = if project.join("package-lock.json").is_file() {
+        &["ci"]
+    } else {
+        &["install"]
+    };
+    println!(
+        "The phone app is not built ({} has no index.html): building it with `npm {}` and \
+         `npm run build` in mobile-web/ (a minute or two the first time)…",
+        web_dir.display(),
+        install.join(" ")
+    );
+    for args in [install, &["run", "build"]] {
+        let shown = format!("npm {}", args.join(" "));
+        println!("$ cd mobile-web && {shown}");
+        let started = std::time::Instant::now();
+        let status = tokio::process::Command::new("npm")
+            .args(args)
+            .current_dir(project)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .status()
+            .await;
+        match status {
+            Ok(s) if s.success() => {
+                println!("  {shown}: done in {:.0?}", started.elapsed());
+            }
+            Ok(s) => {
+                eprintln!(
+                    "yanshou: `{shown}` in mobile-web/ failed ({s}); the API runs without the \
+                     phone app. Fix the error above, then: cd mobile-web && npm ci && npm run build"
+                );
+                return BuildOutcome::Failed;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                eprintln!(
+                    "yanshou: npm is not installed, so the phone app cannot be built; the API \
+                     runs without it. Install Node.js 20 or later (with npm), then: \
+                     cd mobile-web && npm ci && npm run build"
+                );
+                return BuildOutcome::Failed;
+            }
+            Err(e) => {
+                eprintln!(
+                    "yanshou: cannot run `{shown}` in mobile-web/ ({e}); the API runs without \
+                     the phone app"
+                );
+                return BuildOutcome::Failed;
+            }
+        }
+    }
+    if is_built(web_dir) {
+        BuildOutcome::Built
+    } else {
+        eprintln!(
+            "yanshou: `npm run build` succeeded but {} has no index.html; the API runs without \
+             the phone app",
+            web_dir.display()
+        );
+        BuildOutcome::Failed
+    }
+}
+
+/// Whether two paths name the same place, comparing them made absolute (lexically: the build
+/// output may not exist yet).
+fn same_path(a: &Path, b: &Path) -> bool {
+    fn absolute(p: &Path) -> PathBuf {
+        let p = std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+        let mut out = PathBuf::new();
+        for c in p.components() {
+            match c {
+                std::path::Component::CurDir => {}
+                std::path::Component::ParentDir => {
+                    out.pop();
+                }
+                other => out.push(other),
+            }
+        }
+        out
+    }
+    absolute(a) == absolute(b)
 }

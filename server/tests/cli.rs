@@ -215,7 +215,12 @@ async fn bootstrap_admin_from_the_shell_then_log_in_over_http() {
 async fn demo_starts_a_county_whose_printed_password_logs_in() {
     let dir = temp_dir();
     let (server, lines) = start(&dir, "demo", &[]).await;
-    let password = lines[0].rsplit(' ').next().unwrap().to_owned();
+    let password = lines[0]
+        .split("password: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
     assert!(
         lines.iter().any(|l| l.contains("insp.water_resources")),
         "{lines:?}"
@@ -301,4 +306,94 @@ async fn templates_and_campaigns_are_checked_and_imported_as_data() {
     let (code, out, _) = run(&dir, &["campaign", "import", campaign], &[]).await;
     assert_eq!(code, 0);
     assert!(out.contains("imported shanggao-2023"), "{out}");
+}
+
+/// A fake `mobile-web/` whose `npm run build` runs `build` (JavaScript for `node -e`).
+fn fake_mobile_web(dir: &std::path::Path, build: &str) {
+    let web = dir.join("mobile-web");
+    std::fs::create_dir_all(&web).unwrap();
+    let package = serde_json::json!({
+        "name": "fake-mobile-web", "version": "0.0.0", "private": true,
+        "scripts": {"build": format!("node -e {}", shell_quote(build))},
+    });
+    std::fs::write(web.join("package.json"), package.to_string()).unwrap();
+    let lock = serde_json::json!({
+        "name": "fake-mobile-web", "version": "0.0.0", "lockfileVersion": 3, "requires": true,
+        "packages": {"": {"name": "fake-mobile-web", "version": "0.0.0"}},
+    });
+    std::fs::write(web.join("package-lock.json"), lock.to_string()).unwrap();
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// npm stays offline and quiet in these tests (no audit, funding or update checks).
+const NPM_OFFLINE: [(&str, &str); 4] = [
+    ("npm_config_audit", "false"),
+    ("npm_config_fund", "false"),
+    ("npm_config_update_notifier", "false"),
+    ("npm_config_offline", "true"),
+];
+
+#[tokio::test]
+async fn demo_builds_the_phone_app_of_a_fresh_checkout_and_serves_it() {
+    let dir = temp_dir();
+    fake_mobile_web(
+        &dir,
+        "const fs = require('fs'); fs.mkdirSync('dist/assets', {recursive: true}); \
+         fs.writeFileSync('dist/index.html', '<!doctype html><title>fake app</title>'); \
+         fs.writeFileSync('dist/assets/app-1a2b.js', 'console.log(1)');",
+    );
+    let (server, lines) = start(&dir, "demo", &NPM_OFFLINE).await;
+    assert!(
+        lines.iter().any(|l| l == "$ cd mobile-web && npm ci"),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "$ cd mobile-web && npm run build"),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("The phone app is at http://")),
+        "{lines:?}"
+    );
+    let page = reqwest::get(format!("{}/mines", server.base))
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["cache-control"], "no-cache");
+    assert!(page.text().await.unwrap().contains("fake app"));
+    let asset = reqwest::get(format!("{}/assets/app-1a2b.js", server.base))
+        .await
+        .unwrap();
+    assert_eq!(
+        asset.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+}
+
+#[tokio::test]
+async fn demo_serves_the_api_and_a_how_to_build_page_when_the_app_build_fails() {
+    let dir = temp_dir();
+    fake_mobile_web(&dir, "console.error('vite: broken'); process.exit(3)");
+    let (server, lines) = start(&dir, "demo", &NPM_OFFLINE).await;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("The phone app is not built")),
+        "{lines:?}"
+    );
+    let page = reqwest::get(format!("{}/", server.base)).await.unwrap();
+    assert_eq!(page.status(), 503);
+    let text = page.text().await.unwrap();
+    assert!(text.contains("npm ci &amp;&amp; npm run build"), "{text}");
+    let health = reqwest::get(format!("{}/healthz", server.base))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
 }
