@@ -78,7 +78,7 @@ pub async fn create_user(store: &dyn Store, input: NewUserInput) -> Result<User>
             created_at: now_ms(),
         })
         .await?;
-    tracing::info!(user = %user.username, role = %user.role, "user created");
+    tracing::info!(user = ?user.username, role = %user.role, "user created");
     Ok(user)
 }
 
@@ -213,7 +213,7 @@ pub async fn login(
         _ => {
             state.store.record_login_failure(&account, window).await?;
             state.store.record_login_failure(&address, window).await?;
-            tracing::info!(account = %account, address = %address, "failed login");
+            tracing::info!(account = ?account, address = ?address, "failed login");
             return Err(AppError::InvalidCredentials);
         }
     };

@@ -143,8 +143,8 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status_code();
         match &self {
-            AppError::Internal(detail) => tracing::error!(%detail, "internal error"),
-            AppError::Unavailable(detail) => tracing::warn!(%detail, "store unavailable"),
+            AppError::Internal(detail) => tracing::error!(?detail, "internal error"),
+            AppError::Unavailable(detail) => tracing::warn!(?detail, "store unavailable"),
             _ => {}
         }
         let fields = match &self {
@@ -206,7 +206,7 @@ fn conflict_from_constraint(constraint: &str) -> AppError {
     } else if c.contains("foreign key") || c.contains("fkey") {
         AppError::bad_request("the request refers to something that does not exist")
     } else {
-        tracing::warn!(%constraint, "unmapped constraint violation");
+        tracing::warn!(?constraint, "unmapped constraint violation");
         AppError::Conflict {
             code: "conflict",
             message: "the request conflicts with existing data".into(),

@@ -121,8 +121,8 @@ pub fn app(state: AppState) -> Router {
                 .get(&REQUEST_ID)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-");
-            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(),
-                    request_id = %request_id)
+            tracing::info_span!("http", method = %req.method(), path = ?req.uri().path(),
+                    request_id = ?request_id)
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
 }

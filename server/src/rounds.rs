@@ -79,7 +79,9 @@ pub async fn warm_cache(store: &dyn crate::store::Store) -> crate::store::StoreR
                 cache(t);
                 n += 1;
             }
-            Err(e) => tracing::error!(template = %tref, error = %e, "stored template is invalid"),
+            Err(e) => {
+                tracing::error!(template = ?tref, error = ?e.to_string(), "stored template is invalid")
+            }
         }
     }
     Ok(n)

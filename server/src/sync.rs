@@ -245,7 +245,7 @@ pub async fn sync(
         // The push is committed: answer its results (a retry would only get `duplicate`) and
         // let the device pull again.
         Err(e) if !results.is_empty() => {
-            tracing::warn!(error = %e, "pull failed after a committed push");
+            tracing::warn!(error = ?e.to_string(), "pull failed after a committed push");
             crate::store::FeedPage {
                 changes: Vec::new(),
                 cursor: request.cursor,
@@ -380,7 +380,11 @@ async fn write_group(
     match write_jobs(store, departments, jobs).await {
         Ok(results) => results.into_iter().map(Ok).collect(),
         Err(StoreError::Conflict { constraint }) if jobs.len() > 1 => {
-            tracing::warn!(%constraint, jobs = jobs.len(), "sync group refused; writing its jobs one by one");
+            tracing::warn!(
+                ?constraint,
+                jobs = jobs.len(),
+                "sync group refused; writing its jobs one by one"
+            );
             let mut out = Vec::with_capacity(jobs.len());
             for job in jobs {
                 out.push(
@@ -393,7 +397,7 @@ async fn write_group(
             out
         }
         Err(e) => {
-            tracing::warn!(error = %e, jobs = jobs.len(), "sync group failed");
+            tracing::warn!(error = ?e.to_string(), jobs = jobs.len(), "sync group failed");
             let e = job_error(e);
             jobs.iter().map(|_| Err(clone_error(&e))).collect()
         }
@@ -407,7 +411,7 @@ fn job_error(e: StoreError) -> AppError {
         StoreError::Conflict { constraint }
             if constraint.contains("sync_ops_pkey") || constraint.contains("sync_ops.op_id") =>
         {
-            tracing::warn!(%constraint, "a sync push reuses a stored op id");
+            tracing::warn!(?constraint, "a sync push reuses a stored op id");
             AppError::Conflict {
                 code: "op_id_reused",
                 message: "an op in this batch has the id of a change the server already holds \

@@ -43,7 +43,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
             }),
         ),
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "readiness check failed");
+            tracing::warn!(error = ?e.to_string(), "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(Health {
