@@ -14,6 +14,10 @@ export interface Decimal {
 
 const NUMBER = /^([+-]?)(\d+)(?:\.(\d+))?$/;
 
+/** The server's limits (`server/src/acceptance/decimal.rs`): more digits are refused there. */
+export const MAX_INT_DIGITS = 15;
+export const MAX_SCALE = 9;
+
 export function parseDecimal(text: string): Decimal | null {
   const m = NUMBER.exec(text.trim());
   if (!m) return null;
@@ -31,6 +35,10 @@ export function parseMeasured(input: string, unit: string): ParsedNumber {
   if (unit && t.endsWith(unit)) t = t.slice(0, -unit.length).trim();
   const d = parseDecimal(t);
   if (!d) return { ok: false, message: `请输入数字${unit ? `（单位：${unit}）` : ''}，如 85.5` };
+  const [intDigits = '', fracDigits = ''] = t.replace(/^[+-]/, '').split('.');
+  if (intDigits.replace(/^0+/, '').length > MAX_INT_DIGITS || fracDigits.length > MAX_SCALE) {
+    return { ok: false, message: `位数太多：整数最多 ${MAX_INT_DIGITS} 位，小数最多 ${MAX_SCALE} 位` };
+  }
   return { ok: true, value: d, text: t.replace(/^\+/, '') };
 }
 

@@ -14,12 +14,23 @@ describe('decimal input', () => {
     ['85.5 %', '%', '85.5'],
     ['120米', '米', '120'],
     [' +7 ', '个', '7'],
+    ['000123456789012345.123456789', '米', '000123456789012345.123456789'],
   ])('%s with unit %s reads as %s', (input, unit, text) => {
     const p = parseMeasured(input, unit);
     expect(p.ok && p.text).toBe(text);
   });
 
-  it.each([['abc'], ['1e3'], ['85.5 m'], [''], ['1,5']])('%s is refused with a message', (input) => {
+  it.each([
+    ['abc'],
+    ['1e3'],
+    ['85.5 m'],
+    [''],
+    ['1,5'],
+    // More digits than the server takes (15 before the point, 9 after).
+    ['12.3456789012'],
+    ['1.0000000000'],
+    ['1234567890123456'],
+  ])('%s is refused with a message', (input) => {
     const p = parseMeasured(input, '%');
     expect(p.ok).toBe(false);
     expect(p.ok ? '' : p.message).not.toBe('');
