@@ -259,6 +259,52 @@ export class YanshouServer {
   }
 
   /**
+   * Sends `ops` (each without `device`, `seq`, `hlc`, `id`) from a new device of `username`,
+   * as that user's phone would: enrols a P-256 key, logs in bound to it, pushes one batch.
+   * Returns each op's result.
+   */
+  async pushAs(username: string, ops: Record<string, unknown>[]): Promise<{ status: string; code?: string }[]> {
+    const first = await this.login(username);
+    const pair = (await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
+      'sign',
+      'verify',
+    ])) as CryptoKeyPair;
+    const { kty, crv, x, y } = await crypto.subtle.exportKey('jwk', pair.publicKey);
+    const device = await this.api<{ id: string }>(
+      'POST',
+      '/devices',
+      { name: 'test device', public_key: { kty, crv, x, y } },
+      first,
+    );
+    const bound = await this.api<{ access_token: string }>(
+      'POST',
+      '/auth/login',
+      { username, password: PASSWORD, device_id: device.id },
+      '',
+    );
+    const now = Date.now();
+    const res = await this.api<{ results: { status: string; code?: string }[] }>(
+      'POST',
+      '/sync',
+      {
+        protocol_version: 1,
+        device: device.id,
+        ops: ops.map((op, i) => ({
+          id: randomUUID(),
+          device: device.id,
+          seq: i + 1,
+          hlc: { wall_ms: now, counter: i },
+          ...op,
+        })),
+        cursor: 0,
+        pull_limit: 1,
+      },
+      bound.access_token,
+    );
+    return res.results;
+  }
+
+  /**
    * A township, a mine whose cancellation (注销) is approved, an open acceptance round on it,
    * and three inspectors: two of 水利 (water_resources), one of 林业 (forestry).
    */
