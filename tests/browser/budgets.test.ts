@@ -319,8 +319,15 @@ test('a sync of 1,000 queued ops', async () => {
     }
     return { ops_confirmed: emptyAt - t0, whole_sync: performance.now() - t0 };
   });
+  // Time spent waiting for the server (request sent → response read), per /sync request.
+  const serverMs: number[] = [];
+  const onDone = (r: import('playwright-core').Request) => {
+    if (r.url().endsWith('/api/v1/sync')) serverMs.push(r.timing().responseEnd);
+  };
+  page.on('requestfinished', onDone);
   await context.setOffline(false);
   const t = await timing;
+  page.off('requestfinished', onDone);
   expect(await outboxCount(page)).toBe(0);
   expect(await page.locator(tid('sync-state')).first().textContent()).toContain('全部已同步');
 
@@ -349,6 +356,7 @@ test('a sync of 1,000 queued ops', async () => {
     ops: n,
     ops_confirmed: round1(t.ops_confirmed),
     whole_sync_with_catalog: round1(t.whole_sync),
+    sync_requests_server_ms: serverMs.map(round1),
     budget: 2000,
   });
   expect(t.ops_confirmed).toBeLessThan(6000);
