@@ -5,8 +5,14 @@
 //! - **scope**: what a role is bound to — a department for `department_inspector`, a township or
 //!   forest farm for `township_officer`, a specialty for `expert`; other roles have none.
 //! - **session**: one login; its refresh tokens form a **family** (rotated on every use).
-//! - **throttle window**: failed logins are counted per account and per client address in fixed
-//!   windows of `login_window_secs`; past the limit, attempts get 429 until the window ends.
+//! - **throttle**: login attempts are counted in fixed windows of `login_window_secs` per
+//!   (account, client address) — five, then ten over eight windows (a growing delay) — and per
+//!   client address over all accounts. Per account from all addresses there is a higher limit
+//!   past which the account is **under attack**: only its enrolled devices (login with a
+//!   `device_id` of the account) may still try, so a stranger who knows an account name cannot
+//!   lock its inspector out. An attempt is **reserved** in the store (counted, atomically, only
+//!   below every limit) before the password is checked and taken back if it was right, so
+//!   guesses sent in parallel cannot all pass the check.
 
 use std::net::IpAddr;
 
@@ -159,10 +165,13 @@ pub struct Session {
     pub user: User,
 }
 
-fn window_start(state: &AppState, now: i64) -> (i64, u64) {
+/// The start of the window of `windows` × `login_window_secs` that holds `now`, and the seconds
+/// until it ends.
+fn window_start(state: &AppState, now: i64, windows: i64) -> (i64, u64) {
     let window_ms = i64::try_from(state.settings.login_window_secs)
-        .unwrap_or(i64::MAX / 1000)
-        .saturating_mul(1000);
+        .unwrap_or(i64::MAX / 8000)
+        .saturating_mul(1000)
+        .saturating_mul(windows);
     let start = now - now.rem_euclid(window_ms);
     let remaining_secs = u64::try_from((start + window_ms - now) / 1000).unwrap_or(1);
     (start, remaining_secs)
@@ -179,6 +188,9 @@ fn addr_key(addr: Option<IpAddr>) -> String {
     }
 }
 
+/// The longer window of the (account, address) counter, in windows.
+const LONG_WINDOWS: i64 = 8;
+
 /// Check the password; on success open a session (optionally bound to one of the user's devices).
 pub async fn login(
     state: &AppState,
@@ -188,21 +200,65 @@ pub async fn login(
     addr: Option<IpAddr>,
 ) -> Result<Session> {
     let now = now_ms();
-    let (window, retry_after_secs) = window_start(state, now);
+    let s = &state.settings;
+    let (window, retry_short) = window_start(state, now, 1);
+    let (long_window, retry_long) = window_start(state, now, LONG_WINDOWS);
     let account = account_key(username);
     let address = addr_key(addr);
-    let s = &state.settings;
-    if state.store.login_failures(&account, window).await? >= s.login_max_failures_per_account
-        || state.store.login_failures(&address, window).await? >= s.login_max_failures_per_address
-    {
-        return Err(AppError::RateLimited { retry_after_secs });
-    }
+    let pair = format!("pair:{account}|{address}");
+    let pair_long = format!("pair-long:{account}|{address}");
 
     let user = match state.store.get_user_by_username(username.trim()).await {
         Ok(u) => Some(u),
         Err(StoreError::NotFound) => None,
         Err(e) => return Err(e.into()),
     };
+    // An enrolled, unrevoked device of this account is not held back by failures from elsewhere.
+    let known_device = match (&user, device_id) {
+        (Some(user), Some(device_id)) => match state.store.get_device(device_id).await {
+            Ok(d) => d.user_id == user.id && d.revoked_at.is_none(),
+            Err(StoreError::NotFound) => false,
+            Err(e) => return Err(e.into()),
+        },
+        _ => false,
+    };
+    let mut counters: Vec<(&str, i64, u32, u64)> = vec![
+        (
+            &pair,
+            window,
+            s.login_max_failures_per_account_address,
+            retry_short,
+        ),
+        (
+            &pair_long,
+            long_window,
+            s.login_max_failures_per_account_address.saturating_mul(2),
+            retry_long,
+        ),
+        (
+            &address,
+            window,
+            s.login_max_failures_per_address,
+            retry_short,
+        ),
+    ];
+    if !known_device {
+        counters.push((
+            &account,
+            window,
+            s.login_max_failures_per_account,
+            retry_short,
+        ));
+    }
+    let reserve: Vec<(&str, i64, u32)> = counters.iter().map(|c| (c.0, c.1, c.2)).collect();
+    if let Some(full) = state.store.reserve_login_attempt(&reserve).await? {
+        tracing::info!(account = ?account, address = ?address, counter = ?counters[full].0,
+            "login throttled");
+        return Err(AppError::RateLimited {
+            retry_after_secs: counters[full].3,
+        });
+    }
+
     let ok = password::verify_blocking(
         password_attempt,
         user.as_ref().map(|u| u.password_hash.clone()),
@@ -211,19 +267,25 @@ pub async fn login(
     let user = match (ok, user) {
         (true, Some(user)) => user,
         _ => {
-            state.store.record_login_failure(&account, window).await?;
-            state.store.record_login_failure(&address, window).await?;
+            // The reserved attempt stays counted as a failure.
             tracing::info!(account = ?account, address = ?address, "failed login");
             return Err(AppError::InvalidCredentials);
         }
     };
+    // Right password: the attempt was no failure, and this address starts afresh for the account.
+    let mut release: Vec<(&str, i64)> = vec![(&address, window)];
+    if !known_device {
+        release.push((&account, window));
+    }
+    state.store.release_login_attempt(&release).await?;
+    state.store.clear_login_failures(&pair).await?;
+    state.store.clear_login_failures(&pair_long).await?;
     if user.disabled {
         return Err(AppError::Forbidden("account is disabled".into()));
     }
     if let Some(device_id) = device_id {
         check_device_usable(state.store.as_ref(), user.id, device_id).await?;
     }
-    state.store.clear_login_failures(&account).await?;
     open_session(state, user, device_id, Uuid::now_v7(), now).await
 }
 

@@ -38,8 +38,13 @@ pub struct Settings {
     /// Lifetime of a refresh token. Long, because an inspector may be offline in the mountains for
     /// weeks; every use rotates it and restarts the lifetime.
     pub refresh_token_ttl_days: u64,
-    /// Failed logins allowed per account within `login_window_secs` before further attempts are
-    /// refused with 429.
+    /// Failed logins allowed per account *from one client address* within `login_window_secs`
+    /// before that address gets 429 for the account; twice as many within eight windows before
+    /// it waits for the longer window (a delay growing from one window to eight).
+    pub login_max_failures_per_account_address: u32,
+    /// Failed logins allowed per account from all addresses within `login_window_secs`; past it
+    /// the account is under attack and only its enrolled devices (login with `device_id`) may
+    /// still try, so strangers cannot lock an inspector out.
     pub login_max_failures_per_account: u32,
     /// Failed logins allowed per client address within `login_window_secs`.
     pub login_max_failures_per_address: u32,
@@ -78,7 +83,8 @@ impl Default for Settings {
             token_audience: "yanshou-api".into(),
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_days: 30,
-            login_max_failures_per_account: 5,
+            login_max_failures_per_account_address: 5,
+            login_max_failures_per_account: 20,
             login_max_failures_per_address: 30,
             login_window_secs: 15 * 60,
             trust_forwarded_for: false,
@@ -180,6 +186,9 @@ impl Settings {
             "token_audience" => self.token_audience = value.into(),
             "access_token_ttl_secs" => self.access_token_ttl_secs = parse(name, value)?,
             "refresh_token_ttl_days" => self.refresh_token_ttl_days = parse(name, value)?,
+            "login_max_failures_per_account_address" => {
+                self.login_max_failures_per_account_address = parse(name, value)?
+            }
             "login_max_failures_per_account" => {
                 self.login_max_failures_per_account = parse(name, value)?
             }
@@ -301,8 +310,14 @@ access_token_ttl_secs = {access_token_ttl_secs}
 # for weeks, so keep this longer than the longest field trip.
 refresh_token_ttl_days = {refresh_token_ttl_days}
 
-# Login rate limiting: failed attempts allowed per account and per client address within the window.
+# Login rate limiting, counted before the password is checked (parallel guesses count too).
+# Per account from one address: past the limit that address waits for the window to end; past
+# twice the limit within eight windows, for that longer window.
+login_max_failures_per_account_address = {login_max_failures_per_account_address}
+# Per account from all addresses: past it only the account's enrolled devices (login with their
+# device_id) may still try, so nobody can lock an inspector out by guessing from elsewhere.
 login_max_failures_per_account = {login_max_failures_per_account}
+# Per client address, over all accounts.
 login_max_failures_per_address = {login_max_failures_per_address}
 login_window_secs = {login_window_secs}
 # Take the client address from X-Forwarded-For (only behind a trusted reverse proxy).
@@ -334,6 +349,7 @@ log_json = {log_json}
         token_audience = d.token_audience,
         access_token_ttl_secs = d.access_token_ttl_secs,
         refresh_token_ttl_days = d.refresh_token_ttl_days,
+        login_max_failures_per_account_address = d.login_max_failures_per_account_address,
         login_max_failures_per_account = d.login_max_failures_per_account,
         login_max_failures_per_address = d.login_max_failures_per_address,
         login_window_secs = d.login_window_secs,

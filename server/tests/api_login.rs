@@ -5,9 +5,14 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use axum::http::{Method, StatusCode};
-use common::{Backend, TestApp};
+use axum::{
+    body::Body,
+    http::{Method, Request, StatusCode, header},
+};
+use common::{Backend, PASSWORD, Phone, TestApp};
 use serde_json::json;
+use uuid::Uuid;
+use yanshou_server::store::Role;
 
 /// Collects everything the subscriber writes.
 #[derive(Clone, Default)]
@@ -59,3 +64,71 @@ async fn a_failed_login_logs_the_username_escaped() {
     );
     assert!(out.contains(r"ghost\n2026"), "{out}");
 }
+
+fn attempt(username: &str, password: &str, ip: &str, device_id: Option<Uuid>) -> Request<Body> {
+    Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/auth/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-forwarded-for", ip)
+        .body(Body::from(
+            json!({"username": username, "password": password, "device_id": device_id}).to_string(),
+        ))
+        .unwrap()
+}
+
+/// Guesses sent in parallel cannot all pass the throttle (each attempt is reserved before the
+/// password is checked), and guesses from elsewhere do not lock the inspector out of the phone
+/// enrolled to the account.
+async fn parallel_guesses_are_limited_and_an_enrolled_device_still_logs_in(b: Backend) {
+    let app = TestApp::with_settings(b, |s| s.trust_forwarded_for = true).await;
+    app.user("insp", Role::DepartmentInspector).await;
+    let device = Phone::enroll(&app, "insp").await.replica.device().0;
+
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let router = app.router.clone();
+            let req = attempt("insp", &format!("guess-{i}"), "10.0.0.1", None);
+            tokio::spawn(async move { tower::ServiceExt::oneshot(router, req).await.unwrap() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap().status());
+    }
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let throttled = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((checked, throttled), (5, 19), "{statuses:?}");
+    // That address is held for this account even with the right password.
+    let (s, _) = app.send(attempt("insp", PASSWORD, "10.0.0.1", None)).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+
+    // More guesses from other addresses put the account under attack (20 failures in all).
+    for ip in ["10.0.0.2", "10.0.0.3", "10.0.0.4"] {
+        for i in 0..5 {
+            let (s, _) = app.send(attempt("insp", &format!("g{i}"), ip, None)).await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{ip}");
+        }
+    }
+    // A stranger's address, or the inspector without the phone: refused while under attack.
+    let (s, body) = app.send(attempt("insp", PASSWORD, "10.0.0.9", None)).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    // The inspector on the enrolled phone logs in, from any address.
+    let (s, body) = app
+        .send(attempt("insp", PASSWORD, "10.0.0.9", Some(device)))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    // A wrong password on the phone is still a failure, counted for its address.
+    let (s, _) = app
+        .send(attempt("insp", "wrong", "10.0.0.9", Some(device)))
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+both_backends!(parallel_guesses_are_limited_and_an_enrolled_device_still_logs_in);

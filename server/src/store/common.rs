@@ -261,6 +261,61 @@ macro_rules! impl_common_store {
             }
         }
 
+        async fn reserve_login_attempt(
+            &self,
+            counters: &[(&str, i64, u32)],
+        ) -> StoreResult<Option<usize>> {
+            // One order for every attempt, so concurrent transactions lock rows alike.
+            let mut order: Vec<usize> = (0..counters.len()).collect();
+            order.sort_by_key(|&i| (counters[i].0, counters[i].1));
+            let mut tx = self.begin_login().await?;
+            for i in order {
+                let (key, window_start, limit) = counters[i];
+                sqlx::query("delete from login_failures where key = $1 and window_start < $2")
+                    .bind(key)
+                    .bind(window_start)
+                    .execute(&mut *tx)
+                    .await?;
+                // Increments only below the limit; a full counter returns no row.
+                let row = sqlx::query(
+                    "insert into login_failures (key, window_start, failures, created_at) \
+                     select $1, $2, 1, $3 where $4 > 0 \
+                     on conflict (key, window_start) \
+                     do update set failures = login_failures.failures + 1 \
+                     where login_failures.failures < $4 \
+                     returning failures",
+                )
+                .bind(key)
+                .bind(window_start)
+                .bind(crate::store::now_ms())
+                .bind(i64::from(limit))
+                .fetch_optional(&mut *tx)
+                .await?;
+                if row.is_none() {
+                    tx.rollback().await?;
+                    return Ok(Some(i));
+                }
+            }
+            tx.commit().await?;
+            Ok(None)
+        }
+
+        async fn release_login_attempt(&self, counters: &[(&str, i64)]) -> StoreResult<()> {
+            let mut tx = self.begin_login().await?;
+            for (key, window_start) in counters {
+                sqlx::query(
+                    "update login_failures set failures = failures - 1 \
+                     where key = $1 and window_start = $2 and failures > 0",
+                )
+                .bind(*key)
+                .bind(*window_start)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+
         async fn clear_login_failures(&self, key: &str) -> StoreResult<()> {
             sqlx::query("delete from login_failures where key = $1")
                 .bind(key)

@@ -454,6 +454,17 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Failures recorded for `key` in the window starting at `window_start`.
     async fn login_failures(&self, key: &str, window_start: i64) -> StoreResult<u32>;
     async fn clear_login_failures(&self, key: &str) -> StoreResult<()>;
+    /// Reserve one login attempt against every counter in `counters` (key, window start, limit)
+    /// in one transaction, before the password is checked: each counter is incremented only if
+    /// it is below its limit, else nothing is incremented and the index of the first full
+    /// counter is returned. Parallel attempts therefore cannot all pass the check. A reserved
+    /// attempt counts as a failure until [`Store::release_login_attempt`] takes it back.
+    async fn reserve_login_attempt(
+        &self,
+        counters: &[(&str, i64, u32)],
+    ) -> StoreResult<Option<usize>>;
+    /// Take back a reserved attempt (the password was right): decrement each (key, window start).
+    async fn release_login_attempt(&self, counters: &[(&str, i64)]) -> StoreResult<()>;
 
     // Signing keys
     /// Insert `candidate` unless a key already exists; return the key in force (the oldest).

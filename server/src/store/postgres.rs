@@ -54,6 +54,12 @@ impl PgStore {
         Ok(tx)
     }
 
+    /// A transaction for the login throttle's counters: their row locks suffice (no need to
+    /// wait for a sync group commit holding the write lock).
+    async fn begin_login(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.pool.begin().await
+    }
+
     /// The pool, for backend-specific code in this crate (sync, benchmarks).
     pub fn pool(&self) -> &PgPool {
         &self.pool

@@ -91,6 +91,11 @@ impl SqliteStore {
         self.writer.begin_with("BEGIN IMMEDIATE").await
     }
 
+    /// A transaction for the login throttle's counters: on the writer, like every write.
+    async fn begin_login(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.begin_write().await
+    }
+
     /// The pool, for backend-specific code in this crate (sync, benchmarks).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
