@@ -50,8 +50,9 @@ pub struct Settings {
     pub login_max_failures_per_address: u32,
     /// Window of the login failure counters.
     pub login_window_secs: u64,
-    /// Take the client address from the first `X-Forwarded-For` entry (only behind a trusted
-    /// reverse proxy; otherwise anyone could spoof the address and dodge the rate limit).
+    /// Take the client address from the last `X-Forwarded-For` entry, the one the proxy appended
+    /// (only behind a trusted reverse proxy; otherwise anyone could spoof the address and dodge
+    /// the rate limit).
     pub trust_forwarded_for: bool,
     /// Largest accepted JSON request body in bytes (larger bodies get 413).
     pub max_json_body_bytes: usize,

@@ -131,4 +131,40 @@ async fn parallel_guesses_are_limited_and_an_enrolled_device_still_logs_in(b: Ba
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
 
-both_backends!(parallel_guesses_are_limited_and_an_enrolled_device_still_logs_in);
+/// Behind a trusted proxy the client address is the entry the proxy appended (the rightmost):
+/// entries a client writes itself cannot dodge the per-address limit.
+async fn the_proxys_forwarded_for_entry_is_the_client_address(b: Backend) {
+    let app = TestApp::with_settings(b, |s| {
+        s.trust_forwarded_for = true;
+        s.login_max_failures_per_address = 3;
+    })
+    .await;
+    for i in 0..4 {
+        let req = attempt(
+            &format!("user{i}"),
+            "wrong",
+            &format!("203.0.113.{i}, 10.0.0.7"),
+            None,
+        );
+        let (s, _) = app.send(req).await;
+        let want = if i < 3 {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::TOO_MANY_REQUESTS
+        };
+        assert_eq!(s, want, "attempt {i}");
+    }
+    let (s, _) = app
+        .send(attempt("user9", "wrong", "10.0.0.7, 10.0.0.8", None))
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "another client behind the proxy"
+    );
+}
+
+both_backends!(
+    parallel_guesses_are_limited_and_an_enrolled_device_still_logs_in,
+    the_proxys_forwarded_for_entry_is_the_client_address,
+);

@@ -91,8 +91,9 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
-/// The client's address, for per-address rate limiting. Taken from the first `X-Forwarded-For`
-/// entry only when `trust_forwarded_for` is set (behind a trusted proxy).
+/// The client's address, for per-address rate limiting. Taken from the last `X-Forwarded-For`
+/// entry only when `trust_forwarded_for` is set (behind a trusted proxy): that entry is the one
+/// the proxy appended; everything left of it was written by the client and proves nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub Option<IpAddr>);
 
@@ -106,9 +107,11 @@ impl FromRequestParts<AppState> for ClientAddr {
         if state.settings.trust_forwarded_for
             && let Some(ip) = parts
                 .headers
-                .get("x-forwarded-for")
+                .get_all("x-forwarded-for")
+                .iter()
+                .next_back()
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
+                .and_then(|v| v.rsplit(',').next())
                 .and_then(|v| v.trim().parse::<IpAddr>().ok())
         {
             return Ok(ClientAddr(Some(ip)));
