@@ -8,10 +8,10 @@
  * - `YANSHOU_WEB_DIST`: the built app (default `mobile-web/dist`).
  *
  * Each test file starts its own server in a temp directory, serving a copy of the app on the
- * API's origin (`web_dir`; a test replaces its files to publish an update), seeds it through the real HTTP API as an admin
- * made with `yanshou user add`, and gives each phone its own browser context (own IndexedDB,
- * service worker and caches). Nothing here sleeps to wait: every wait polls a condition with a
- * deadline.
+ * API's origin (`web_dir`; a test replaces its files to publish an update), seeds it through the
+ * real HTTP API as an admin made with `yanshou user add`, and gives each phone its own browser
+ * context (own IndexedDB, service worker and caches). Nothing here sleeps to wait: every wait
+ * polls a condition with a deadline. `YANSHOU_E2E_KEEP=1` keeps the server's directory.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
