@@ -386,6 +386,8 @@ pub async fn import_csv(state: &AppState, caller: &AuthUser, text: &str) -> Resu
         .into_iter()
         .map(|m| m.licence_no)
         .collect();
+    // Excel's "CSV UTF-8" (and our export) starts with a byte order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .from_reader(text.as_bytes());
@@ -443,7 +445,7 @@ pub async fn import_csv(state: &AppState, caller: &AuthUser, text: &str) -> Resu
         let mut cells: BTreeMap<&str, String> = BTreeMap::new();
         for (key, cell) in keys.iter().zip(record.iter()) {
             if let Some(k) = key {
-                cells.insert(k, cell.trim().to_owned());
+                cells.insert(k, restore_cell(cell).trim().to_owned());
             }
         }
         let cell = |k: &str| cells.get(k).cloned().unwrap_or_default();
@@ -561,7 +563,8 @@ pub async fn export_csv(state: &AppState, caller: &AuthUser) -> Result<String> {
         .into_iter()
         .map(|t| (t.id, t.name))
         .collect();
-    let mut w = csv::Writer::from_writer(Vec::new());
+    // A byte order mark first: Excel on a Chinese Windows reads a CSV without one as GBK.
+    let mut w = csv::Writer::from_writer("\u{feff}".as_bytes().to_vec());
     let mut header: Vec<&str> = COLUMNS.iter().map(|(zh, _)| *zh).collect();
     header.extend(["处置类别", "阶段"]);
     let fail = |e: csv::Error| AppError::Internal(format!("csv: {e}"));
@@ -592,26 +595,59 @@ pub async fn export_csv(state: &AppState, caller: &AuthUser) -> Result<String> {
             Some(_) => "CGCS2000",
             None => "",
         };
-        w.write_record([
-            m.name.as_str(),
-            &m.licence_no,
-            &m.holder,
-            townships.get(&m.township_id).map_or("", String::as_str),
-            &m.mineral,
-            &m.mining_method,
-            m.area_ha.as_deref().unwrap_or_default(),
-            system,
-            &zone,
-            &source,
-            m.facts.disposition.map_or("", Disposition::name_zh),
-            m.facts.stage.name_zh(),
-        ])
+        w.write_record(
+            [
+                m.name.as_str(),
+                &m.licence_no,
+                &m.holder,
+                townships.get(&m.township_id).map_or("", String::as_str),
+                &m.mineral,
+                &m.mining_method,
+                m.area_ha.as_deref().unwrap_or_default(),
+                system,
+                &zone,
+                &source,
+                m.facts.disposition.map_or("", Disposition::name_zh),
+                m.facts.stage.name_zh(),
+            ]
+            .map(|cell| neutralise_cell(cell).into_owned()),
+        )
         .map_err(fail)?;
     }
     let bytes = w
         .into_inner()
         .map_err(|e| AppError::Internal(format!("csv: {e}")))?;
     String::from_utf8(bytes).map_err(|e| AppError::Internal(format!("csv: {e}")))
+}
+
+/// Characters that make a spreadsheet read a cell as a formula (or, tab and CR, that some
+/// spreadsheets strip before doing so).
+const FORMULA_STARTS: &[char] = &['=', '+', '-', '@', '\t', '\r'];
+
+/// Whether a cell is a formula character after zero or more `'`: the cells the export prefixes
+/// with one more `'` and the import takes one `'` off, so values round-trip exactly (a name that
+/// really starts with `'=` is exported as `''=`).
+fn looks_like_formula(cell: &str) -> bool {
+    cell.trim_start_matches('\'').starts_with(FORMULA_STARTS)
+}
+
+/// A cell as exported: one that a spreadsheet would take for a formula (`=HYPERLINK(…)` as a
+/// mine name) gets a leading `'`, which makes Excel and LibreOffice show it as text.
+fn neutralise_cell(cell: &str) -> std::borrow::Cow<'_, str> {
+    if looks_like_formula(cell) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
+}
+
+/// A cell as imported: the `'` that [`neutralise_cell`] put before a formula character is taken
+/// off again, so an exported file imports to the same values.
+fn restore_cell(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if looks_like_formula(rest) => rest,
+        _ => cell,
+    }
 }
 
 /// Mines the caller may see: county-wide roles all, township officers their township's,
