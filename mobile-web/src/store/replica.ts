@@ -19,15 +19,21 @@ import {
   newClock,
   observe,
   tick,
-  type Change,
   type Clock,
   type EntityState,
   type Op,
-  type OpResult,
   type SyncResponse,
   type Value,
 } from '../protocol';
-import { mineIdOf, StorageError, type OutboxRow, type YanshouDb } from './db';
+import {
+  mineIdOf,
+  StorageError,
+  type EntityRow,
+  type OutboxRow,
+  type RejectionRow,
+  type ViewRow,
+  type YanshouDb,
+} from './db';
 
 export interface ReplicaMeta {
   deviceId: string;
@@ -74,17 +80,6 @@ export async function loadRecord(db: YanshouDb, entity: string): Promise<RecordV
   });
 }
 
-/** Rebuilds the stored view of `entity` from its confirmed state and remaining outbox ops. */
-async function rebuildView(db: YanshouDb, entity: string, confirmed: EntityState | null): Promise<void> {
-  const pending = await db.outbox.where('entity').equals(entity).sortBy('seq');
-  if (pending.length === 0) {
-    await db.views.delete(entity);
-    return;
-  }
-  const view = viewOf(confirmed, pending);
-  if (view) await db.views.put({ id: entity, state: view });
-  else await db.views.delete(entity);
-}
 
 /** An edit the phone refuses before it becomes an op (nothing is stored, no seq is used). */
 export class LocalRefusal extends Error {
@@ -208,22 +203,51 @@ export async function applyResponse(
   };
   const sentById = new Map(sent.map((op) => [op.id, op]));
   try {
+    // A handful of bulk requests per response, whatever its size: IndexedDB round trips, not
+    // the work on the data, are what a phone pays for.
     await db.transaction('rw', [db.meta, db.entities, db.outbox, db.rejections, db.views], async () => {
       const meta = await loadMeta(db, deviceId);
+      const outbox = new Map((await db.outbox.toArray()).map((r) => [r.seq, r]));
       const stale = new Set<string>();
+      const removed: number[] = [];
+      const rejections: RejectionRow[] = [];
       for (const result of response.results) {
-        const entity = await applyResult(db, sentById, result, now, report);
-        if (entity) stale.add(entity);
+        const op = sentById.get(result.op);
+        if (!op) continue; // not ours in this request: ignore (§10)
+        const row = outbox.get(op.seq);
+        if (!row || row.op.id !== op.id) continue; // no longer queued
+        switch (result.status) {
+          case 'applied':
+          case 'conflict':
+            row.ackedAt = result.commit_seq;
+            if (result.status === 'applied') report.applied++;
+            else report.conflicts++;
+            break;
+          case 'duplicate':
+            outbox.delete(op.seq);
+            removed.push(op.seq);
+            break;
+          case 'rejected':
+            outbox.delete(op.seq);
+            removed.push(op.seq);
+            rejections.push({ id: op.id, entity: op.entity, op, code: result.code, message: result.message, at: now });
+            report.rejected++;
+            break;
+          case 'gap':
+            continue;
+        }
+        stale.add(op.entity);
       }
-      const touched = new Map<string, EntityState | null>();
+
+      const changed = response.changes.filter((c) => c.commit_seq > meta.cursor);
+      const ids = [...new Set(changed.map((c) => c.entity))];
+      const loaded = await db.entities.bulkGet(ids);
+      const touched = new Map<string, EntityState | null>(ids.map((id, i) => [id, loaded[i]?.state ?? null]));
       let clock = meta.clock;
       let cursor = meta.cursor;
-      for (const change of response.changes) {
+      for (const change of changed) {
         if (change.commit_seq <= cursor) continue;
-        const state = touched.has(change.entity)
-          ? (touched.get(change.entity) ?? null)
-          : ((await db.entities.get(change.entity))?.state ?? null);
-        touched.set(change.entity, applyOne(state, change));
+        touched.set(change.entity, applyChangeToEntity(touched.get(change.entity) ?? null, change));
         const o = observe(clock, change.hlc, now);
         clock = o.clock;
         if (o.drift !== null) report.drift = true;
@@ -231,22 +255,46 @@ export async function applyResponse(
         report.changes++;
       }
       cursor = Math.max(cursor, response.cursor);
+      const rows: EntityRow[] = [];
       for (const [id, state] of touched) {
-        if (state) await db.entities.put({ id, mineId: mineIdOf(state), state });
+        if (state) rows.push({ id, mineId: mineIdOf(state), state });
+        stale.add(id);
       }
+      await db.entities.bulkPut(rows);
+
       // Acknowledged ops at or below the cursor are now part of the confirmed state.
-      const done = await db.outbox
-        .filter((r) => r.ackedAt !== null && r.ackedAt <= cursor)
-        .toArray();
-      await db.outbox.bulkDelete(done.map((r) => r.seq));
-      for (const r of done) stale.add(r.entity);
-      for (const id of touched.keys()) stale.add(id);
-      for (const id of stale) {
-        const confirmed = touched.has(id)
-          ? (touched.get(id) ?? null)
-          : ((await db.entities.get(id))?.state ?? null);
-        await rebuildView(db, id, confirmed);
+      for (const [seq, r] of outbox) {
+        if (r.ackedAt !== null && r.ackedAt <= cursor) {
+          outbox.delete(seq);
+          removed.push(seq);
+          stale.add(r.entity);
+        }
       }
+      await db.outbox.bulkDelete(removed);
+      await db.outbox.bulkPut([...outbox.values()].filter((r) => r.ackedAt !== null && stale.has(r.entity)));
+      if (rejections.length > 0) await db.rejections.bulkPut(rejections);
+
+      // Views of the records whose confirmed state or outbox changed.
+      const pendingBy = new Map<string, OutboxRow[]>();
+      for (const r of [...outbox.values()].sort((a, b) => a.seq - b.seq)) {
+        const list = pendingBy.get(r.entity) ?? [];
+        list.push(r);
+        pendingBy.set(r.entity, list);
+      }
+      const staleIds = [...stale];
+      const missing = staleIds.filter((id) => !touched.has(id) && pendingBy.has(id));
+      const more = await db.entities.bulkGet(missing);
+      missing.forEach((id, i) => touched.set(id, more[i]?.state ?? null));
+      const views: ViewRow[] = [];
+      const noViews: string[] = [];
+      for (const id of staleIds) {
+        const pending = pendingBy.get(id);
+        const view = pending ? viewOf(touched.get(id) ?? null, pending) : null;
+        if (view) views.push({ id, state: view });
+        else noViews.push(id);
+      }
+      await db.views.bulkDelete(noViews);
+      await db.views.bulkPut(views);
       report.cursor = cursor;
       await saveMeta(db, { ...meta, cursor, clock });
     });
@@ -254,49 +302,6 @@ export async function applyResponse(
     throw StorageError.from(e);
   }
   return report;
-}
-
-function applyOne(state: EntityState | null, change: Change): EntityState {
-  return applyChangeToEntity(state, change);
-}
-
-async function applyResult(
-  db: YanshouDb,
-  sentById: Map<string, Op>,
-  result: OpResult,
-  now: number,
-  report: ApplyReport,
-): Promise<string | null> {
-  const op = sentById.get(result.op);
-  if (!op) return null; // not ours in this request: ignore (§10)
-  const row = await db.outbox.get(op.seq);
-  if (!row || row.op.id !== op.id) return null; // no longer queued
-  switch (result.status) {
-    case 'applied':
-    case 'conflict':
-      await db.outbox.update(op.seq, { ackedAt: result.commit_seq });
-      if (result.status === 'applied') report.applied++;
-      else report.conflicts++;
-      break;
-    case 'duplicate':
-      await db.outbox.delete(op.seq);
-      break;
-    case 'rejected':
-      await db.outbox.delete(op.seq);
-      await db.rejections.put({
-        id: op.id,
-        entity: op.entity,
-        op,
-        code: result.code,
-        message: result.message,
-        at: now,
-      });
-      report.rejected++;
-      break;
-    case 'gap':
-      return null;
-  }
-  return op.entity;
 }
 
 /** Every op the phone has not had confirmed, and every rejection, for the rescue file. */
