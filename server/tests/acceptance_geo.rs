@@ -143,3 +143,23 @@ fn licence_parser_agrees_with_prefixed_and_declared_zones() {
         }
     }
 }
+
+/// Three points on one line enclose no area: refused with a message that says so, in both
+/// coordinate forms.
+#[test]
+fn a_boundary_of_collinear_points_is_refused() {
+    use yanshou_server::acceptance::geo::{CoordinateFormat, Datum, parse_boundary};
+    let gk = "1, 3124600, 38579600\n2, 3124700, 38579700\n3, 3124800, 38579800\n";
+    let e = parse_boundary(gk, CoordinateFormat::GaussKruger { zone: None })
+        .expect_err("collinear Gauss-Krüger points");
+    assert!(e.to_string().contains("one line"), "{e}");
+    let latlon = "1, 28.20, 114.70\n2, 28.21, 114.70\n3, 28.22, 114.70\n";
+    let e = parse_boundary(
+        latlon,
+        CoordinateFormat::LatLon {
+            datum: Datum::Cgcs2000,
+        },
+    )
+    .expect_err("collinear lat/lon points");
+    assert!(e.to_string().contains("one line"), "{e}");
+}

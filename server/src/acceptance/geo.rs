@@ -465,6 +465,9 @@ pub struct Boundary {
     pub zone: Option<Zone3>,
 }
 
+/// The smallest area a boundary may enclose, m²: less is points on one line (or a typo).
+pub const MIN_AREA_M2: f64 = 1.0;
+
 /// What is wrong with a coordinate list or one of its points.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -540,6 +543,11 @@ pub enum GeoErrorKind {
         /// Another edge from this point to the next.
         edge_b: usize,
     },
+    /// The points enclose (almost) no area: they lie on one line.
+    Degenerate {
+        /// The enclosed area on the plane, in square metres.
+        area_m2: f64,
+    },
 }
 
 impl fmt::Display for GeoErrorKind {
@@ -592,6 +600,11 @@ impl fmt::Display for GeoErrorKind {
             GeoErrorKind::DuplicatePoint { same_as } => {
                 write!(f, "the point repeats point {same_as}")
             }
+            GeoErrorKind::Degenerate { area_m2 } => write!(
+                f,
+                "the points enclose {area_m2:.3} m² — they lie on one line; a boundary needs an \
+                 area of at least {MIN_AREA_M2} m²"
+            ),
             GeoErrorKind::SelfIntersection { edge_a, edge_b } => write!(
                 f,
                 "the boundary crosses itself: edge from point {edge_a} meets edge from point \
@@ -1098,6 +1111,23 @@ pub fn parse_boundary(text: &str, format: CoordinateFormat) -> Result<Boundary, 
             }
         }
     }
+    if errors.is_empty() {
+        // Shoelace area on the same plane (metres): collinear points enclose none.
+        let twice: f64 = (0..n)
+            .map(|i| {
+                let (a, b) = (plane[i], plane[(i + 1) % n]);
+                a.0 * b.1 - b.0 * a.1
+            })
+            .sum();
+        let area_m2 = (twice / 2.0).abs();
+        if area_m2 < MIN_AREA_M2 {
+            errors.push(GeoError {
+                row: None,
+                point: None,
+                kind: GeoErrorKind::Degenerate { area_m2 },
+            });
+        }
+    }
     if !errors.is_empty() {
         return Err(GeoErrors { errors });
     }
@@ -1268,6 +1298,20 @@ mod tests {
             kinds(&e),
             vec![(None, None, GeoErrorKind::TooFewPoints { distinct: 0 })]
         );
+    }
+
+    #[test]
+    fn collinear_points_are_refused_as_degenerate() {
+        let text = "1, 3124600, 38579600\n2, 3124700, 38579700\n3, 3124800, 38579800\n";
+        let e = parse_boundary(text, GK).unwrap_err();
+        assert!(
+            matches!(
+                kinds(&e).as_slice(),
+                [(None, None, GeoErrorKind::Degenerate { area_m2 })] if *area_m2 < 1e-3
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("one line"), "{e}");
     }
 
     #[test]
