@@ -65,6 +65,12 @@ pub struct Settings {
     /// `/healthz` and `/readyz`. A relative path is taken from the working directory. When it
     /// does not exist, `/` answers a page saying how to build the app.
     pub web_dir: PathBuf,
+    /// PEM file of the server's certificate chain (leaf first). With `tls_key_file`, the server
+    /// speaks HTTPS: phones on the LAN need it (service workers and WebCrypto require a secure
+    /// context). Re-read when the file changes, without a restart.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM file of the certificate's private key (PKCS#8, PKCS#1 or SEC1); set both or neither.
+    pub tls_key_file: Option<PathBuf>,
     /// Log filter in `tracing_subscriber::EnvFilter` syntax, e.g. `info,yanshou_server=debug`.
     pub log: String,
     /// Log as JSON lines (for log shippers) instead of human-readable text.
@@ -92,6 +98,8 @@ impl Default for Settings {
             max_json_body_bytes: 1024 * 1024,
             acceptance_template: DEFAULT_TEMPLATE_REF.into(),
             web_dir: PathBuf::from("mobile-web/dist"),
+            tls_cert_file: None,
+            tls_key_file: None,
             log: "info".into(),
             log_json: false,
         }
@@ -201,6 +209,12 @@ impl Settings {
             "max_json_body_bytes" => self.max_json_body_bytes = parse(name, value)?,
             "acceptance_template" => self.acceptance_template = value.into(),
             "web_dir" => self.web_dir = value.into(),
+            "tls_cert_file" => {
+                self.tls_cert_file = Some(value).filter(|v| !v.is_empty()).map(Into::into)
+            }
+            "tls_key_file" => {
+                self.tls_key_file = Some(value).filter(|v| !v.is_empty()).map(Into::into)
+            }
             "log" => self.log = value.into(),
             "log_json" => self.log_json = parse(name, value)?,
             // Variables the CLI reads itself (e.g. YANSHOU_CONFIG) or test harness variables.
@@ -229,6 +243,14 @@ impl Settings {
             return Err(SettingsError::Invalid {
                 name: "access_token_ttl_secs/refresh_token_ttl_days",
                 reason: "token lifetimes must be positive".into(),
+            });
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err(SettingsError::Invalid {
+                name: "tls_cert_file/tls_key_file",
+                reason: "set both (the PEM certificate chain and its private key) for HTTPS, or \
+                         neither for plain HTTP"
+                    .into(),
             });
         }
         if self.login_window_secs == 0 {
@@ -272,6 +294,9 @@ impl fmt::Debug for Settings {
             .field("database_max_connections", &self.database_max_connections)
             .field("migrate_on_start", &self.migrate_on_start)
             .field("blob_dir", &self.blob_dir)
+            .field("web_dir", &self.web_dir)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
             .field("token_issuer", &self.token_issuer)
             .field("token_audience", &self.token_audience)
             .field("access_token_ttl_secs", &self.access_token_ttl_secs)
@@ -335,6 +360,14 @@ acceptance_template = "{acceptance_template}"
 # origin as the API at every path outside /api/, /healthz and /readyz. Relative to the working
 # directory. When it is missing, / answers a page saying how to build the app.
 web_dir = "{web_dir}"
+
+# HTTPS: PEM files of the server's certificate chain (leaf first) and its private key; set both
+# or neither. Phones on the LAN need HTTPS (service workers and WebCrypto require a secure
+# context): a certificate for the server's LAN address from a county CA installed on the phones
+# (`yanshou cert` makes both), or a real domain's. Replaced files are picked up within seconds,
+# without a restart (a pair that does not load is logged and the previous one kept).
+# tls_cert_file = "/etc/yanshou/server.crt"
+# tls_key_file = "/etc/yanshou/server.key"
 
 # Log filter (tracing EnvFilter syntax) and format.
 log = "{log}"
@@ -409,6 +442,36 @@ mod tests {
             err.to_string().contains("YANSHOU_LOGIN_WINDOW_SECS"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn tls_files_come_in_pairs() {
+        let err = Settings::load_from(None, env(&[("YANSHOU_TLS_CERT_FILE", "/etc/y/server.crt")]))
+            .expect_err("a certificate without its key");
+        assert!(
+            err.to_string().contains("tls_cert_file/tls_key_file"),
+            "{err}"
+        );
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("YANSHOU_TLS_CERT_FILE", "/etc/y/server.crt"),
+                ("YANSHOU_TLS_KEY_FILE", "/etc/y/server.key"),
+            ]),
+        )
+        .expect("both");
+        assert_eq!(
+            s.tls_key_file.as_deref(),
+            Some(std::path::Path::new("/etc/y/server.key"))
+        );
+        let s = Settings::from_toml("tls_cert_file = \"a.pem\"\ntls_key_file = \"b.pem\"\n")
+            .expect("toml");
+        assert_eq!(
+            s.tls_cert_file.as_deref(),
+            Some(std::path::Path::new("a.pem"))
+        );
+        let s = Settings::load_from(None, env(&[("YANSHOU_TLS_CERT_FILE", "")])).expect("empty");
+        assert_eq!(s.tls_cert_file, None);
     }
 
     #[test]

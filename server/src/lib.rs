@@ -9,6 +9,7 @@
 //! - [`auth`], [`accounts`], [`devices`]: identity, sessions, device enrolment;
 //! - [`api`]: the HTTP routes and the OpenAPI document;
 //! - [`web`]: the built phone app, served at every path outside `/api/`;
+//! - [`tls`]: HTTPS with certificates reloaded when their files change ([`serve_tls`]);
 //! - [`error`]: the one error type and its JSON shape.
 
 pub mod acceptance;
@@ -23,6 +24,7 @@ pub mod mines;
 pub mod rounds;
 pub mod store;
 pub mod sync;
+pub mod tls;
 pub mod web;
 pub mod workflow;
 
@@ -133,6 +135,26 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Like [`serve`], over HTTPS: `tls` is usually [`tls::config_from_files`], whose certificate
+/// follows its files as they are replaced.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // `tap_io` makes the client address available as `ConnectInfo<SocketAddr>` (axum provides
+    // that for plain TCP listeners and for tapped ones).
+    let listener = tls::TlsListener::new(listener, tls)?.tap_io(|_| {});
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

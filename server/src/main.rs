@@ -8,7 +8,7 @@ use uuid::Uuid;
 use yanshou_server::{
     AppState, accounts, app,
     config::{Settings, annotated_default_config},
-    init_tracing, serve, shutdown_signal,
+    init_tracing, serve, serve_tls, shutdown_signal,
     store::{self, Role},
 };
 
@@ -60,6 +60,21 @@ enum Command {
     Campaign {
         #[command(subcommand)]
         command: DataCommand,
+    },
+    /// Make a county CA (once; kept in DIR) and an HTTPS certificate it signs for the names
+    /// phones use to reach this server. Install ca.crt on the phones; point tls_cert_file and
+    /// tls_key_file at server.crt and server.key. Run again to renew (a running server picks the
+    /// new files up).
+    Cert {
+        /// The server's LAN IP addresses and DNS names, e.g. 192.168.1.20 yanshou.lan
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Directory of ca.crt, ca.key, server.crt and server.key.
+        #[arg(long, default_value = "tls")]
+        dir: PathBuf,
+        /// Name of the CA, shown on the phones that install it (keep it when renewing).
+        #[arg(long, default_value = "Yanshou county CA")]
+        ca_name: String,
     },
 }
 
@@ -156,7 +171,43 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::User { command } => user_command(command, settings).await,
         Command::Template { command } => data_command(command, settings, true).await,
         Command::Campaign { command } => data_command(command, settings, false).await,
+        Command::Cert {
+            names,
+            dir,
+            ca_name,
+        } => cert_command(&names, &dir, &ca_name),
     }
+}
+
+/// `cert`: a county CA and a server certificate for the LAN (see README, HTTPS).
+fn cert_command(names: &[String], dir: &std::path::Path, ca_name: &str) -> anyhow::Result<()> {
+    let made = yanshou_server::tls::make_county_certs(dir, ca_name, names)?;
+    if made.new_ca {
+        println!(
+            "made a new county CA \"{ca_name}\": {} (install it on the phones) and {} (keep it \
+             secret; it signs renewals)",
+            made.ca_cert.display(),
+            made.ca_key.display()
+        );
+    } else {
+        println!("signed with the existing CA {}", made.ca_cert.display());
+    }
+    println!(
+        "made {} and {} for {} (valid {} days)",
+        made.server_cert.display(),
+        made.server_key.display(),
+        names.join(", "),
+        yanshou_server::tls::SERVER_CERT_DAYS
+    );
+    println!(
+        "In yanshou.toml:\n  tls_cert_file = \"{}\"\n  tls_key_file = \"{}\"\nthen on each \
+         phone install and trust {}, and open https://{}:<port>/",
+        made.server_cert.display(),
+        made.server_key.display(),
+        made.ca_cert.display(),
+        names[0]
+    );
+    Ok(())
 }
 
 /// `template` / `campaign` `check` and `import`.
@@ -258,24 +309,36 @@ async fn demo_command(mut settings: Settings, dir: PathBuf) -> anyhow::Result<()
 
 async fn serve_command(listener: tokio::net::TcpListener, state: AppState) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
+    let tls = match (&state.settings.tls_cert_file, &state.settings.tls_key_file) {
+        (Some(cert), Some(key)) => Some(
+            yanshou_server::tls::config_from_files(cert, key)
+                .context("cannot serve HTTPS with tls_cert_file and tls_key_file")?,
+        ),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     yanshou_server::web::warn_if_missing(&state.settings.web_dir);
     // Install the signal handlers before announcing readiness.
     let shutdown = shutdown_signal();
     if yanshou_server::web::is_built(&state.settings.web_dir) {
-        println!("The phone app is at http://{addr}/ (the API under /api/v1).");
+        println!("The phone app is at {scheme}://{addr}/ (the API under /api/v1).");
     } else {
         println!(
-            "The phone app is not built: http://{addr}/ says how to build it (the API is under \
-             /api/v1)."
+            "The phone app is not built: {scheme}://{addr}/ says how to build it (the API is \
+             under /api/v1)."
         );
     }
     // Tests and scripts read this line to learn the port when listening on port 0.
-    println!("yanshou listening on http://{addr}");
-    tracing::info!(%addr, "ready");
+    println!("yanshou listening on {scheme}://{addr}");
+    tracing::info!(%addr, scheme, "ready");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, app(state), async {
+    let stop = async {
         let _ = rx.await;
-    }));
+    };
+    let server = match tls {
+        Some(tls) => tokio::spawn(serve_tls(listener, app(state), tls, stop)),
+        None => tokio::spawn(serve(listener, app(state), stop)),
+    };
     shutdown.await;
     let _ = tx.send(());
     match tokio::time::timeout(yanshou_server::SHUTDOWN_GRACE, server).await {

@@ -397,3 +397,64 @@ async fn demo_serves_the_api_and_a_how_to_build_page_when_the_app_build_fails() 
         .unwrap();
     assert_eq!(health.status(), 200);
 }
+
+#[tokio::test]
+async fn cert_then_serve_speaks_https_that_a_phone_trusting_the_county_ca_accepts() {
+    let dir = temp_dir();
+    let (code, out, err) = run(
+        &dir,
+        &["cert", "--dir", "tls", "127.0.0.1", "localhost"],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("made a new county CA"), "{out}");
+    assert!(out.contains("tls_cert_file"), "{out}");
+
+    // One of the pair alone is a configuration error.
+    let (code, _, err) = run(
+        &dir,
+        &["serve"],
+        &[("YANSHOU_TLS_CERT_FILE", "tls/server.crt")],
+    )
+    .await;
+    assert_eq!(code, 2);
+    assert!(err.contains("tls_cert_file/tls_key_file"), "{err}");
+
+    let (server, lines) = start(
+        &dir,
+        "serve",
+        &[
+            ("YANSHOU_TLS_CERT_FILE", "tls/server.crt"),
+            ("YANSHOU_TLS_KEY_FILE", "tls/server.key"),
+        ],
+    )
+    .await;
+    assert!(
+        server.base.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.base
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("The phone app is not built: https://")),
+        "{lines:?}"
+    );
+    let ca = std::fs::read(dir.join("tls/ca.crt")).unwrap();
+    let phone = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap();
+    let health = phone
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let plain = server.base.replace("https://", "http://");
+    assert!(
+        reqwest::get(format!("{plain}/healthz")).await.is_err(),
+        "plain HTTP is not served on the HTTPS port"
+    );
+}
