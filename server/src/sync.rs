@@ -602,17 +602,20 @@ pub struct ConflictItem {
     pub since_commit: u64,
 }
 
-/// Unresolved conflicts the caller can see and resolve (their own sections; everything for the
-/// county office and admins).
+/// Unresolved conflicts the caller can see and resolve: those in sections the sync policy lets
+/// the caller write (a `resolve` op is checked by the same [`SyncPolicy::may_write`]), so the
+/// list never offers a conflict whose resolution would come back `forbidden`.
 pub async fn conflicts(state: &AppState, caller: &AuthUser) -> Result<Vec<ConflictItem>> {
     let rows = state.store.sync_conflicts(visibility(caller), 1000).await?;
-    let mine = |row: &ConflictRow| match caller.role() {
-        Role::Admin | Role::CountyOffice => true,
-        Role::TownshipOfficer => row.section == HEADER_SECTION || row.section == TOWNSHIP_SECTION,
-        Role::DepartmentInspector => caller.claims.dept.as_deref() == Some(row.section.as_str()),
-        Role::Expert => row.section == EXPERT_SECTION,
-        Role::Operator => false,
+    let policy = SyncPolicy {
+        role: caller.role(),
+        department: caller.claims.dept.clone(),
+        township: caller.claims.town,
+        departments: &state.inspecting_departments,
+        scopes: HashMap::new(),
+        templates: crate::rounds::TemplatePolicy::default(),
     };
+    let mine = |row: &ConflictRow| policy.may_write(&row.section).is_ok();
     let rows: Vec<ConflictRow> = rows.into_iter().filter(|r| mine(r)).collect();
     let mut ids: Vec<EntityId> = rows.iter().map(|r| r.entity).collect();
     ids.sort();

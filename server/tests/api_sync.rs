@@ -817,7 +817,63 @@ async fn a_seq_above_the_protocols_integer_bound_is_refused(b: Backend) {
     );
 }
 
+/// The conflict queue lists only what the caller's `resolve` would be allowed to change: the
+/// county office does not get a department's conflicts it would be refused (`forbidden`) for.
+async fn the_conflict_queue_lists_only_what_the_caller_may_resolve(b: Backend) {
+    let (app, mut office, mut pa, mut pb) = setup(b).await;
+    let record = office_creates_record(&app, &mut office, &[]).await;
+    pa.sync(&app).await;
+    pb.sync(&app).await;
+    pa.set(record, FIELD, "82");
+    pb.set(record, FIELD, "78");
+    pa.sync(&app).await;
+    pb.sync(&app).await;
+    office.sync(&app).await;
+    let queue = |token: String| {
+        let app = &app;
+        async move {
+            let (s, queue) = app
+                .call(Method::GET, "/api/v1/sync/conflicts", Some(&token), None)
+                .await;
+            assert_eq!(s, StatusCode::OK, "{queue}");
+            queue.as_array().unwrap().len()
+        }
+    };
+    assert_eq!(queue(pa.token.clone()).await, 1, "the forestry inspector");
+    assert_eq!(queue(office.token.clone()).await, 0, "the county office");
+    // And indeed the office's resolve is refused.
+    let conflict = office.replica.confirmed()[&record].fields[FIELD]
+        .conflict
+        .clone()
+        .unwrap();
+    let now = office.tick();
+    office
+        .replica
+        .resolve(
+            OpId(Uuid::now_v7()),
+            now,
+            record,
+            FIELD,
+            conflict.candidates[0].value.clone(),
+            Some(conflict.candidates[0].op),
+            "县办决定",
+        )
+        .unwrap();
+    let results = office.sync(&app).await;
+    assert!(
+        matches!(
+            results[0],
+            OpResult::Rejected {
+                code: RejectCode::Forbidden,
+                ..
+            }
+        ),
+        "{results:?}"
+    );
+}
+
 both_backends!(
+    the_conflict_queue_lists_only_what_the_caller_may_resolve,
     a_seq_above_the_protocols_integer_bound_is_refused,
     only_a_stored_op_is_ever_acknowledged_as_duplicate,
     a_push_reusing_a_stored_op_id_fails_alone,
