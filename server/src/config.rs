@@ -168,7 +168,8 @@ impl Settings {
         toml::from_str(text)
     }
 
-    fn apply_env(&mut self, name: &str, key: &str, value: &str) -> Result<(), SettingsError> {
+    /// Apply one `YANSHOU_*` variable; `Ok(false)` when `key` is not a setting.
+    fn apply_env(&mut self, name: &str, key: &str, value: &str) -> Result<bool, SettingsError> {
         fn parse<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, SettingsError>
         where
             T::Err: fmt::Display,
@@ -217,10 +218,61 @@ impl Settings {
             }
             "log" => self.log = value.into(),
             "log_json" => self.log_json = parse(name, value)?,
-            // Variables the CLI reads itself (e.g. YANSHOU_CONFIG) or test harness variables.
-            _ => {}
+            // Not a setting: see `ignored_env_vars`.
+            _ => return Ok(false),
         }
-        Ok(())
+        Ok(true)
+    }
+
+    /// A warning for each `YANSHOU_*` variable that is neither a setting nor one the CLI or the
+    /// test harness reads, naming the nearest setting: a misspelt variable is otherwise ignored
+    /// without a word. Pure; the binary prints these at start.
+    pub fn ignored_env_vars(env: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+        /// Variables read elsewhere: the CLI (`YANSHOU_CONFIG`, `YANSHOU_NEW_PASSWORD`) and the
+        /// end-to-end tests (`YANSHOU_BIN`, `YANSHOU_WEB_DIST`, `YANSHOU_E2E_*`, `YANSHOU_TEST_*`).
+        const OTHERS: &[&str] = &["config", "new_password", "bin", "web_dist"];
+        let keys: Vec<String> = annotated_default_config()
+            .lines()
+            .filter_map(|l| {
+                let (key, _) = l.trim_start_matches("# ").split_once(" = ")?;
+                key.chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_')
+                    .then(|| key.to_owned())
+            })
+            .collect();
+        let mut warnings = Vec::new();
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix("YANSHOU_") else {
+                continue;
+            };
+            let key = key.to_ascii_lowercase();
+            if OTHERS.contains(&key.as_str())
+                || key.starts_with("e2e_")
+                || key.starts_with("test_")
+                || !matches!(
+                    Settings::default().apply_env(&name, &key, &value),
+                    Ok(false)
+                )
+            {
+                continue;
+            }
+            let nearest = keys
+                .iter()
+                .map(|k| (edit_distance(k, &key), k))
+                .min()
+                .filter(|(d, k)| *d <= 3.max(k.len() / 4));
+            warnings.push(match nearest {
+                Some((_, k)) => format!(
+                    "{name} is not a setting and is ignored; did you mean YANSHOU_{}?",
+                    k.to_ascii_uppercase()
+                ),
+                None => format!(
+                    "{name} is not a setting and is ignored (yanshou default-config lists them)"
+                ),
+            });
+        }
+        warnings.sort();
+        warnings
     }
 
     fn validate(&self) -> Result<(), SettingsError> {
@@ -306,6 +358,24 @@ impl fmt::Debug for Settings {
 }
 
 /// The annotated example configuration printed by `yanshou default-config`.
+/// Levenshtein distance, for suggesting the setting a misspelt variable meant.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (row[j + 1] + 1)
+                .min(row[j] + 1)
+                .min(prev + usize::from(ca != *cb));
+            prev = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
 pub fn annotated_default_config() -> String {
     let d = Settings::default();
     format!(

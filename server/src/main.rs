@@ -128,6 +128,9 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(&settings);
+    for warning in Settings::ignored_env_vars(std::env::vars()) {
+        tracing::warn!("{}", warning.escape_debug());
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -144,6 +144,34 @@ async fn default_config_prints_annotated_toml_of_the_defaults() {
     assert_eq!(parsed, yanshou_server::config::Settings::default());
 }
 
+/// A misspelt `YANSHOU_*` variable is not ignored silently: the start names it and the setting
+/// it probably meant.
+#[tokio::test]
+async fn a_misspelt_environment_variable_is_named_with_the_nearest_setting() {
+    let dir = temp_dir();
+    let (code, _, err) = run(
+        &dir,
+        &["migrate"],
+        &[
+            ("YANSHOU_DATABSE_URL", "postgres://elsewhere/db"),
+            ("YANSHOU_QWERTYUIOPASDF", "1"),
+            ("YANSHOU_LOG", "warn"),
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("YANSHOU_DATABSE_URL is not a setting")
+            && err.contains("did you mean YANSHOU_DATABASE_URL?"),
+        "{err}"
+    );
+    assert!(
+        err.contains("YANSHOU_QWERTYUIOPASDF is not a setting"),
+        "{err}"
+    );
+    assert!(!err.contains("YANSHOU_LOG is"), "{err}");
+}
+
 #[tokio::test]
 async fn invalid_environment_is_reported_with_exit_code_2() {
     let dir = temp_dir();
