@@ -73,8 +73,14 @@ test('an edit the server refuses (the county withdrew the record meanwhile) is s
   const card = page.locator(tid('record-rejections')).locator(tid('rejection-card'));
   await expect.poll(() => card.count()).toBe(1);
   const text = await card.innerText();
-  expect(text).toContain('water_resources/17.result');
+  // The item in words, not the field key; the reason in Chinese.
+  expect(text).toContain('水利局 第17项');
+  expect(text).toContain('结果');
+  expect(text).not.toContain('water_resources/17.result');
   expect(text).toContain('记录已被删除');
+  // A withdrawn record says so and takes no more input.
+  await expect.poll(() => page.locator(tid('record-withdrawn')).count()).toBe(1);
+  expect(await page.locator(tid('field-water_resources/17.result')).count()).toBe(0);
   await card.scrollIntoViewIfNeeded();
   await shot(page, '13-rejection-on-record');
 

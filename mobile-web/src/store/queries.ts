@@ -36,6 +36,8 @@ export interface RecordSummary {
   pendingOps: number;
   conflicts: number;
   signedSections: string[];
+  /** Withdrawn by the county office (kept readable). */
+  withdrawn: boolean;
 }
 
 function headerString(state: EntityState, key: string): string | null {
@@ -55,6 +57,7 @@ export function summarize(id: string, view: EntityState, pendingOps: number): Re
     pendingOps,
     conflicts: Object.values(view.fields).filter((f) => f.conflict !== null).length,
     signedSections: Object.keys(view.signatures),
+    withdrawn: view.tombstoned,
   };
 }
 
@@ -66,7 +69,6 @@ export async function mineWithRecords(
   const rows = await db.entities.where('mineId').equals(mineId).toArray();
   const records: RecordSummary[] = [];
   for (const row of rows) {
-    if (row.state.tombstoned) continue;
     const pending = await db.outbox.where('entity').equals(row.id).sortBy('seq');
     const view = viewOf(row.state, pending);
     if (view) records.push(summarize(row.id, view, pending.length));
@@ -112,6 +114,19 @@ export async function openConflicts(db: YanshouDb): Promise<OpenConflict[]> {
       if (f.conflict) out.push({ recordId: row.id, mineId: row.mineId, field, state: row.state });
     }
   });
+  return out;
+}
+
+/** The templates of the given records (those on the phone), by record id. */
+export async function templatesOf(db: YanshouDb, recordIds: string[]): Promise<Map<string, Template>> {
+  const out = new Map<string, Template>();
+  const rows = await db.entities.bulkGet([...new Set(recordIds)]);
+  for (const row of rows) {
+    const ref = row?.state.fields['template']?.value;
+    if (!row || typeof ref !== 'string') continue;
+    const t = await cachedTemplate(db, ref);
+    if (t) out.set(row.id, t);
+  }
   return out;
 }
 
