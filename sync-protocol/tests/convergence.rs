@@ -42,6 +42,12 @@ enum Action {
         dev: usize,
         field: usize,
     },
+    /// An edit with a value other devices may enter too (both read "pass" off the same site).
+    EditSame {
+        dev: usize,
+        field: usize,
+        value: u8,
+    },
     Add {
         dev: usize,
         element: u8,
@@ -86,6 +92,8 @@ fn action() -> impl Strategy<Value = Action> {
     let dev = 0..DEVICES;
     prop_oneof![
         8 => (dev.clone(), 0..FIELDS.len()).prop_map(|(dev, field)| Action::Edit { dev, field }),
+        3 => (dev.clone(), 0..FIELDS.len(), 0..2u8)
+            .prop_map(|(dev, field, value)| Action::EditSame { dev, field, value }),
         2 => (dev.clone(), 0..3u8).prop_map(|(dev, element)| Action::Add { dev, element }),
         1 => (dev.clone(), 0..3u8).prop_map(|(dev, element)| Action::Remove { dev, element }),
         2 => (dev.clone(), 0..FIELDS.len(), 0..4usize)
@@ -152,6 +160,16 @@ impl World {
             Action::Edit { dev, field } => {
                 let now = self.now_for(dev);
                 let value = Value::from(format!("v{}", id.as_uuid().as_u128()));
+                (
+                    dev,
+                    self.replicas[dev]
+                        .set(id, now, ENTITY, FIELDS[field], value)
+                        .is_ok(),
+                )
+            }
+            Action::EditSame { dev, field, value } => {
+                let now = self.now_for(dev);
+                let value = Value::from(format!("same{value}"));
                 (
                     dev,
                     self.replicas[dev]
@@ -387,10 +405,22 @@ fn check_invariants(world: &World) -> Result<(), TestCaseError> {
     for field in FIELDS {
         let history = field_history(world, field);
         let state = entity.fields.get(field);
-        let present = |value: &Value| {
+        // By op, not only by value: two devices may enter the same value, and each entry must
+        // stay on record (as the field's value or as a conflict candidate).
+        let present = |op: &Op, value: &Value| {
             state.is_some_and(|s| {
-                &s.value == value || s.conflict.as_ref().is_some_and(|c| c.holds(value))
+                (s.op == op.id && &s.value == value)
+                    || s.conflict.as_ref().is_some_and(|c| {
+                        c.candidates
+                            .iter()
+                            .any(|k| k.op == op.id && &k.value == value)
+                    })
             })
+        };
+        let candidate = |op: &Op| {
+            state
+                .and_then(|s| s.conflict.as_ref())
+                .is_some_and(|c| c.candidates.iter().any(|k| k.op == op.id))
         };
         for (i, (op, _, _)) in history.iter().enumerate() {
             let OpBody::Set { value, .. } = &op.body else {
@@ -401,10 +431,11 @@ fn check_invariants(world: &World) -> Result<(), TestCaseError> {
             }
             // 3. No acknowledged value is lost.
             prop_assert!(
-                present(value),
-                "acknowledged {:?} of {} lost: {:?}",
+                present(op, value),
+                "acknowledged {:?} of {} (op {}) lost: {:?}",
                 value,
                 field,
+                op.id,
                 state
             );
             // 4. Concurrent sets of one field end as a conflict holding both.
@@ -421,7 +452,9 @@ fn check_invariants(world: &World) -> Result<(), TestCaseError> {
                 if concurrent && !superseded(&history, j) {
                     let conflict = state.and_then(|s| s.conflict.as_ref());
                     prop_assert!(
-                        conflict.is_some_and(|c| c.holds(value) && c.holds(v2)),
+                        conflict.is_some_and(|c| c.holds(value) && c.holds(v2))
+                            && candidate(op)
+                            && candidate(other),
                         "concurrent {:?} and {:?} of {} not both in a conflict: {:?}",
                         value,
                         v2,
@@ -516,6 +549,49 @@ fn concurrent_offline_edits_by_three_devices_all_survive_as_one_conflict() {
     check_invariants(&world).expect("invariants");
 }
 
+/// Two inspectors enter the same value offline: both entries stay on record as candidates of
+/// one conflict (equal values are not merged into one anonymous value), and a person settles it.
+#[test]
+fn two_devices_setting_the_same_value_offline_keep_both_entries() {
+    let mut world = World::new(vec![0, 250, 0]);
+    for dev in [0, 1] {
+        world.act(&Action::EditSame {
+            dev,
+            field: 1,
+            value: 0,
+        });
+    }
+    world.sync_until_quiet();
+    let field = &world.server.entities()[&ENTITY].fields["a/y"];
+    assert_eq!(field.value, Value::from("same0"));
+    let conflict = field.conflict.as_ref().expect("a conflict");
+    let devices: BTreeSet<_> = conflict.candidates.iter().map(|c| c.device).collect();
+    assert_eq!(
+        devices,
+        BTreeSet::from([world.replicas[0].device(), world.replicas[1].device()])
+    );
+    assert!(
+        conflict
+            .candidates
+            .iter()
+            .all(|c| c.value == Value::from("same0"))
+    );
+    check_invariants(&world).expect("invariants");
+    world.act(&Action::Resolve {
+        dev: 2,
+        field: 1,
+        pick: 0,
+    });
+    world.sync_until_quiet();
+    let field = &world.server.entities()[&ENTITY].fields["a/y"];
+    assert!(field.conflict.is_none());
+    assert_eq!(
+        field.resolution.as_ref().map(|r| r.candidates.len()),
+        Some(2)
+    );
+    check_invariants(&world).expect("invariants");
+}
+
 #[test]
 fn a_lost_response_to_a_rejected_op_still_shows_the_rejection() {
     let mut world = World::new(vec![0, 0, 0]);
@@ -592,6 +668,20 @@ fn random_schedules_exercise_every_rule() {
             };
             *seen.entry(key).or_default() += 1;
         }
+        for state in world.server.entities().values() {
+            for field in state.fields.values() {
+                if let Some(c) = &field.conflict {
+                    let values: BTreeSet<String> = c
+                        .candidates
+                        .iter()
+                        .map(|k| format!("{:?}", k.value))
+                        .collect();
+                    if values.len() < c.candidates.len() {
+                        *seen.entry("same_value_conflict".to_owned()).or_default() += 1;
+                    }
+                }
+            }
+        }
     }
     eprintln!("{seen:#?}");
     for key in [
@@ -602,6 +692,7 @@ fn random_schedules_exercise_every_rule() {
         "remove:\"applied\"",
         "rejected:section_signed",
         "gap",
+        "same_value_conflict",
     ] {
         assert!(
             seen.get(key).copied().unwrap_or(0) > 0,

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 
 use common::{A, B, E, Scenario, describe, run};
 use sync_protocol::{
-    Candidate, Change, ChangeBody, Conflict, DeviceId, EntityState, FieldState, Hlc, Op, OpBody,
-    OpId, OpResult, OrSet, PROTOCOL_VERSION, RejectCode, SectionSignature, SetElement, SyncRequest,
-    SyncResponse, Value, canonical_json, content_hash, decode_request, decode_response,
-    section_hash,
+    Candidate, Change, ChangeBody, Conflict, DeviceId, EntityState, FieldState, HashError, Hlc, Op,
+    OpBody, OpId, OpResult, OrSet, PROTOCOL_VERSION, RejectCode, SectionSignature, SetElement,
+    SyncRequest, SyncResponse, Value, canonical_json, content_hash, decode_request,
+    decode_response, section_hash,
 };
 
 fn fixture(name: &str) -> String {
@@ -384,14 +384,60 @@ fn canonical_encoding_and_hashes_are_pinned() {
                 );
             }
             (None, None, Some(error)) => {
+                // The expectation is derived from the fixture's raw JSON, not from the types
+                // under test: the section's fields whose `conflict` is not null.
+                let conflicted = conflicted_fields(&case.name, &case.section);
+                let got = match section_hash(&case.state, &case.section) {
+                    Ok(hash) => panic!("{}: hashed to {hash}", case.name),
+                    Err(HashError::Conflicted { field }) => {
+                        assert!(
+                            conflicted.contains(&field),
+                            "{}: {field} is not conflicted in the fixture ({conflicted:?})",
+                            case.name
+                        );
+                        "conflicted"
+                    }
+                    Err(HashError::Value(_)) => "value",
+                };
+                assert_eq!(got, error, "{}", case.name);
                 assert!(
-                    section_hash(&case.state, &case.section).is_err(),
+                    sync_protocol::canonical::section_document(&case.state, &case.section).is_err(),
                     "{}",
                     case.name
                 );
-                assert_eq!(error, "conflicted", "{}", case.name);
             }
             _ => panic!("malformed case {}", case.name),
         }
     }
+}
+
+/// The fields of `section` whose `conflict` is not null in the raw JSON of the named section
+/// case of `canonical.json` (read without the protocol's types).
+fn conflicted_fields(name: &str, section: &str) -> Vec<String> {
+    let file: serde_json::Value =
+        serde_json::from_str(&fixture("canonical.json")).expect("fixture parses");
+    let case = file["sections"]
+        .as_array()
+        .expect("sections")
+        .iter()
+        .find(|c| c["name"] == name)
+        .expect("the case");
+    let fields: Vec<String> = case["state"]["fields"]
+        .as_object()
+        .expect("fields")
+        .iter()
+        .filter(|(key, field)| {
+            let in_section = match key.split_once('/') {
+                Some((s, _)) => s == section,
+                None => section.is_empty(),
+            };
+            in_section && !field["conflict"].is_null()
+        })
+        .map(|(key, _)| key.clone())
+        .collect();
+    assert!(
+        !fields.is_empty(),
+        "{name}: no conflicted field in {section:?}"
+    );
+    fields
 }
