@@ -544,7 +544,9 @@ async fn concurrent_pushes_from_many_phones_commit_together_without_losing_a_val
     let responses = post_all(&app, &phones, &requests).await;
     for (s, body) in &responses {
         assert_eq!(*s, StatusCode::OK, "{body}");
-        for r in body["results"].as_array().unwrap() {
+        let results = body["results"].as_array().unwrap();
+        assert_eq!(results.len(), 2, "one result per op: {body}");
+        for r in results {
             let status = r["status"].as_str().unwrap();
             assert!(status == "applied" || status == "conflict", "{r}");
         }
@@ -637,7 +639,9 @@ async fn a_request_sent_twice_at_once_never_acknowledges_a_rejected_op(b: Backen
             futures_join_all(vec![pa.post(&app, &request), pa.post(&app, &request)]).await;
         for (s, body) in &responses {
             assert_eq!(*s, StatusCode::OK, "{body}");
-            for r in body["results"].as_array().unwrap() {
+            let results = body["results"].as_array().unwrap();
+            assert_eq!(results.len(), 2, "one result per op: {body}");
+            for r in results {
                 let op = r["op"].as_str().unwrap();
                 if op == forbidden.0.to_string() {
                     assert_eq!(r["status"], "rejected", "a rejected op answered {r}");
@@ -872,7 +876,223 @@ async fn the_conflict_queue_lists_only_what_the_caller_may_resolve(b: Backend) {
     );
 }
 
+/// The code of each result, `None` for an applied op.
+fn outcomes(results: &[OpResult]) -> Vec<Option<RejectCode>> {
+    results
+        .iter()
+        .map(|r| match r {
+            OpResult::Applied { .. } => None,
+            OpResult::Rejected { code, .. } => Some(*code),
+            other => panic!("unexpected result {other:?}"),
+        })
+        .collect()
+}
+
+/// Queue `ops` on `phone` (each a closure over its replica) and sync: the results, one per op.
+async fn push(app: &TestApp, phone: &mut Phone, ops: usize) -> Vec<Option<RejectCode>> {
+    let results = phone.sync(app).await;
+    assert_eq!(results.len(), ops, "one result per op: {results:?}");
+    outcomes(&results)
+}
+
+/// Section rights by role, each through sync from an enrolled device: a holder pulls nothing and
+/// writes nothing; only experts write `experts`; only the county office or an admin tombstones;
+/// an inspector writes only their department's section; a township officer only their
+/// township's records, and there only the `township` section (and the header).
+async fn sync_rights_follow_the_role(b: Backend) {
+    use RejectCode::Forbidden as F;
+    let app = TestApp::new(b).await;
+    let own = app.first_township().await;
+    let other = app.other_township("翰堂镇").await;
+    for (name, role) in [
+        ("office", Role::CountyOffice),
+        ("root", Role::Admin),
+        ("lin", Role::DepartmentInspector),
+        ("zhuan", Role::Expert),
+        ("sixi", Role::TownshipOfficer),
+        ("holder", Role::Operator),
+    ] {
+        app.user(name, role).await;
+    }
+    app.user_scoped(
+        "shui",
+        Role::DepartmentInspector,
+        Some("water_resources"),
+        None,
+    )
+    .await;
+    app.user_scoped("hantang", Role::TownshipOfficer, None, Some(other))
+        .await;
+    let mut office = Phone::enroll(&app, "office").await;
+    let ours = office_creates_record(&app, &mut office, &[("township_id", &own.to_string())]).await;
+    let theirs =
+        office_creates_record(&app, &mut office, &[("township_id", &other.to_string())]).await;
+    let spare =
+        office_creates_record(&app, &mut office, &[("township_id", &own.to_string())]).await;
+
+    // A mining-right holder pulls nothing of the feed, and what it pushes is refused.
+    let mut holder = Phone::enroll(&app, "holder").await;
+    let response = holder.sync_once(&app).await;
+    assert!(response.changes.is_empty(), "{:?}", response.changes);
+    assert!(holder.replica.confirmed().is_empty());
+    let forged = json!({"protocol_version": 1, "device": holder.replica.device(), "cursor": 0,
+        "ops": [{"id": Uuid::now_v7(), "device": holder.replica.device(), "seq": 1,
+                 "hlc": {"wall_ms": 1_700_000_100_000u64, "counter": 0}, "entity": ours,
+                 "kind": "set", "field": "experts/opinion", "value": "合格", "base_rev": 0}]});
+    let (s, body) = app
+        .call(
+            Method::POST,
+            "/api/v1/sync",
+            Some(&holder.token),
+            Some(forged),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["results"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["results"][0]["status"], "rejected", "{body}");
+    assert_eq!(body["results"][0]["code"], "forbidden", "{body}");
+
+    // The experts' section: experts only.
+    let mut expert = Phone::enroll(&app, "zhuan").await;
+    let mut forestry = Phone::enroll(&app, "lin").await;
+    let mut water = Phone::enroll(&app, "shui").await;
+    let mut officer = Phone::enroll(&app, "sixi").await;
+    let mut admin = Phone::enroll(&app, "root").await;
+    for p in [
+        &mut expert,
+        &mut forestry,
+        &mut water,
+        &mut officer,
+        &mut admin,
+    ] {
+        p.sync(&app).await;
+    }
+    expert.set(ours, "experts/opinion", "同意验收");
+    expert.set(ours, "forestry/19.cover", "80");
+    expert.set(ours, "township/28.opinion", "无异议");
+    assert_eq!(push(&app, &mut expert, 3).await, [None, Some(F), Some(F)]);
+    for p in [&mut forestry, &mut office, &mut officer, &mut admin] {
+        p.set(ours, "experts/letter", "越权");
+        assert_eq!(push(&app, p, 1).await, [Some(F)], "experts section");
+    }
+
+    // An inspector writes and signs only their own department's section.
+    forestry.set(ours, "forestry/19.cover", "82");
+    forestry.set(ours, "water_resources/14.length", "120");
+    forestry.set(ours, "township/28.opinion", "越权");
+    forestry.set(ours, "mine_name", "改名");
+    assert_eq!(
+        push(&app, &mut forestry, 4).await,
+        [None, Some(F), Some(F), Some(F)]
+    );
+    water.set(ours, "water_resources/14.length", "120");
+    water.set(ours, "forestry/19.cover", "10");
+    assert_eq!(push(&app, &mut water, 2).await, [None, Some(F)]);
+    let now = water.tick();
+    water
+        .replica
+        .sign(
+            OpId(Uuid::now_v7()),
+            now,
+            ours,
+            "forestry",
+            Value::from("签名"),
+        )
+        .unwrap();
+    let now = water.tick();
+    water
+        .replica
+        .sign(
+            OpId(Uuid::now_v7()),
+            now,
+            ours,
+            "water_resources",
+            Value::from("签名"),
+        )
+        .unwrap();
+    assert_eq!(push(&app, &mut water, 2).await, [Some(F), None]);
+
+    // A township officer: their township's records, the `township` section and the header.
+    officer.set(ours, "township/28.opinion", "初验合格");
+    officer.set(ours, "mine_name", "黄家山采石场");
+    officer.set(ours, "forestry/19.cover", "50");
+    assert_eq!(push(&app, &mut officer, 3).await, [None, None, Some(F)]);
+    assert!(
+        !officer.replica.confirmed().contains_key(&theirs),
+        "another township's record was pulled"
+    );
+    let mut hantang = Phone::enroll(&app, "hantang").await;
+    hantang.sync(&app).await;
+    assert!(hantang.replica.confirmed().contains_key(&theirs));
+    assert!(!hantang.replica.confirmed().contains_key(&ours));
+    let forged = json!({"protocol_version": 1, "device": hantang.replica.device(), "cursor": 0,
+        "ops": [{"id": Uuid::now_v7(), "device": hantang.replica.device(), "seq": 1,
+                 "hlc": {"wall_ms": 1_700_000_100_000u64, "counter": 0}, "entity": ours,
+                 "kind": "set", "field": "township/28.opinion", "value": "越权", "base_rev": 1}]});
+    let (s, body) = app
+        .call(
+            Method::POST,
+            "/api/v1/sync",
+            Some(&hantang.token),
+            Some(forged),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["results"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["results"][0]["code"], "forbidden", "{body}");
+
+    // Tombstones: the county office and admins only.
+    for p in [&mut forestry, &mut expert, &mut officer] {
+        let now = p.tick();
+        p.replica
+            .tombstone(OpId(Uuid::now_v7()), now, spare)
+            .unwrap();
+        assert_eq!(push(&app, p, 1).await, [Some(F)], "tombstone");
+    }
+    let now = admin.tick();
+    admin
+        .replica
+        .tombstone(OpId(Uuid::now_v7()), now, spare)
+        .unwrap();
+    assert_eq!(push(&app, &mut admin, 1).await, [None]);
+    let now = office.tick();
+    office
+        .replica
+        .tombstone(OpId(Uuid::now_v7()), now, theirs)
+        .unwrap();
+    assert_eq!(push(&app, &mut office, 1).await, [None]);
+
+    // What stands is exactly what the rights allowed.
+    let mut fresh = Phone::enroll(&app, "office").await;
+    fresh.sync(&app).await;
+    let record = &fresh.replica.confirmed()[&ours];
+    let fields: Vec<(&str, &Value)> = record
+        .fields
+        .iter()
+        .filter(|(k, _)| *k != "township_id")
+        .map(|(k, f)| (k.as_str(), &f.value))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("experts/opinion", &Value::from("同意验收")),
+            ("forestry/19.cover", &Value::from("82")),
+            ("mine_name", &Value::from("黄家山采石场")),
+            ("township/28.opinion", &Value::from("初验合格")),
+            ("water_resources/14.length", &Value::from("120")),
+        ]
+    );
+    assert_eq!(
+        record.signatures.keys().collect::<Vec<_>>(),
+        ["water_resources"]
+    );
+    assert!(fresh.replica.confirmed()[&spare].tombstoned);
+    assert!(fresh.replica.confirmed()[&theirs].tombstoned);
+    assert!(!record.tombstoned);
+}
+
 both_backends!(
+    sync_rights_follow_the_role,
     the_conflict_queue_lists_only_what_the_caller_may_resolve,
     a_seq_above_the_protocols_integer_bound_is_refused,
     only_a_stored_op_is_ever_acknowledged_as_duplicate,

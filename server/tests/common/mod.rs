@@ -276,6 +276,48 @@ impl TestApp {
         .unwrap()
     }
 
+    /// Create a user with an explicit scope (a second department or township).
+    pub async fn user_scoped(
+        &self,
+        username: &str,
+        role: Role,
+        department: Option<&str>,
+        township_id: Option<Uuid>,
+    ) -> User {
+        accounts::create_user(
+            self.store.as_ref(),
+            accounts::NewUserInput {
+                username: username.into(),
+                display_name: format!("{username} 测试"),
+                password: PASSWORD.into(),
+                role,
+                department: department.map(str::to_owned),
+                township_id,
+                specialty: (role == Role::Expert).then(|| "forestry".to_owned()),
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    /// The first township (created on first use), where [`TestApp::user`] puts township
+    /// officers.
+    pub async fn first_township(&self) -> Uuid {
+        self.township().await
+    }
+
+    /// A second township, for isolation checks.
+    pub async fn other_township(&self, name: &str) -> Uuid {
+        let t = store::Township {
+            id: Uuid::now_v7(),
+            name: name.into(),
+            kind: "town".into(),
+            created_at: 0,
+        };
+        self.store.create_township(&t).await.unwrap();
+        t.id
+    }
+
     async fn township(&self) -> Uuid {
         if let Some(t) = self.store.list_townships().await.unwrap().first() {
             return t.id;
