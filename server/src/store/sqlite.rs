@@ -1,8 +1,9 @@
 //! The embedded SQLite store: one file, WAL journal, foreign keys on.
 //!
-//! WAL lets readers run beside the single writer; `synchronous = normal` is durable across process
-//! crashes in WAL mode (only an OS crash can lose the last transactions), the usual trade for a
-//! server on one machine.
+//! WAL lets readers run beside the single writer. `synchronous = full`: every commit is synced
+//! to disk before it is acknowledged, so an op a phone was told is applied survives a power cut
+//! too (`normal` survives only a process crash, and the phone forgets an op once it is
+//! acknowledged and pulled). The group commit makes that one fsync per group, not per device.
 //!
 //! Checkpoints (copying the WAL back into the database file, with its fsyncs) run on a
 //! [background task](Checkpointer), not in the transaction that happens to cross SQLite's
@@ -52,7 +53,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Other(format!("invalid sqlite url: {e}")))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
             // Checkpoints are the background task's job (see the module docs).
@@ -207,6 +208,28 @@ impl_common_store!(SqliteStore, sqlx::Sqlite, "sqlite");
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// An acknowledged op must be on disk, power cut included (the phone forgets it once it is
+    /// acknowledged and pulled): every connection, the writer first, syncs each commit.
+    #[tokio::test]
+    async fn commits_are_synced_to_disk() {
+        let dir = std::env::temp_dir().join(format!("yanshou-sync-{}", Uuid::new_v4().simple()));
+        let settings = Settings {
+            database_url: format!("sqlite://{}/t.db", dir.display()),
+            ..Settings::default()
+        };
+        let store = SqliteStore::connect(&settings).await.unwrap();
+        for pool in [&store.writer, &store.pool] {
+            let mut conn = pool.acquire().await.unwrap();
+            let level: i64 = sqlx::query_scalar("pragma synchronous")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(level, 2, "synchronous = full");
+        }
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     /// Committing never checkpoints (that would stall the group commit); the background task
     /// copies the WAL into the database file soon after.
