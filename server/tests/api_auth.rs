@@ -896,6 +896,18 @@ async fn authorization_matrix(b: Backend) {
         }
     };
     let township_id = app.store.list_townships().await.unwrap()[0].id;
+    // A second township: its mines are not the township officer's (who is in the first).
+    let other_township = app.other_township("翰堂镇").await;
+    let holder_id = app
+        .store
+        .get_user_by_username(&format!("m.{}", Role::Operator))
+        .await
+        .unwrap()
+        .id;
+    let elsewhere = |r: Role| match r {
+        Role::TownshipOfficer | Role::Operator => S::NOT_FOUND,
+        _ => S::OK,
+    };
     type Expect = Box<dyn Fn(Role) -> S>;
     let table: Vec<(Method, &str, &str, Expect)> = vec![
         (Method::GET, "/api/v1/me", "", Box::new(everyone(S::OK))),
@@ -1068,6 +1080,52 @@ async fn authorization_matrix(b: Backend) {
             "",
             Box::new(not_operator(S::OK, S::NOT_FOUND)),
         ),
+        // Another township's mine: not there for its township officer (nor for a holder).
+        (
+            Method::GET,
+            "/api/v1/mines/{other_mine}",
+            "",
+            Box::new(elsewhere),
+        ),
+        (
+            Method::GET,
+            "/api/v1/mines/{other_mine}/rounds",
+            "",
+            Box::new(elsewhere),
+        ),
+        (
+            Method::POST,
+            "/api/v1/mines/{other_mine}/rounds",
+            "",
+            Box::new(|r: Role| match r {
+                Role::Admin | Role::CountyOffice => S::CREATED,
+                Role::TownshipOfficer => S::NOT_FOUND,
+                _ => S::FORBIDDEN,
+            }),
+        ),
+        (
+            Method::POST,
+            "/api/v1/mines/{other_mine}/transitions",
+            "propose",
+            Box::new(|r: Role| match r {
+                Role::Admin | Role::CountyOffice => S::CONFLICT,
+                Role::TownshipOfficer | Role::Operator => S::NOT_FOUND,
+                _ => S::FORBIDDEN,
+            }),
+        ),
+        // The mine bound to the holder: theirs to see.
+        (
+            Method::GET,
+            "/api/v1/mines/{held_mine}",
+            "",
+            Box::new(everyone(S::OK)),
+        ),
+        (
+            Method::GET,
+            "/api/v1/mines/{held_mine}/rounds",
+            "",
+            Box::new(everyone(S::OK)),
+        ),
         // Unknown round: the same answer for every signed-in role (nothing leaks).
         (
             Method::GET,
@@ -1150,8 +1208,24 @@ async fn authorization_matrix(b: Backend) {
             approved.licence_no = format!("A-{n}");
             approved.facts.disposition = Some(yanshou_server::acceptance::Disposition::Cancel);
             approved.facts.stage = yanshou_server::workflow::Stage::DispositionApproved;
+            let mut other_mine = approved.clone();
+            other_mine.id = Uuid::now_v7();
+            other_mine.licence_no = format!("O-{n}");
+            other_mine.township_id = other_township;
+            other_mine.facts = yanshou_server::workflow::MineFacts::new(other_township);
+            other_mine.facts.disposition = Some(yanshou_server::acceptance::Disposition::Cancel);
+            other_mine.facts.stage = yanshou_server::workflow::Stage::DispositionApproved;
+            let mut held_mine = mine.clone();
+            held_mine.id = Uuid::now_v7();
+            held_mine.licence_no = format!("H-{n}");
+            held_mine.holder_user_id = Some(holder_id);
             app.store
-                .create_mines(&[mine.clone(), approved.clone()])
+                .create_mines(&[
+                    mine.clone(),
+                    approved.clone(),
+                    other_mine.clone(),
+                    held_mine.clone(),
+                ])
                 .await
                 .unwrap();
             let path = path_template
@@ -1159,6 +1233,8 @@ async fn authorization_matrix(b: Backend) {
                 .replace("{bystander_device}", device["id"].as_str().unwrap())
                 .replace("{mine}", &mine.id.to_string())
                 .replace("{approved_mine}", &approved.id.to_string())
+                .replace("{other_mine}", &other_mine.id.to_string())
+                .replace("{held_mine}", &held_mine.id.to_string())
                 .replace("{random}", &Uuid::now_v7().to_string());
             let body = match *body_kind {
                 "new_user" => Some(
@@ -1206,9 +1282,315 @@ async fn authorization_matrix(b: Backend) {
         }
     }
     assert_eq!(n, table.len() * (Role::ALL.len() + 1));
+
+    // Endpoints that take no token answer every caller alike (a token changes nothing).
+    let public: Vec<(Method, &str, Option<Value>, S)> = vec![
+        (Method::GET, "/healthz", None, S::OK),
+        (Method::GET, "/readyz", None, S::OK),
+        (
+            Method::POST,
+            "/api/v1/auth/login",
+            Some(json!({"username": "nobody", "password": "not-the-password"})),
+            S::UNAUTHORIZED,
+        ),
+        (
+            Method::POST,
+            "/api/v1/auth/refresh",
+            Some(json!({"refresh_token": "not-a-token"})),
+            S::UNAUTHORIZED,
+        ),
+        (
+            Method::POST,
+            "/api/v1/auth/logout",
+            Some(json!({"refresh_token": "not-a-token"})),
+            S::NO_CONTENT,
+        ),
+    ];
+    for (method, path, body, expected) in &public {
+        for (role, token) in tokens
+            .iter()
+            .map(|(r, t)| (*r, Some(t.as_str())))
+            .chain([(None, None)])
+        {
+            n += 1;
+            // A new name each time: five failures of one name and address are throttled.
+            let body = body.clone().map(|mut b| {
+                if let Some(u) = b.get_mut("username") {
+                    *u = json!(format!("nobody{n}"));
+                }
+                b
+            });
+            let (status, res) = app.call(method.clone(), path, token, body).await;
+            assert_eq!(status, *expected, "{method} {path} as {role:?}: {res}");
+        }
+    }
+
+    // Every operation of the OpenAPI document has a row: a new endpoint without one fails here.
+    let (_, doc) = app
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
+    let rows: Vec<(String, String)> = table
+        .iter()
+        .map(|(m, p, _, _)| (m.to_string(), (*p).to_owned()))
+        .chain(
+            public
+                .iter()
+                .map(|(m, p, _, _)| (m.to_string(), (*p).to_owned())),
+        )
+        .collect();
+    let covers = |doc_path: &str, row_path: &str| {
+        let row_path = row_path.split('?').next().unwrap_or_default();
+        let (a, b): (Vec<_>, Vec<_>) =
+            (doc_path.split('/').collect(), row_path.split('/').collect());
+        a.len() == b.len()
+            && a.iter()
+                .zip(&b)
+                .all(|(d, r)| d == r || (d.starts_with('{') && d.ends_with('}') && !r.is_empty()))
+    };
+    let mut operations = 0;
+    for (doc_path, item) in doc["paths"].as_object().unwrap() {
+        for method in ["get", "put", "post", "delete", "patch"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            operations += 1;
+            let method = method.to_ascii_uppercase();
+            assert!(
+                rows.iter()
+                    .any(|(m, p)| *m == method && covers(doc_path, p)),
+                "{method} {doc_path} is in the OpenAPI document but has no row in the matrix"
+            );
+        }
+    }
+    assert!(operations >= 35, "{operations} operations in the document");
+}
+
+/// A mine registered directly in the store (approved for cancellation when `approved`).
+fn fixture_mine(
+    township_id: Uuid,
+    licence_no: &str,
+    approved: bool,
+    holder: Option<Uuid>,
+) -> yanshou_server::store::Mine {
+    let mut facts = yanshou_server::workflow::MineFacts::new(township_id);
+    if approved {
+        facts.disposition = Some(yanshou_server::acceptance::Disposition::Cancel);
+        facts.stage = yanshou_server::workflow::Stage::DispositionApproved;
+    }
+    yanshou_server::store::Mine {
+        id: Uuid::now_v7(),
+        name: format!("矿 {licence_no}"),
+        licence_no: licence_no.into(),
+        holder: "某公司".into(),
+        township_id,
+        mineral: "石灰岩".into(),
+        mining_method: "露天开采".into(),
+        area_ha: None,
+        boundary: None,
+        holder_user_id: holder,
+        campaign_id: "shanggao-2023".into(),
+        facts,
+        version: 0,
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+/// What each role *sees* with two townships: the mine list, details, the CSV export, the
+/// dashboard and the acceptance rounds hold exactly the caller's scope (a township officer their
+/// township's mines, a holder their bound mine, the county roles everything).
+async fn each_role_sees_only_its_scope(b: Backend) {
+    use std::collections::BTreeSet;
+    let app = TestApp::new(b).await;
+    let admin = app.token_for("root", Role::Admin).await;
+    let office = app.token_for("office", Role::CountyOffice).await;
+    let inspector = app.token_for("lin", Role::DepartmentInspector).await;
+    let expert = app.token_for("zhuan", Role::Expert).await;
+    let sixi = app.token_for("sixi", Role::TownshipOfficer).await;
+    let holder_user = app.user("holder", Role::Operator).await;
+    let holder = app.login("holder").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let a = app.first_township().await;
+    let other = app.other_township("翰堂镇").await;
+    app.user_scoped("hantang", Role::TownshipOfficer, None, Some(other))
+        .await;
+    let hantang = app.login("hantang").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.store
+        .ensure_campaign(
+            "shanggao-2023",
+            "t",
+            yanshou_server::acceptance::campaign::SHANGGAO_2023_TOML,
+        )
+        .await
+        .unwrap();
+    let a1 = fixture_mine(a, "A-1", true, Some(holder_user.id));
+    let a2 = fixture_mine(a, "A-2", false, None);
+    let b1 = fixture_mine(other, "B-1", true, None);
+    app.store
+        .create_mines(&[a1.clone(), a2.clone(), b1.clone()])
+        .await
+        .unwrap();
+    let mut rounds = std::collections::BTreeMap::new();
+    for mine in [&a1, &b1] {
+        let (s, round) = app
+            .call(
+                Method::POST,
+                &format!("/api/v1/mines/{}/rounds", mine.id),
+                Some(&office),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{round}");
+        rounds.insert(mine.id, round["id"].as_str().unwrap().to_owned());
+    }
+
+    let all = [&a1, &a2, &b1];
+    let ids = |mines: &[&yanshou_server::store::Mine]| -> BTreeSet<Uuid> {
+        mines.iter().map(|m| m.id).collect()
+    };
+    let cases: [(&str, &str, BTreeSet<Uuid>, bool); 7] = [
+        ("admin", &admin, ids(&all), true),
+        ("county office", &office, ids(&all), true),
+        ("inspector", &inspector, ids(&all), false),
+        ("expert", &expert, ids(&all), false),
+        ("officer of A", &sixi, ids(&[&a1, &a2]), true),
+        ("officer of B", &hantang, ids(&[&b1]), true),
+        ("holder of A-1", &holder, ids(&[&a1]), false),
+    ];
+    for (who, token, visible, dashboard) in &cases {
+        let (s, list) = app
+            .call(Method::GET, "/api/v1/mines", Some(token), None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{who}: {list}");
+        let listed: BTreeSet<Uuid> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| Uuid::parse_str(m["id"].as_str().unwrap()).unwrap())
+            .collect();
+        assert_eq!(&listed, visible, "{who}: the mine list");
+
+        let (s, csv) = app
+            .call(Method::GET, "/api/v1/mines/export", Some(token), None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{who}");
+        let csv = csv.as_str().unwrap();
+        for mine in all {
+            assert_eq!(
+                csv.contains(&format!(",{},", mine.licence_no)),
+                visible.contains(&mine.id),
+                "{who}: {} in the export:\n{csv}",
+                mine.licence_no
+            );
+        }
+
+        for mine in all {
+            let seen = visible.contains(&mine.id);
+            let expected = if seen {
+                StatusCode::OK
+            } else {
+                StatusCode::NOT_FOUND
+            };
+            let (s, detail) = app
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/mines/{}", mine.id),
+                    Some(token),
+                    None,
+                )
+                .await;
+            assert_eq!(
+                s, expected,
+                "{who}: detail of {}: {detail}",
+                mine.licence_no
+            );
+            if seen {
+                assert_eq!(detail["licence_no"], mine.licence_no.as_str(), "{who}");
+            }
+            let (s, list) = app
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/mines/{}/rounds", mine.id),
+                    Some(token),
+                    None,
+                )
+                .await;
+            assert_eq!(s, expected, "{who}: rounds of {}: {list}", mine.licence_no);
+            if seen {
+                let listed: Vec<&str> = list
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["id"].as_str().unwrap())
+                    .collect();
+                let own: Vec<&str> = rounds
+                    .get(&mine.id)
+                    .map(String::as_str)
+                    .into_iter()
+                    .collect();
+                assert_eq!(listed, own, "{who}: rounds of {}", mine.licence_no);
+            }
+            if let Some(round) = rounds.get(&mine.id) {
+                let (s, view) = app
+                    .call(
+                        Method::GET,
+                        &format!("/api/v1/rounds/{round}"),
+                        Some(token),
+                        None,
+                    )
+                    .await;
+                assert_eq!(s, expected, "{who}: round of {}: {view}", mine.licence_no);
+                if seen {
+                    assert_eq!(view["mine_id"], json!(mine.id), "{who}");
+                }
+            }
+        }
+
+        let (s, board) = app
+            .call(
+                Method::GET,
+                "/api/v1/dashboard?as_of=2024-03-10",
+                Some(token),
+                None,
+            )
+            .await;
+        if !dashboard {
+            assert_eq!(s, StatusCode::FORBIDDEN, "{who}: {board}");
+            continue;
+        }
+        assert_eq!(s, StatusCode::OK, "{who}: {board}");
+        assert_eq!(board["mines"], visible.len(), "{who}: {board}");
+        let towns: BTreeSet<Uuid> = all
+            .iter()
+            .filter(|m| visible.contains(&m.id))
+            .map(|m| m.township_id)
+            .collect();
+        let listed: BTreeSet<Uuid> = board["townships"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| Uuid::parse_str(t["township_id"].as_str().unwrap()).unwrap())
+            .collect();
+        assert_eq!(listed, towns, "{who}: townships on the dashboard");
+        let deadlines: BTreeSet<String> = ["overdue", "due_soon"]
+            .iter()
+            .flat_map(|k| board[*k].as_array().unwrap().clone())
+            .map(|d| d["mine_id"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        for d in &deadlines {
+            let id = Uuid::parse_str(d).unwrap();
+            assert!(visible.contains(&id), "{who}: a deadline of {id} leaked");
+        }
+    }
 }
 
 both_backends!(
+    each_role_sees_only_its_scope,
     login_returns_tokens_that_work,
     wrong_password_and_unknown_user_look_the_same,
     malformed_requests_get_field_level_400s,
