@@ -520,19 +520,27 @@ async fn soak(backend: Backend, seed: u64) {
         }
     }
 
-    // The conflict queue shows exactly the conflicted fields.
-    let queue = fresh.get_json("/api/v1/sync/conflicts").await.unwrap();
-    let listed: BTreeSet<(String, String)> = queue
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["entity"].as_str().unwrap().to_owned(),
-                c["field"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    // The conflict queue shows each caller exactly the conflicted fields it may resolve (the
+    // office the header's, each inspector their department's): together, every one.
+    let mut listed: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut queues = vec![(&mut fresh, "")];
+    for d in devices.iter_mut() {
+        match d.label.as_str() {
+            "lin.a/phone" => queues.push((d, "forestry")),
+            "shui.a/phone" => queues.push((d, "water_resources")),
+            _ => {}
+        }
+    }
+    for (who, section) in queues {
+        let queue = who.get_json("/api/v1/sync/conflicts").await.unwrap();
+        for c in queue.as_array().unwrap() {
+            let field = c["field"].as_str().unwrap().to_owned();
+            if sync_protocol::section_of(&field) != section {
+                problems.push(format!("{} is offered {field}", who.label));
+            }
+            listed.insert((c["entity"].as_str().unwrap().to_owned(), field));
+        }
+    }
     let conflicted: BTreeSet<(String, String)> = state
         .iter()
         .flat_map(|(id, s)| {
