@@ -30,8 +30,13 @@ use crate::{
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUserInput {
+    /// 2 to 64 letters, digits and `_ - . @` (surrounding blanks are trimmed).
+    #[schema(pattern = r"^\s*[\w.@-]{2,64}\s*$")]
     pub username: String,
+    /// 1 to 100 characters once trimmed.
+    #[schema(max_length = 100, pattern = r"\S")]
     pub display_name: String,
+    #[schema(min_length = 8)]
     pub password: String,
     pub role: Role,
     #[serde(default)]

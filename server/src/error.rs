@@ -234,6 +234,11 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let RawJson(bytes) = RawJson::from_request(req, state).await?;
+        // Every request body of the API is a JSON object; serde would also read a struct from
+        // an array of its fields in order (`["token"]` for `{"refresh_token": "token"}`).
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(AppError::bad_request("the body must be a JSON object"));
+        }
         parse_json(&bytes).map(ApiJson)
     }
 }

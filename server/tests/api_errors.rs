@@ -135,7 +135,54 @@ async fn a_body_that_is_not_utf8_is_refused_even_in_an_unknown_member(b: Backend
     }
 }
 
+/// Found by schemathesis: serde reads a struct from an array of its fields and an internal tag
+/// from a variant's index, so `["token"]` logged out and `"transition": 0` proposed. Bodies are
+/// objects, and steps are named.
+async fn bodies_are_objects_and_steps_are_named(b: Backend) {
+    let app = TestApp::new(b).await;
+    let session = app.token_for("office", Role::CountyOffice).await;
+    let (s, body) = app
+        .call(
+            axum::http::Method::POST,
+            "/api/v1/auth/logout",
+            None,
+            Some(serde_json::json!(["not-a-token"])),
+        )
+        .await;
+    assert_eq!(s, axum::http::StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_request");
+    let township = app.store.list_townships().await.unwrap();
+    let township_id = match township.first() {
+        Some(t) => t.id,
+        None => app.first_township().await,
+    };
+    let (s, mine) = app
+        .call(
+            axum::http::Method::POST,
+            "/api/v1/mines",
+            Some(&session),
+            Some(
+                serde_json::json!({"name": "黄家山采石场", "licence_no": "C-1",
+                "holder": "某公司", "township_id": township_id, "mineral": "石灰岩",
+                "mining_method": "露天开采"}),
+            ),
+        )
+        .await;
+    assert_eq!(s, axum::http::StatusCode::CREATED, "{mine}");
+    let (s, body) = app
+        .call(
+            axum::http::Method::POST,
+            &format!("/api/v1/mines/{}/transitions", mine["id"].as_str().unwrap()),
+            Some(&session),
+            Some(serde_json::json!({"transition": 0, "disposition": "cancel"})),
+        )
+        .await;
+    assert_eq!(s, axum::http::StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["fields"][0]["field"], "transition", "{body}");
+}
+
 both_backends!(
+    bodies_are_objects_and_steps_are_named,
     every_rejection_has_the_json_error_shape,
     a_body_that_is_not_utf8_is_refused_even_in_an_unknown_member,
 );

@@ -101,6 +101,7 @@ pub const MAX_TEXT_CHARS: usize = 4000;
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
+#[schema(as = DepartmentCode)]
 pub enum Department {
     /// 自然资源局
     NaturalResources,

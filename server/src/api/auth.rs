@@ -21,6 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
+    #[schema(min_length = 1, pattern = r"\S")]
     pub username: String,
     pub password: String,
     /// Bind the session to one of the user's enrolled devices (required for sync).

@@ -191,8 +191,22 @@ async fn transition_mine(
     State(state): State<AppState>,
     caller: AuthUser,
     Path(id): Path<Uuid>,
-    ApiJson(req): ApiJson<TransitionRequest>,
+    ApiJson(raw): ApiJson<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<Json<Mine>> {
+    // serde reads an internal tag given as a number as the variant's index (`"transition": 0`
+    // would be `propose`): the step is named, never numbered.
+    if !raw
+        .get("transition")
+        .is_some_and(serde_json::Value::is_string)
+    {
+        return Err(AppError::invalid_field(
+            "transition",
+            "must be the name of a step, e.g. \"approve\"",
+        ));
+    }
+    let req: TransitionRequest = crate::error::parse_json(
+        &serde_json::to_vec(&raw).map_err(|e| AppError::Internal(e.to_string()))?,
+    )?;
     Ok(Json(mines::transition(&state, &caller, id, req).await?))
 }
 
@@ -200,7 +214,7 @@ async fn transition_mine(
 #[utoipa::path(post, path = "/mines/{id}/cases", tag = "mines", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = NewCase,
     responses((status = 201, body = CaseRecord), (status = 400, body = ErrorBody),
-              (status = 403, body = ErrorBody)))]
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn add_case(
     State(state): State<AppState>,
     caller: AuthUser,

@@ -23,7 +23,7 @@ use crate::AppState;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Yanshou API", description = "Offline-first field acceptance for mine restoration"),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &SyncSchemas),
     components(schemas(crate::error::ErrorBody))
 )]
 struct ApiDoc;
@@ -45,6 +45,97 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The statuses every operation of a kind can answer, whatever its handler does, added to each
+/// operation so the document names them all (the handlers' annotations name the rest):
+/// - an operation with a bearer security requirement: 401 (no, a bad or an expired token);
+/// - one with a request body: 400 (malformed, not UTF-8, a field invalid), 413 (too large) and
+///   415 (another content type than the one documented);
+/// - one with path or query parameters: 400 (a malformed id or query value).
+///
+/// Every one of them has the JSON error shape ([`crate::error::ErrorBody`]).
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{
+            RefOr,
+            path::{HttpMethod, Operation},
+            response::ResponseBuilder,
+        };
+        let error = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        utoipa::openapi::ContentBuilder::new()
+                            .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        let add = |op: &mut Operation, status: &str, description: &str| {
+            op.responses
+                .responses
+                .entry(status.to_owned())
+                .or_insert_with(|| error(description));
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for method in [
+                HttpMethod::Get,
+                HttpMethod::Put,
+                HttpMethod::Post,
+                HttpMethod::Delete,
+                HttpMethod::Patch,
+            ] {
+                let op = match method {
+                    HttpMethod::Get => item.get.as_mut(),
+                    HttpMethod::Put => item.put.as_mut(),
+                    HttpMethod::Post => item.post.as_mut(),
+                    HttpMethod::Delete => item.delete.as_mut(),
+                    HttpMethod::Patch => item.patch.as_mut(),
+                    _ => None,
+                };
+                let Some(op) = op else { continue };
+                if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                    add(op, "401", "missing, invalid or expired access token");
+                }
+                if op.request_body.is_some() {
+                    add(op, "400", "malformed request or invalid field");
+                    add(op, "413", "request body too large");
+                    add(op, "415", "unsupported Content-Type");
+                }
+                if op.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
+                    add(op, "400", "malformed path or query parameter");
+                }
+            }
+        }
+    }
+}
+
+/// The `/sync` request and response bodies (PROTOCOL.md §9), written here as JSON Schema: the
+/// `sync-protocol` crate stays free of utoipa, and these mirror its wire types (PROTOCOL.md §4,
+/// §8, §9; the golden fixtures in `sync-protocol/fixtures/` pin the wire format).
+struct SyncSchemas;
+
+/// JSON Schema of the sync messages, by component name.
+pub const SYNC_SCHEMAS: &str = include_str!("sync_schemas.json");
+
+impl Modify for SyncSchemas {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let schemas: std::collections::BTreeMap<
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        > = match serde_json::from_str(SYNC_SCHEMAS) {
+            Ok(s) => s,
+            Err(e) => panic!("api/sync_schemas.json is not a valid schema map: {e}"),
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.schemas.extend(schemas);
+    }
+}
+
 /// All routes, and the OpenAPI document describing them.
 pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let v1 = OpenApiRouter::new()
@@ -55,10 +146,12 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(sync::router())
         .merge(mines::router())
         .merge(templates::router());
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .merge(health::router())
         .split_for_parts();
+    // After the routes are collected: it walks every operation.
+    CommonResponses.modify(&mut openapi);
     let doc = openapi.clone();
     let router = router.route(
         "/api/v1/openapi.json",

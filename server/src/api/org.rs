@@ -52,10 +52,22 @@ async fn list_townships(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTownship {
-    /// e.g. 泗溪镇, 上甘山林场.
+    /// e.g. 泗溪镇, 上甘山林场: 1 to 50 characters once trimmed.
+    #[schema(min_length = 1, max_length = 50, pattern = r"\S")]
     pub name: String,
     /// `township` (乡), `town` (镇), `subdistrict` (街道) or `forest_farm` (林场).
+    #[schema(value_type = TownshipKind)]
     pub kind: String,
+}
+
+/// The kinds of township (the document's enum of [`TOWNSHIP_KINDS`]).
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum TownshipKind {
+    Township,
+    Town,
+    Subdistrict,
+    ForestFarm,
 }
 
 pub const TOWNSHIP_KINDS: [&str; 4] = ["township", "town", "subdistrict", "forest_farm"];

@@ -21,14 +21,39 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_conflicts))
 }
 
+/// Names the hand-written `SyncRequest` schema (`sync_schemas.json`) in the annotation below.
+#[derive(Debug)]
+struct SyncRequestSchema;
+/// Names the hand-written `SyncResponse` schema.
+#[derive(Debug)]
+struct SyncResponseSchema;
+
+impl utoipa::ToSchema for SyncRequestSchema {}
+impl utoipa::ToSchema for SyncResponseSchema {}
+
+impl utoipa::PartialSchema for SyncRequestSchema {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::Ref::from_schema_name("SyncRequest").into()
+    }
+}
+
+impl utoipa::PartialSchema for SyncResponseSchema {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::Ref::from_schema_name("SyncResponse").into()
+    }
+}
+
 /// Push a batch of ops and pull the changes since a cursor (`sync-protocol/PROTOCOL.md`).
 /// Needs a session bound to the enrolled device named in the request. One batch is one
 /// transaction; retrying the same batch any number of times is safe.
 #[utoipa::path(post, path = "/sync", tag = "sync", security(("bearer" = [])),
-    request_body(content = Object, description = "SyncRequest (PROTOCOL.md §9)"),
-    responses((status = 200, description = "SyncResponse (PROTOCOL.md §9)", body = Object),
+    request_body(content = inline(SyncRequestSchema), content_type = "application/json",
+                 description = "SyncRequest (PROTOCOL.md §9)"),
+    responses((status = 200, description = "SyncResponse (PROTOCOL.md §9)",
+               body = inline(SyncResponseSchema)),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody), (status = 413, body = ErrorBody)))]
+              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 413, body = ErrorBody)))]
 async fn sync_endpoint(
     State(state): State<AppState>,
     caller: AuthUser,

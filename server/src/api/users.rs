@@ -98,7 +98,8 @@ async fn set_disabled(state: &AppState, caller: &AuthUser, id: Uuid, disabled: b
 /// Disable a user (admin). Their tokens stop working at once.
 #[utoipa::path(post, path = "/users/{id}/disable", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody)))]
 async fn disable_user(
     State(state): State<AppState>,
     caller: AuthUser,
