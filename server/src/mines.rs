@@ -743,6 +743,8 @@ pub struct TransitionRequest {
     /// 注销 mine the experts' letter counts as signed only when the record's `experts` section
     /// is. Without it the outcome is taken as entered (e.g. from a paper record).
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = Uuid,
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
     pub round_id: Option<Uuid>,
 }
 

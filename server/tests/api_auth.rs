@@ -864,6 +864,31 @@ async fn health_and_openapi(b: Backend) {
     ] {
         assert!(paths.contains_key(p), "{p} missing from OpenAPI");
     }
+    // What the server refuses, the document says: case bodies take no unknown members (each
+    // variant is closed), and a transition's round is a UUID, not any string.
+    let variants = doc["components"]["schemas"]["NewCase"]["oneOf"]
+        .as_array()
+        .expect("NewCase is a oneOf");
+    assert!(!variants.is_empty());
+    for v in variants {
+        assert_eq!(v["additionalProperties"], false, "{v}");
+    }
+    // The request is the step (flattened) plus its own members: `allOf` [step, members].
+    let round = doc["components"]["schemas"]["TransitionRequest"]["allOf"]
+        .as_array()
+        .and_then(|parts| {
+            parts
+                .iter()
+                .find(|p| p["properties"]["round_id"].is_object())
+        })
+        .map(|p| &p["properties"]["round_id"])
+        .expect("TransitionRequest documents round_id");
+    assert!(
+        round["pattern"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("^[0-9a-fA-F]{8}-")),
+        "{round}"
+    );
 }
 
 // ---------------------------------------------------------------- authorization matrix

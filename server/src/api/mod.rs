@@ -136,6 +136,49 @@ impl Modify for SyncSchemas {
     }
 }
 
+/// Bodies that refuse unknown members (`deny_unknown_fields` on an internally tagged enum, which
+/// utoipa does not write down): each variant object gets `additionalProperties: false`, so the
+/// document says what the server does.
+struct ClosedBodies;
+
+/// Component schemas whose objects take no members beyond their properties.
+const CLOSED_BODIES: &[&str] = &["NewCase"];
+
+impl Modify for ClosedBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        fn close(v: &mut serde_json::Value) {
+            match v {
+                serde_json::Value::Object(map) => {
+                    if map.contains_key("properties") {
+                        map.insert(
+                            "additionalProperties".into(),
+                            serde_json::Value::Bool(false),
+                        );
+                    }
+                    map.values_mut().for_each(close);
+                }
+                serde_json::Value::Array(items) => items.iter_mut().for_each(close),
+                _ => {}
+            }
+        }
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for name in CLOSED_BODIES {
+            let Some(schema) = components.schemas.get_mut(*name) else {
+                continue;
+            };
+            let Ok(mut json) = serde_json::to_value(&*schema) else {
+                continue;
+            };
+            close(&mut json);
+            if let Ok(closed) = serde_json::from_value(json) {
+                *schema = closed;
+            }
+        }
+    }
+}
+
 /// All routes, and the OpenAPI document describing them.
 pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let v1 = OpenApiRouter::new()
@@ -152,6 +195,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts();
     // After the routes are collected: it walks every operation.
     CommonResponses.modify(&mut openapi);
+    ClosedBodies.modify(&mut openapi);
     let doc = openapi.clone();
     let router = router.route(
         "/api/v1/openapi.json",
