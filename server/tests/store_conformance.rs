@@ -331,61 +331,61 @@ async fn revoking_a_device_revokes_its_refresh_tokens(b: Backend) {
     assert_eq!(unbound.revoked_at, None);
 }
 
-async fn login_failures_count_per_key_and_window(b: Backend) {
+async fn login_attempts_are_reserved_up_to_each_limit(b: Backend) {
     let db = TestDb::new(b).await;
-    assert_eq!(db.store.login_failures("account:a", 1000).await.unwrap(), 0);
+    let s = &db.store;
+    let both = [("account:a", 1000, 2), ("addr:x", 1000, 3)];
+    assert_eq!(s.reserve_login_attempt(&both).await.unwrap(), None);
+    assert_eq!(s.reserve_login_attempt(&both).await.unwrap(), None);
+    // The account's counter is full: refused, naming it, and nothing else counted.
+    assert_eq!(s.reserve_login_attempt(&both).await.unwrap(), Some(0));
+    let addr = [("addr:x", 1000, 3)];
+    assert_eq!(s.reserve_login_attempt(&addr).await.unwrap(), None);
+    assert_eq!(s.reserve_login_attempt(&addr).await.unwrap(), Some(0));
+    // A correct password gives its reservation back.
+    s.release_login_attempt(&[("account:a", 1000)])
+        .await
+        .unwrap();
+    let account = [("account:a", 1000, 2)];
+    assert_eq!(s.reserve_login_attempt(&account).await.unwrap(), None);
+    assert_eq!(s.reserve_login_attempt(&account).await.unwrap(), Some(0));
+    // A new window starts from zero; keys are independent; clearing forgets every window.
+    let later = [("account:a", 2000, 1)];
+    assert_eq!(s.reserve_login_attempt(&later).await.unwrap(), None);
+    assert_eq!(s.reserve_login_attempt(&later).await.unwrap(), Some(0));
     assert_eq!(
-        db.store
-            .record_login_failure("account:a", 1000)
+        s.reserve_login_attempt(&[("account:b", 2000, 1)])
             .await
             .unwrap(),
-        1
+        None
     );
+    s.clear_login_failures("account:a").await.unwrap();
+    assert_eq!(s.reserve_login_attempt(&later).await.unwrap(), None);
+    // A limit of zero refuses at once.
     assert_eq!(
-        db.store
-            .record_login_failure("account:a", 1000)
+        s.reserve_login_attempt(&[("account:c", 0, 0)])
             .await
             .unwrap(),
-        2
+        Some(0)
     );
-    assert_eq!(
-        db.store
-            .record_login_failure("account:b", 1000)
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(db.store.login_failures("account:a", 1000).await.unwrap(), 2);
-    // A new window starts from zero (and forgets the old one).
-    assert_eq!(
-        db.store
-            .record_login_failure("account:a", 2000)
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(db.store.login_failures("account:a", 1000).await.unwrap(), 0);
-    db.store.clear_login_failures("account:a").await.unwrap();
-    assert_eq!(db.store.login_failures("account:a", 2000).await.unwrap(), 0);
-    assert_eq!(db.store.login_failures("account:b", 1000).await.unwrap(), 1);
 }
 
-async fn concurrent_failures_are_all_counted(b: Backend) {
+async fn parallel_reservations_never_pass_the_limit(b: Backend) {
     let db = TestDb::new(b).await;
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let store = db.store.clone();
         tasks.push(tokio::spawn(async move {
-            store.record_login_failure("addr:1.2.3.4", 0).await
+            store.reserve_login_attempt(&[("addr:1.2.3.4", 0, 5)]).await
         }));
     }
+    let mut granted = 0;
     for t in tasks {
-        t.await.unwrap().unwrap();
+        if t.await.unwrap().unwrap().is_none() {
+            granted += 1;
+        }
     }
-    assert_eq!(
-        db.store.login_failures("addr:1.2.3.4", 0).await.unwrap(),
-        20
-    );
+    assert_eq!(granted, 5);
 }
 
 async fn first_signing_key_wins(b: Backend) {
@@ -533,8 +533,8 @@ both_backends!(
     refresh_token_is_used_once,
     revoking_a_family_revokes_all_its_tokens_only,
     revoking_a_device_revokes_its_refresh_tokens,
-    login_failures_count_per_key_and_window,
-    concurrent_failures_are_all_counted,
+    login_attempts_are_reserved_up_to_each_limit,
+    parallel_reservations_never_pass_the_limit,
     first_signing_key_wins,
     ping_answers,
 );

@@ -219,48 +219,6 @@ macro_rules! impl_common_store {
             })
         }
 
-        async fn record_login_failure(&self, key: &str, window_start: i64) -> StoreResult<u32> {
-            let mut tx = self.pool.begin().await?;
-            // Old windows of this key are dead weight; the primary key makes this cheap.
-            sqlx::query("delete from login_failures where key = $1 and window_start < $2")
-                .bind(key)
-                .bind(window_start)
-                .execute(&mut *tx)
-                .await?;
-            let row = sqlx::query(
-                "insert into login_failures (key, window_start, failures, created_at) \
-                 values ($1, $2, 1, $3) \
-                 on conflict (key, window_start) \
-                 do update set failures = login_failures.failures + 1 \
-                 returning failures",
-            )
-            .bind(key)
-            .bind(window_start)
-            .bind(crate::store::now_ms())
-            .fetch_one(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            let n: i32 = row.try_get("failures")?;
-            Ok(u32::try_from(n).unwrap_or(0))
-        }
-
-        async fn login_failures(&self, key: &str, window_start: i64) -> StoreResult<u32> {
-            let row = sqlx::query(
-                "select failures from login_failures where key = $1 and window_start = $2",
-            )
-            .bind(key)
-            .bind(window_start)
-            .fetch_optional(&self.pool)
-            .await?;
-            match row {
-                Some(r) => {
-                    let n: i32 = r.try_get("failures")?;
-                    Ok(u32::try_from(n).unwrap_or(0))
-                }
-                None => Ok(0),
-            }
-        }
-
         async fn reserve_login_attempt(
             &self,
             counters: &[(&str, i64, u32)],

@@ -448,11 +448,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         device_id: Option<Uuid>,
     ) -> StoreResult<PrincipalStatus>;
 
-    // Login throttling (fixed windows keyed by `account:NAME` or `addr:IP`)
-    /// Count one failure for `key` in the window starting at `window_start`; returns the count.
-    async fn record_login_failure(&self, key: &str, window_start: i64) -> StoreResult<u32>;
-    /// Failures recorded for `key` in the window starting at `window_start`.
-    async fn login_failures(&self, key: &str, window_start: i64) -> StoreResult<u32>;
+    // Login throttling (fixed windows keyed by `account:NAME`, `addr:IP`, …)
+    /// Forget every window of `key` (a correct password clears its account-and-address pair).
     async fn clear_login_failures(&self, key: &str) -> StoreResult<()>;
     /// Reserve one login attempt against every counter in `counters` (key, window start, limit)
     /// in one transaction, before the password is checked: each counter is incremented only if
