@@ -17,6 +17,95 @@ use crate::store::StoreError;
 /// Crate-wide result type for handlers and domain code.
 pub type Result<T, E = AppError> = std::result::Result<T, E>;
 
+/// The stable, machine-readable `code` of every error body: clients (the phone's Chinese
+/// messages) switch on it, so a value here is never renamed, only added. Listed in the OpenAPI
+/// document as an enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request is malformed or fails validation (`fields` names the culprits).
+    InvalidRequest,
+    /// Wrong username or password.
+    InvalidCredentials,
+    /// Missing, malformed or expired credentials.
+    Unauthenticated,
+    /// A rotated refresh token was presented again: the whole login was signed out.
+    RefreshTokenReused,
+    /// The caller may not do this.
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    /// Too many failed attempts (`Retry-After` says when to try again).
+    RateLimited,
+    /// The device speaks another sync protocol version.
+    UnsupportedProtocolVersion,
+    /// The store is unreachable or busy; retry.
+    Unavailable,
+    Internal,
+    /// The request conflicts with existing data (an unnamed constraint).
+    Conflict,
+    UsernameTaken,
+    TownshipExists,
+    LicenceTaken,
+    /// A new sync op reuses the id of a stored op (PROTOCOL.md §7).
+    OpIdReused,
+    /// The mine changed since the caller saw it (`version`).
+    StaleVersion,
+    /// The workflow does not allow this step now (the message says why).
+    TransitionNotAllowed,
+    /// An acceptance outcome names a round whose required sections are not all signed.
+    RecordNotSigned,
+    /// An acceptance outcome disagrees with the verdict of the round's record.
+    VerdictMismatch,
+    /// A round was opened for a mine without an approved disposition.
+    NoDisposition,
+    /// A round was opened for a mine in a stage that is not inspected.
+    NotInspectable,
+    /// An admin tried to disable their own account.
+    CannotDisableSelf,
+}
+
+impl ErrorCode {
+    /// The wire text (as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidCredentials => "invalid_credentials",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::RefreshTokenReused => "refresh_token_reused",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::UnsupportedProtocolVersion => "unsupported_protocol_version",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::UsernameTaken => "username_taken",
+            ErrorCode::TownshipExists => "township_exists",
+            ErrorCode::LicenceTaken => "licence_taken",
+            ErrorCode::OpIdReused => "op_id_reused",
+            ErrorCode::StaleVersion => "stale_version",
+            ErrorCode::TransitionNotAllowed => "transition_not_allowed",
+            ErrorCode::RecordNotSigned => "record_not_signed",
+            ErrorCode::VerdictMismatch => "verdict_mismatch",
+            ErrorCode::NoDisposition => "no_disposition",
+            ErrorCode::NotInspectable => "not_inspectable",
+            ErrorCode::CannotDisableSelf => "cannot_disable_self",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A problem with one field of a request.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
@@ -47,7 +136,7 @@ pub enum AppError {
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    Conflict { code: ErrorCode, message: String },
     #[error("request body too large")]
     PayloadTooLarge,
     /// The body's media type is not the one the endpoint reads (named here).
@@ -104,21 +193,21 @@ impl AppError {
     }
 
     /// The stable machine-readable code clients switch on.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            AppError::BadRequest { .. } => "invalid_request",
-            AppError::InvalidCredentials => "invalid_credentials",
-            AppError::Unauthenticated(_) => "unauthenticated",
-            AppError::RefreshTokenReused => "refresh_token_reused",
-            AppError::Forbidden(_) => "forbidden",
-            AppError::NotFound(_) => "not_found",
-            AppError::Conflict { code, .. } => code,
-            AppError::PayloadTooLarge => "payload_too_large",
-            AppError::UnsupportedMediaType(_) => "unsupported_media_type",
-            AppError::RateLimited { .. } => "rate_limited",
-            AppError::UnsupportedProtocol(_) => "unsupported_protocol_version",
-            AppError::Unavailable(_) => "unavailable",
-            AppError::Internal(_) => "internal",
+            AppError::BadRequest { .. } => ErrorCode::InvalidRequest,
+            AppError::InvalidCredentials => ErrorCode::InvalidCredentials,
+            AppError::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            AppError::RefreshTokenReused => ErrorCode::RefreshTokenReused,
+            AppError::Forbidden(_) => ErrorCode::Forbidden,
+            AppError::NotFound(_) => ErrorCode::NotFound,
+            AppError::Conflict { code, .. } => *code,
+            AppError::PayloadTooLarge => ErrorCode::PayloadTooLarge,
+            AppError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            AppError::RateLimited { .. } => ErrorCode::RateLimited,
+            AppError::UnsupportedProtocol(_) => ErrorCode::UnsupportedProtocolVersion,
+            AppError::Unavailable(_) => ErrorCode::Unavailable,
+            AppError::Internal(_) => ErrorCode::Internal,
         }
     }
 }
@@ -132,7 +221,7 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable machine-readable code, e.g. `invalid_request`, `unauthenticated`, `rate_limited`.
-    pub code: String,
+    pub code: ErrorCode,
     /// Human-readable explanation (English; the PWA shows Chinese text keyed by `code`).
     pub message: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -153,7 +242,7 @@ impl IntoResponse for AppError {
         };
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code().into(),
+                code: self.code(),
                 message: self.to_string(),
                 fields,
             },
@@ -190,17 +279,17 @@ fn conflict_from_constraint(constraint: &str) -> AppError {
     let c = constraint.to_ascii_lowercase();
     if c.contains("users_username_key") || c.contains("users.username") {
         AppError::Conflict {
-            code: "username_taken",
+            code: ErrorCode::UsernameTaken,
             message: "a user with this username already exists".into(),
         }
     } else if c.contains("townships_name_key") || c.contains("townships.name") {
         AppError::Conflict {
-            code: "township_exists",
+            code: ErrorCode::TownshipExists,
             message: "a township with this name already exists".into(),
         }
     } else if c.contains("mines_licence_no_key") || c.contains("mines.licence_no") {
         AppError::Conflict {
-            code: "licence_taken",
+            code: ErrorCode::LicenceTaken,
             message: "a mine with this licence number is already registered".into(),
         }
     } else if c.contains("foreign key") || c.contains("fkey") {
@@ -208,7 +297,7 @@ fn conflict_from_constraint(constraint: &str) -> AppError {
     } else {
         tracing::warn!(?constraint, "unmapped constraint violation");
         AppError::Conflict {
-            code: "conflict",
+            code: ErrorCode::Conflict,
             message: "the request conflicts with existing data".into(),
         }
     }
@@ -289,19 +378,19 @@ where
 
 /// The code of an error response that did not come from an [`AppError`] (a rejection by the
 /// router or an extractor: a malformed path segment or query, a wrong method …).
-fn code_for_status(status: StatusCode) -> &'static str {
+fn code_for_status(status: StatusCode) -> ErrorCode {
     match status {
-        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => "invalid_request",
-        StatusCode::UNAUTHORIZED => "unauthenticated",
-        StatusCode::FORBIDDEN => "forbidden",
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
-        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
-        s if s.is_server_error() => "internal",
-        _ => "invalid_request",
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => ErrorCode::InvalidRequest,
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthenticated,
+        StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
+        StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Unavailable,
+        s if s.is_server_error() => ErrorCode::Internal,
+        _ => ErrorCode::InvalidRequest,
     }
 }
 
@@ -339,7 +428,7 @@ pub async fn json_errors(req: Request, next: axum::middleware::Next) -> Response
     };
     let body = ErrorBody {
         error: ErrorDetail {
-            code: code_for_status(status).into(),
+            code: code_for_status(status),
             message,
             fields: Vec::new(),
         },

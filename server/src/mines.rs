@@ -758,7 +758,7 @@ pub async fn transition(
     let mine = get_visible(state, caller, id).await?;
     if req.version.is_some_and(|v| v != mine.version) {
         return Err(AppError::Conflict {
-            code: "stale_version",
+            code: crate::error::ErrorCode::StaleVersion,
             message: "the mine changed since you loaded it; reload and try again".into(),
         });
     }
@@ -787,7 +787,7 @@ pub async fn transition(
             |r| match r {
                 Refusal::Forbidden(m) => AppError::Forbidden(m),
                 Refusal::NotAllowedNow(m) => AppError::Conflict {
-                    code: "transition_not_allowed",
+                    code: crate::error::ErrorCode::TransitionNotAllowed,
                     message: m,
                 },
             },
@@ -827,7 +827,7 @@ pub async fn transition(
         Ok(()) => {}
         Err(StoreError::Conflict { .. }) => {
             return Err(AppError::Conflict {
-                code: "stale_version",
+                code: crate::error::ErrorCode::StaleVersion,
                 message: "the mine changed meanwhile; reload and try again".into(),
             });
         }
@@ -879,7 +879,7 @@ async fn checked_against_round(
         .collect();
     if !unsigned.is_empty() {
         return Err(AppError::Conflict {
-            code: "record_not_signed",
+            code: crate::error::ErrorCode::RecordNotSigned,
             message: format!("sections not signed yet: {}", unsigned.join("、")),
         });
     }
@@ -892,7 +892,7 @@ async fn checked_against_round(
             expert_letter_signed: experts_signed,
         }),
         (V::Passed { .. }, other) => Err(AppError::Conflict {
-            code: "verdict_mismatch",
+            code: crate::error::ErrorCode::VerdictMismatch,
             message: format!(
                 "the record's verdict is {} ({} failing item(s)), not 达标",
                 other.name_zh(),
@@ -900,7 +900,7 @@ async fn checked_against_round(
             ),
         }),
         (V::Rectify { .. } | V::Failed { .. }, Conclusion::Passed) => Err(AppError::Conflict {
-            code: "verdict_mismatch",
+            code: crate::error::ErrorCode::VerdictMismatch,
             message: "the record's verdict is 达标".into(),
         }),
         (other, _) => Ok(other.clone()),

@@ -201,7 +201,7 @@ pub async fn open(state: &AppState, caller: &AuthUser, mine_id: Uuid) -> Result<
     let mine = mines::get_visible(state, caller, mine_id).await?;
     let Some(disposition) = mine.facts.disposition else {
         return Err(AppError::Conflict {
-            code: "no_disposition",
+            code: crate::error::ErrorCode::NoDisposition,
             message: "the mine has no approved disposition yet".into(),
         });
     };
@@ -214,7 +214,7 @@ pub async fn open(state: &AppState, caller: &AuthUser, mine_id: Uuid) -> Result<
             | Stage::RectificationRequired
     ) {
         return Err(AppError::Conflict {
-            code: "not_inspectable",
+            code: crate::error::ErrorCode::NotInspectable,
             message: format!(
                 "a mine that is {} is not inspected",
                 mine.facts.stage.name_zh()

@@ -360,7 +360,7 @@ fn clone_error(e: &AppError) -> AppError {
     match e {
         AppError::Unavailable(m) => AppError::Unavailable(m.clone()),
         AppError::Conflict { code, message } => AppError::Conflict {
-            code,
+            code: *code,
             message: message.clone(),
         },
         other => AppError::Internal(other.to_string()),
@@ -413,7 +413,7 @@ fn job_error(e: StoreError) -> AppError {
         {
             tracing::warn!(?constraint, "a sync push reuses a stored op id");
             AppError::Conflict {
-                code: "op_id_reused",
+                code: crate::error::ErrorCode::OpIdReused,
                 message: "an op in this batch has the id of a change the server already holds \
                           under another sequence number; nothing of the batch was saved. Every \
                           change needs its own id: this is a bug in the app, please report it"

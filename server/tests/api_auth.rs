@@ -864,6 +864,27 @@ async fn health_and_openapi(b: Backend) {
     ] {
         assert!(paths.contains_key(p), "{p} missing from OpenAPI");
     }
+    // Error codes are one enum in the document (the phone keys its messages on them), and the
+    // sync results' rejection codes too.
+    let codes = doc["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_array()
+        .expect("ErrorCode is an enum");
+    for code in [
+        "invalid_request",
+        "method_not_allowed",
+        "op_id_reused",
+        "stale_version",
+        "rate_limited",
+    ] {
+        assert!(
+            codes.iter().any(|c| c == code),
+            "{code} missing from ErrorCode"
+        );
+    }
+    assert_eq!(
+        doc["components"]["schemas"]["ErrorDetail"]["properties"]["code"]["$ref"],
+        "#/components/schemas/ErrorCode"
+    );
     // What the server refuses, the document says: case bodies take no unknown members (each
     // variant is closed), and a transition's round is a UUID, not any string.
     let variants = doc["components"]["schemas"]["NewCase"]["oneOf"]

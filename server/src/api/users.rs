@@ -81,7 +81,7 @@ async fn set_disabled(state: &AppState, caller: &AuthUser, id: Uuid, disabled: b
     caller.require(&[Role::Admin])?;
     if disabled && caller.id() == id {
         return Err(AppError::Conflict {
-            code: "cannot_disable_self",
+            code: crate::error::ErrorCode::CannotDisableSelf,
             message: "an administrator cannot disable their own account".into(),
         });
     }
