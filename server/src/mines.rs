@@ -1043,12 +1043,12 @@ pub async fn dashboard(
                 deadline: d,
             };
             match item.deadline.status {
-                "overdue" => {
+                workflow::DeadlineStatus::Overdue => {
                     mine_overdue = true;
                     board.overdue.push(item);
                 }
-                "due_soon" => board.due_soon.push(item),
-                _ => {}
+                workflow::DeadlineStatus::DueSoon => board.due_soon.push(item),
+                workflow::DeadlineStatus::Pending => {}
             }
         }
         if mine_overdue {

@@ -637,6 +637,18 @@ pub fn due_date(facts: &MineFacts, deadline: &Deadline) -> Option<NaiveDate> {
 /// The campaign deadline that the one extension applies to.
 pub const APPROVAL_DOCUMENTS: &str = "approval_documents";
 
+/// Where a deadline stands on a date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadlineStatus {
+    /// The due date has passed with the work not done.
+    Overdue,
+    /// Due within the campaign's `due_soon_days`.
+    DueSoon,
+    /// Due later (or the end of a period that is no debt, such as the maintenance years).
+    Pending,
+}
+
 /// A deadline of one mine as of a date.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct MineDeadline {
@@ -644,8 +656,7 @@ pub struct MineDeadline {
     pub title: String,
     #[schema(value_type = String, format = Date)]
     pub due: NaiveDate,
-    /// `overdue`, `due_soon` or `pending`.
-    pub status: &'static str,
+    pub status: DeadlineStatus,
     pub days_left: i64,
 }
 
@@ -701,13 +712,13 @@ pub fn open_deadlines(
         let days_left = (due - as_of).num_days();
         let status = if deadline.key == "maintenance_period" {
             // The end of the maintenance period is not a debt.
-            "pending"
+            DeadlineStatus::Pending
         } else if days_left < 0 {
-            "overdue"
+            DeadlineStatus::Overdue
         } else if days_left <= i64::from(campaign.due_soon_days) {
-            "due_soon"
+            DeadlineStatus::DueSoon
         } else {
-            "pending"
+            DeadlineStatus::Pending
         };
         out.push(MineDeadline {
             key: deadline.key.clone(),
@@ -1233,23 +1244,31 @@ mod tests {
         let on_feb_10 = as_of(&facts, "2024-02-10");
         assert!(on_feb_10.contains(&(
             "approval_documents".into(),
-            "due_soon",
+            DeadlineStatus::DueSoon,
             "2024-02-29".into()
         )));
         assert!(on_feb_10.contains(&(
             "continue_unused_areas".into(),
-            "pending",
+            DeadlineStatus::Pending,
             "2024-03-31".into()
         )));
         let on_mar_1 = as_of(&facts, "2024-03-01");
-        assert!(on_mar_1.contains(&("approval_documents".into(), "overdue", "2024-02-29".into())));
+        assert!(on_mar_1.contains(&(
+            "approval_documents".into(),
+            DeadlineStatus::Overdue,
+            "2024-02-29".into()
+        )));
         assert!(on_mar_1.contains(&(
             "continue_unused_areas".into(),
-            "due_soon",
+            DeadlineStatus::DueSoon,
             "2024-03-31".into()
         )));
         facts.extensions_granted = 1;
         let extended = as_of(&facts, "2024-03-01");
-        assert!(extended.contains(&("approval_documents".into(), "pending", "2024-05-29".into())));
+        assert!(extended.contains(&(
+            "approval_documents".into(),
+            DeadlineStatus::Pending,
+            "2024-05-29".into()
+        )));
     }
 }
