@@ -33,9 +33,8 @@ function freshDb(): YanshouDb {
   return db;
 }
 
-/** A server holding one record created the way the real server opens a round. */
-function serverWithRecord(): TestServer {
-  const server = new TestServer();
+/** The server's own op creating a record, as the real server does when a round opens. */
+function createRecord(server: TestServer, fields: Record<string, string | number>): void {
   server.sync({
     protocol_version: 1,
     device: SERVER_DEVICE,
@@ -48,12 +47,18 @@ function serverWithRecord(): TestServer {
         entity: RECORD,
         kind: 'create',
         entity_type: 'acceptance_record',
-        fields: { mine_id: 'mine-1', mine_name: '黄家山采石场', round_no: 1 },
+        fields,
       },
     ],
     cursor: 0,
     pull_limit: null,
   });
+}
+
+/** A server holding one record. */
+function serverWithRecord(): TestServer {
+  const server = new TestServer();
+  createRecord(server, { mine_id: 'mine-1', mine_name: '黄家山采石场', round_no: 1 });
   return server;
 }
 
@@ -176,24 +181,7 @@ describe('edits and the outbox', () => {
         ? { code: 'forbidden', message: 'a water inspector may not change the forestry section' }
         : null,
     );
-    server.sync({
-      protocol_version: 1,
-      device: SERVER_DEVICE,
-      ops: [
-        {
-          id: '00000000-0000-0000-0000-0000000000c1',
-          device: SERVER_DEVICE,
-          seq: 1,
-          hlc: { wall_ms: 1000, counter: 0 },
-          entity: RECORD,
-          kind: 'create',
-          entity_type: 'acceptance_record',
-          fields: {},
-        },
-      ],
-      cursor: 0,
-      pull_limit: null,
-    });
+    createRecord(server, {});
     const db = freshDb();
     await sync(db, A, server);
     await makeOp(db, A, RECORD, { kind: 'set', field: 'forestry/20.result', value: 'pass' });
