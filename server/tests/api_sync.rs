@@ -331,19 +331,9 @@ async fn township_officers_see_and_write_only_their_township(b: Backend) {
             )
             .is_err()
     );
-    let forged = json!({"protocol_version": 1, "device": officer.replica.device(), "cursor": 0,
-        "ops": [{"id": Uuid::now_v7(), "device": officer.replica.device(), "seq": 2,
-                 "hlc": {"wall_ms": 1_700_000_100_000u64, "counter": 0}, "entity": theirs,
-                 "kind": "set", "field": "township/28.opinion", "value": "越权", "base_rev": 0}]});
-    let (s, body) = app
-        .call(
-            Method::POST,
-            "/api/v1/sync",
-            Some(&officer.token),
-            Some(forged),
-        )
+    let body = officer
+        .push_forged_set(&app, 2, theirs, "township/28.opinion", "越权", 0)
         .await;
-    assert_eq!(s, StatusCode::OK);
     assert_eq!(body["results"][0]["status"], "rejected", "{body}");
     assert_eq!(body["results"][0]["code"], "forbidden");
 }
@@ -935,20 +925,9 @@ async fn sync_rights_follow_the_role(b: Backend) {
     let response = holder.sync_once(&app).await;
     assert!(response.changes.is_empty(), "{:?}", response.changes);
     assert!(holder.replica.confirmed().is_empty());
-    let forged = json!({"protocol_version": 1, "device": holder.replica.device(), "cursor": 0,
-        "ops": [{"id": Uuid::now_v7(), "device": holder.replica.device(), "seq": 1,
-                 "hlc": {"wall_ms": 1_700_000_100_000u64, "counter": 0}, "entity": ours,
-                 "kind": "set", "field": "experts/opinion", "value": "合格", "base_rev": 0}]});
-    let (s, body) = app
-        .call(
-            Method::POST,
-            "/api/v1/sync",
-            Some(&holder.token),
-            Some(forged),
-        )
+    let body = holder
+        .push_forged_set(&app, 1, ours, "experts/opinion", "合格", 0)
         .await;
-    assert_eq!(s, StatusCode::OK, "{body}");
-    assert_eq!(body["results"].as_array().unwrap().len(), 1, "{body}");
     assert_eq!(body["results"][0]["status"], "rejected", "{body}");
     assert_eq!(body["results"][0]["code"], "forbidden", "{body}");
 
@@ -1025,20 +1004,9 @@ async fn sync_rights_follow_the_role(b: Backend) {
     hantang.sync(&app).await;
     assert!(hantang.replica.confirmed().contains_key(&theirs));
     assert!(!hantang.replica.confirmed().contains_key(&ours));
-    let forged = json!({"protocol_version": 1, "device": hantang.replica.device(), "cursor": 0,
-        "ops": [{"id": Uuid::now_v7(), "device": hantang.replica.device(), "seq": 1,
-                 "hlc": {"wall_ms": 1_700_000_100_000u64, "counter": 0}, "entity": ours,
-                 "kind": "set", "field": "township/28.opinion", "value": "越权", "base_rev": 1}]});
-    let (s, body) = app
-        .call(
-            Method::POST,
-            "/api/v1/sync",
-            Some(&hantang.token),
-            Some(forged),
-        )
+    let body = hantang
+        .push_forged_set(&app, 1, ours, "township/28.opinion", "越权", 1)
         .await;
-    assert_eq!(s, StatusCode::OK, "{body}");
-    assert_eq!(body["results"].as_array().unwrap().len(), 1, "{body}");
     assert_eq!(body["results"][0]["code"], "forbidden", "{body}");
 
     // Tombstones: the county office and admins only.

@@ -416,6 +416,35 @@ impl Phone {
         .await
     }
 
+    /// Push one hand-made `set` op (around the replica's own checks, as a forged or buggy client
+    /// would) and return the response body after checking it is a 200 with exactly one result.
+    pub async fn push_forged_set(
+        &self,
+        app: &TestApp,
+        seq: u64,
+        entity: EntityId,
+        field: &str,
+        value: &str,
+        base_rev: u64,
+    ) -> Value {
+        let device = self.replica.device();
+        let forged = json!({"protocol_version": 1, "device": device, "cursor": 0,
+            "ops": [{"id": Uuid::now_v7(), "device": device, "seq": seq,
+                     "hlc": {"wall_ms": 1_700_000_100_000u64, "counter": 0}, "entity": entity,
+                     "kind": "set", "field": field, "value": value, "base_rev": base_rev}]});
+        let (s, body) = app
+            .call(
+                Method::POST,
+                "/api/v1/sync",
+                Some(&self.token),
+                Some(forged),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_eq!(body["results"].as_array().unwrap().len(), 1, "{body}");
+        body
+    }
+
     /// One round trip: push the outbox, pull a page, apply.
     pub async fn sync_once(&mut self, app: &TestApp) -> SyncResponse {
         let request = self.replica.build_request(None);
