@@ -64,6 +64,8 @@ export interface MineRow {
   mine: Mine;
   detail: MineDetail | null;
   fetchedAt: number;
+  /** When `detail` was fetched (ms; absent for rows stored before this field). */
+  detailAt?: number;
 }
 
 export interface RoundRow {

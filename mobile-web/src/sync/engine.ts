@@ -111,6 +111,7 @@ async function refreshCatalog(db: YanshouDb): Promise<void> {
         mine: m,
         detail: old?.detail ?? null,
         fetchedAt: now,
+        detailAt: old?.detailAt,
       });
     }
     await db.org.put({ key: 'departments', value: departments });
@@ -124,9 +125,19 @@ async function refreshCatalog(db: YanshouDb): Promise<void> {
     const t = r.state.fields['template']?.value;
     if (typeof t === 'string') templateRefs.add(t);
   }
+  // Details (deadlines) only when the mine changed or they are half a day old: a sync over one
+  // bar of signal should not fetch every mine's page again.
+  const listed = new Map(mines.map((m) => [m.id, m]));
   for (const mineId of mineIds) {
-    if (!keep(mines, mineId)) continue;
-    await refreshMine(db, mineId);
+    const m = listed.get(mineId);
+    if (!m) continue;
+    const row = await db.mines.get(mineId);
+    const fresh =
+      row?.detail &&
+      row.detail.updated_at === m.updated_at &&
+      row.detailAt !== undefined &&
+      now - row.detailAt < DETAIL_MAX_AGE_MS;
+    if (!fresh) await refreshMine(db, mineId);
   }
   for (const ref of templateRefs) {
     if (!(await db.templates.get(ref))) await fetchTemplate(db, ref);
@@ -168,9 +179,8 @@ async function refreshOwners(db: YanshouDb, states: EntityState[]): Promise<void
   if (changed) await saveOwners(db, owners);
 }
 
-function keep(mines: Mine[], id: string): boolean {
-  return mines.some((m) => m.id === id);
-}
+/** How long a mine's page (deadlines with days left) is kept before it is fetched again. */
+const DETAIL_MAX_AGE_MS = 12 * 3600 * 1000;
 
 /** Fetches one mine's detail and rounds (online), keeping them for offline use. */
 export async function refreshMine(db: YanshouDb, mineId: string): Promise<void> {
@@ -187,6 +197,7 @@ export async function refreshMine(db: YanshouDb, mineId: string): Promise<void> 
       mine: detail,
       detail,
       fetchedAt: Date.now(),
+      detailAt: Date.now(),
     });
     for (const r of rounds) await db.rounds.put({ id: r.id, mineId: r.mine_id, round: r });
   });
