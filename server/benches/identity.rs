@@ -225,9 +225,9 @@ async fn bench_backend(name: &str, database_url: String, dir: PathBuf) {
 
 fn bench_verify_in_process() {
     use yanshou_server::{
-        auth::tokens::{TokenKeys, generate_signing_key},
         config::Settings,
-        store::{Role, User},
+        identity::tokens::{TokenKeys, generate_signing_key},
+        model::{Role, User},
     };
     let keys = TokenKeys::from_signing_key(&generate_signing_key(0).unwrap(), &Settings::default())
         .unwrap();

@@ -6,10 +6,11 @@
 use rand::{Rng, distributions::Alphanumeric};
 
 use crate::{
-    accounts::{self, NewUserInput},
     error::Result,
-    store::{Mine, MineEvent, Role, Store, Township, now_ms},
-    workflow::{self, Actor, MineFacts, Transition},
+    identity::accounts::{self, NewUserInput},
+    model::{Mine, MineEvent, MineFacts, Role, Township},
+    rules::workflow::{self, Actor, Transition},
+    store::{Store, now_ms},
 };
 
 /// Shanggao County (上高县, Yichun, Jiangxi): sub-district, towns, townships and forest farms
@@ -303,8 +304,8 @@ fn date(s: &str) -> Result<chrono::NaiveDate> {
 }
 
 fn demo_transition(step: &str) -> Result<(Role, Transition)> {
-    use crate::acceptance::Disposition as D;
-    use crate::workflow::{AcceptanceVerdict, ApprovalDocument as A, ClosureDecision};
+    use crate::model::Disposition as D;
+    use crate::model::{AcceptanceVerdict, ApprovalDocument as A, ClosureDecision};
     let t = match step {
         "propose_cancel" => Transition::Propose {
             disposition: D::Cancel,
@@ -381,13 +382,13 @@ async fn seed_mines(
     office: Option<uuid::Uuid>,
     holder: Option<uuid::Uuid>,
 ) -> Result<()> {
-    let campaign = crate::acceptance::campaign::Campaign::shanggao_2023()
+    let campaign = crate::rules::campaign::Campaign::shanggao_2023()
         .map_err(|e| crate::error::AppError::Internal(format!("built-in campaign: {e}")))?;
     store
         .ensure_campaign(
             &campaign.id,
             &campaign.title,
-            crate::acceptance::campaign::SHANGGAO_2023_TOML,
+            crate::rules::campaign::SHANGGAO_2023_TOML,
         )
         .await?;
     let townships = store.list_townships().await?;
@@ -471,15 +472,15 @@ pub async fn open_rounds(state: &crate::AppState) -> Result<usize> {
         return Ok(0);
     };
     let now = now_ms() / 1000;
-    let caller = crate::auth::AuthUser {
-        claims: crate::auth::tokens::Claims {
+    let caller = crate::identity::auth::AuthUser {
+        claims: crate::identity::tokens::Claims {
             iss: state.settings.token_issuer.clone(),
             aud: state.settings.token_audience.clone(),
             sub: office.id,
             iat: now,
             nbf: now,
             exp: now + 60,
-            typ: crate::auth::tokens::ACCESS_TYP.into(),
+            typ: crate::identity::tokens::ACCESS_TYP.into(),
             role: Role::CountyOffice,
             dept: None,
             town: None,

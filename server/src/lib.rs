@@ -12,21 +12,20 @@
 //! - [`tls`]: HTTPS with certificates reloaded when their files change ([`serve_tls`]);
 //! - [`error`]: the one error type and its JSON shape.
 
-pub mod acceptance;
-pub mod accounts;
 pub mod api;
-pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod demo;
-pub mod devices;
 pub mod error;
+pub mod identity;
 pub mod mines;
+pub mod model;
 pub mod rounds;
+pub mod rules;
 pub mod store;
 pub mod sync;
 pub mod tls;
 pub mod web;
-pub mod workflow;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -43,7 +42,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::{auth::tokens::TokenKeys, config::Settings, error::AppError, store::Store};
+use crate::{config::Settings, error::AppError, identity::tokens::TokenKeys, store::Store};
 
 /// Shared application state: cheap to clone, holds nothing another replica would need.
 #[derive(Clone, Debug)]
@@ -52,12 +51,12 @@ pub struct AppState {
     pub keys: Arc<TokenKeys>,
     pub settings: Arc<Settings>,
     /// The server's clock (dates of workflow transitions and deadlines).
-    pub clock: Arc<dyn mines::Clock>,
+    pub clock: Arc<dyn clock::Clock>,
     /// Codes of the inspecting departments (seeded by migration, fixed while running): each
     /// owns the acceptance-record section of the same name.
     pub inspecting_departments: Arc<Vec<String>>,
     /// The group-commit writer of sync pushes.
-    pub sync_writer: sync::SyncWriter,
+    pub sync_writer: sync::writer::SyncWriter,
     /// Parsed campaigns by id (a stored campaign never changes).
     pub campaigns: mines::CampaignCache,
 }
@@ -83,14 +82,17 @@ impl AppState {
             .map(|d| d.code)
             .collect();
         let inspecting_departments = Arc::new(inspecting_departments);
-        rounds::warm_cache(store.as_ref()).await?;
+        sync::templates::warm_cache(store.as_ref()).await?;
         Ok(Self {
-            sync_writer: sync::SyncWriter::start(store.clone(), inspecting_departments.clone()),
+            sync_writer: sync::writer::SyncWriter::start(
+                store.clone(),
+                inspecting_departments.clone(),
+            ),
             inspecting_departments,
             store,
             keys: Arc::new(keys),
             settings: Arc::new(settings),
-            clock: Arc::new(mines::SystemClock),
+            clock: Arc::new(clock::SystemClock),
             campaigns: mines::CampaignCache::default(),
         })
     }

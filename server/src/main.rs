@@ -6,10 +6,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use uuid::Uuid;
 use yanshou_server::{
-    AppState, accounts, app,
+    AppState, app,
     config::{Settings, annotated_default_config},
-    init_tracing, serve, serve_tls, shutdown_signal,
-    store::{self, Role},
+    identity::accounts,
+    init_tracing,
+    model::Role,
+    serve, serve_tls, shutdown_signal, store,
 };
 
 /// mimalloc returns freed memory to the system: with glibc's allocator every argon2id login
@@ -219,7 +221,7 @@ async fn data_command(
     settings: Settings,
     template: bool,
 ) -> anyhow::Result<()> {
-    use yanshou_server::acceptance::{campaign::Campaign, template::Template};
+    use yanshou_server::rules::{campaign::Campaign, template::Template};
     let (file, import) = match &command {
         DataCommand::Check { file } => (file, false),
         DataCommand::Import { file } => (file, true),

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 use serde::Deserialize;
-use yanshou_server::acceptance::geo::{
+use yanshou_server::rules::geo::{
     CoordinateFormat, Datum, GaussKrugerPoint, GeoPoint, Zone3, gk_forward, gk_inverse,
     metres_per_degree, parse_boundary,
 };
@@ -148,7 +148,7 @@ fn licence_parser_agrees_with_prefixed_and_declared_zones() {
 /// coordinate forms.
 #[test]
 fn a_boundary_of_collinear_points_is_refused() {
-    use yanshou_server::acceptance::geo::{CoordinateFormat, Datum, parse_boundary};
+    use yanshou_server::rules::geo::{CoordinateFormat, Datum, parse_boundary};
     let gk = "1, 3124600, 38579600\n2, 3124700, 38579700\n3, 3124800, 38579800\n";
     let e = parse_boundary(gk, CoordinateFormat::GaussKruger { zone: None })
         .expect_err("collinear Gauss-Krüger points");

@@ -13,8 +13,9 @@ use common::{Backend, PASSWORD, TestApp, device_jwk};
 use serde_json::{Value, json};
 use uuid::Uuid;
 use yanshou_server::{
-    auth::{Claims, tokens::TokenKeys},
-    store::{RefreshToken, Role, SigningKey},
+    identity::{auth::Claims, tokens::TokenKeys},
+    model::Role,
+    store::{RefreshToken, SigningKey},
 };
 
 fn code(body: &Value) -> &str {
@@ -491,7 +492,7 @@ async fn expired_and_unknown_refresh_tokens_are_401(b: Backend) {
             family_id: Uuid::now_v7(),
             user_id: user.id,
             device_id: None,
-            token_hash: yanshou_server::auth::tokens::hash_refresh_token(raw),
+            token_hash: yanshou_server::identity::tokens::hash_refresh_token(raw),
             created_at: 0,
             expires_at: yanshou_server::store::now_ms() - 1,
             used_at: None,
@@ -1224,7 +1225,7 @@ async fn authorization_matrix(b: Backend) {
                     Some(json!({"name": "b", "public_key": device_jwk()})),
                 )
                 .await;
-            let mine = yanshou_server::store::Mine {
+            let mine = yanshou_server::model::Mine {
                 id: Uuid::now_v7(),
                 name: format!("矿{n}"),
                 licence_no: format!("M-{n}"),
@@ -1236,7 +1237,7 @@ async fn authorization_matrix(b: Backend) {
                 boundary: None,
                 holder_user_id: None,
                 campaign_id: "shanggao-2023".into(),
-                facts: yanshou_server::workflow::MineFacts::new(township_id),
+                facts: yanshou_server::model::MineFacts::new(township_id),
                 version: 0,
                 created_at: 0,
                 updated_at: 0,
@@ -1245,22 +1246,22 @@ async fn authorization_matrix(b: Backend) {
                 .ensure_campaign(
                     "shanggao-2023",
                     "t",
-                    yanshou_server::acceptance::campaign::SHANGGAO_2023_TOML,
+                    yanshou_server::rules::campaign::SHANGGAO_2023_TOML,
                 )
                 .await
                 .unwrap();
             let mut approved = mine.clone();
             approved.id = Uuid::now_v7();
             approved.licence_no = format!("A-{n}");
-            approved.facts.disposition = Some(yanshou_server::acceptance::Disposition::Cancel);
-            approved.facts.stage = yanshou_server::workflow::Stage::DispositionApproved;
+            approved.facts.disposition = Some(yanshou_server::model::Disposition::Cancel);
+            approved.facts.stage = yanshou_server::model::Stage::DispositionApproved;
             let mut other_mine = approved.clone();
             other_mine.id = Uuid::now_v7();
             other_mine.licence_no = format!("O-{n}");
             other_mine.township_id = other_township;
-            other_mine.facts = yanshou_server::workflow::MineFacts::new(other_township);
-            other_mine.facts.disposition = Some(yanshou_server::acceptance::Disposition::Cancel);
-            other_mine.facts.stage = yanshou_server::workflow::Stage::DispositionApproved;
+            other_mine.facts = yanshou_server::model::MineFacts::new(other_township);
+            other_mine.facts.disposition = Some(yanshou_server::model::Disposition::Cancel);
+            other_mine.facts.stage = yanshou_server::model::Stage::DispositionApproved;
             let mut held_mine = mine.clone();
             held_mine.id = Uuid::now_v7();
             held_mine.licence_no = format!("H-{n}");
@@ -1417,13 +1418,13 @@ fn fixture_mine(
     licence_no: &str,
     approved: bool,
     holder: Option<Uuid>,
-) -> yanshou_server::store::Mine {
-    let mut facts = yanshou_server::workflow::MineFacts::new(township_id);
+) -> yanshou_server::model::Mine {
+    let mut facts = yanshou_server::model::MineFacts::new(township_id);
     if approved {
-        facts.disposition = Some(yanshou_server::acceptance::Disposition::Cancel);
-        facts.stage = yanshou_server::workflow::Stage::DispositionApproved;
+        facts.disposition = Some(yanshou_server::model::Disposition::Cancel);
+        facts.stage = yanshou_server::model::Stage::DispositionApproved;
     }
-    yanshou_server::store::Mine {
+    yanshou_server::model::Mine {
         id: Uuid::now_v7(),
         name: format!("矿 {licence_no}"),
         licence_no: licence_no.into(),
@@ -1470,7 +1471,7 @@ async fn each_role_sees_only_its_scope(b: Backend) {
         .ensure_campaign(
             "shanggao-2023",
             "t",
-            yanshou_server::acceptance::campaign::SHANGGAO_2023_TOML,
+            yanshou_server::rules::campaign::SHANGGAO_2023_TOML,
         )
         .await
         .unwrap();
@@ -1496,7 +1497,7 @@ async fn each_role_sees_only_its_scope(b: Backend) {
     }
 
     let all = [&a1, &a2, &b1];
-    let ids = |mines: &[&yanshou_server::store::Mine]| -> BTreeSet<Uuid> {
+    let ids = |mines: &[&yanshou_server::model::Mine]| -> BTreeSet<Uuid> {
         mines.iter().map(|m| m.id).collect()
     };
     let cases: [(&str, &str, BTreeSet<Uuid>, bool); 7] = [

@@ -11,7 +11,7 @@ use axum::{
 };
 use common::{Backend, PASSWORD, TestApp};
 use serde_json::Value;
-use yanshou_server::store::Role;
+use yanshou_server::model::Role;
 
 fn request(
     method: Method,

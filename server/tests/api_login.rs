@@ -12,7 +12,7 @@ use axum::{
 use common::{Backend, PASSWORD, Phone, TestApp};
 use serde_json::json;
 use uuid::Uuid;
-use yanshou_server::store::Role;
+use yanshou_server::model::Role;
 
 /// Collects everything the subscriber writes.
 #[derive(Clone, Default)]

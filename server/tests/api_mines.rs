@@ -15,7 +15,7 @@ use axum::{
 use chrono::NaiveDate;
 use common::{Backend, TestApp, TestDb};
 use serde_json::{Value, json};
-use yanshou_server::{mines::ManualClock, store::Role};
+use yanshou_server::{clock::ManualClock, model::Role};
 
 fn date(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()

@@ -10,7 +10,7 @@ use common::{Backend, Phone, TestApp};
 use serde_json::json;
 use sync_protocol::{EntityId, OpResult, RejectCode, Value};
 use uuid::Uuid;
-use yanshou_server::store::Role;
+use yanshou_server::model::Role;
 
 async fn approved_cancel_mine(app: &TestApp, office: &str, township: &str) -> String {
     let township_id = app.store.list_townships().await.unwrap()[0].id;
@@ -86,9 +86,9 @@ async fn a_round_is_filled_offline_against_its_template_and_judged(b: Backend) {
         Some("大岭石灰岩矿")
     );
 
-    let keys: Vec<String> = yanshou_server::acceptance::template::Template::default_2023()
+    let keys: Vec<String> = yanshou_server::rules::template::Template::default_2023()
         .unwrap()
-        .field_keys(yanshou_server::acceptance::Disposition::Cancel)
+        .field_keys(yanshou_server::model::Disposition::Cancel)
         .into_iter()
         .filter(|k| k.starts_with("forestry/"))
         .collect();
@@ -237,9 +237,9 @@ async fn inspectors_write_a_remark_and_a_rectification_requirement_per_item(b: B
         .await;
     assert_eq!(s, StatusCode::CREATED, "{round}");
     let record = EntityId(Uuid::parse_str(round["id"].as_str().unwrap()).unwrap());
-    let template = yanshou_server::acceptance::template::Template::default_2023().unwrap();
+    let template = yanshou_server::rules::template::Template::default_2023().unwrap();
     let forestry_item = template
-        .fields(yanshou_server::acceptance::Disposition::Cancel)
+        .fields(yanshou_server::model::Disposition::Cancel)
         .iter()
         .find(|f| f.section.department.code() == "forestry")
         .unwrap()
@@ -358,12 +358,9 @@ async fn rounds_need_an_approved_disposition(b: Backend) {
 async fn new_rounds_use_the_configured_template_and_old_records_keep_theirs(b: Backend) {
     const V2: &str = "shanggao-2023@2024.1";
     let app = TestApp::with_settings(b, |s| s.acceptance_template = V2.into()).await;
-    let source = yanshou_server::acceptance::template::DEFAULT_2023_TOML
+    let source = yanshou_server::rules::template::DEFAULT_2023_TOML
         .replace("version = \"2023.1\"", "version = \"2024.1\"");
-    assert_ne!(
-        source,
-        yanshou_server::acceptance::template::DEFAULT_2023_TOML
-    );
+    assert_ne!(source, yanshou_server::rules::template::DEFAULT_2023_TOML);
     app.store.ensure_template(V2, &source).await.unwrap();
     app.user("office", Role::CountyOffice).await;
     app.user("sixi", Role::TownshipOfficer).await;

@@ -15,7 +15,7 @@ use common::{Backend, Phone, TestApp};
 use serde_json::json;
 use sync_protocol::{EntityId, OpId, OpResult, RejectCode, SyncRequest, Value};
 use uuid::Uuid;
-use yanshou_server::store::Role;
+use yanshou_server::model::Role;
 
 const FIELD: &str = "forestry/19.cover";
 
@@ -293,7 +293,7 @@ async fn township_officers_see_and_write_only_their_township(b: Backend) {
     let own = app.store.list_townships().await.unwrap()[0].id;
     let other = Uuid::now_v7();
     app.store
-        .create_township(&yanshou_server::store::Township {
+        .create_township(&yanshou_server::model::Township {
             id: other,
             name: "翰堂镇".into(),
             kind: "town".into(),

@@ -11,7 +11,7 @@ use axum::{
 use common::{Backend, TestApp};
 use serde_json::Value;
 use tower::ServiceExt;
-use yanshou_server::store::Role;
+use yanshou_server::model::Role;
 
 const DEFAULT: &str = "/api/v1/templates/shanggao-2023/2023.1";
 
@@ -142,12 +142,9 @@ async fn unknown_templates_are_json_404s_and_anonymous_callers_401(b: Backend) {
 async fn imported_templates_are_listed_and_served(b: Backend) {
     let app = TestApp::new(b).await;
     let token = app.token_for("office", Role::CountyOffice).await;
-    let source = yanshou_server::acceptance::template::DEFAULT_2023_TOML
+    let source = yanshou_server::rules::template::DEFAULT_2023_TOML
         .replace("version = \"2023.1\"", "version = \"2024.1\"");
-    assert_ne!(
-        source,
-        yanshou_server::acceptance::template::DEFAULT_2023_TOML
-    );
+    assert_ne!(source, yanshou_server::rules::template::DEFAULT_2023_TOML);
     app.store
         .ensure_template("shanggao-2023@2024.1", &source)
         .await

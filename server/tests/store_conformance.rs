@@ -5,8 +5,9 @@ mod common;
 
 use common::{Backend, TestDb};
 use uuid::Uuid;
-use yanshou_server::store::{
-    Device, NewUser, RefreshToken, Role, SigningKey, StoreError, Township,
+use yanshou_server::{
+    model::{Device, NewUser, Role, Township},
+    store::{RefreshToken, SigningKey, StoreError},
 };
 
 fn new_user(username: &str, role: Role) -> NewUser {
@@ -419,7 +420,7 @@ async fn ping_answers(b: Backend) {
 /// A transition, its event and the case record it produces (the announcement) are stored
 /// together or not at all: a failing record leaves the mine where it was, so a retry works.
 async fn a_transition_and_its_case_record_are_one_transaction(b: Backend) {
-    use yanshou_server::store::{CaseRecord, Mine, MineEvent};
+    use yanshou_server::model::{CaseRecord, Mine, MineEvent};
     let db = TestDb::new(b).await;
     let town = Township {
         id: Uuid::now_v7(),
@@ -432,7 +433,7 @@ async fn a_transition_and_its_case_record_are_one_transaction(b: Backend) {
         .ensure_campaign("c", "campaign", "source")
         .await
         .unwrap();
-    let facts = yanshou_server::workflow::MineFacts::new(town.id);
+    let facts = yanshou_server::model::MineFacts::new(town.id);
     let mine = Mine {
         id: Uuid::now_v7(),
         name: "黄家山采石场".into(),

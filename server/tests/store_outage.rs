@@ -91,7 +91,7 @@ async fn postgres_outage_gives_503_and_recovers() {
     let state = AppState::with_store(s, settings.clone()).await.unwrap();
     let harness = TestApp::from_state(state);
     harness
-        .user("inspector", yanshou_server::store::Role::Expert)
+        .user("inspector", yanshou_server::model::Role::Expert)
         .await;
     harness.login("inspector").await;
     assert_eq!(

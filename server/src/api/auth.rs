@@ -7,9 +7,11 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
-    accounts::{self, Session},
-    auth::ClientAddr,
     error::{ApiJson, AppError, ErrorBody, Result},
+    identity::{
+        accounts::{self, Session},
+        auth::ClientAddr,
+    },
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -11,10 +11,12 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
-    auth::AuthUser,
-    devices::{self, PublicKeyInput},
     error::{ApiJson, ErrorBody, Result},
-    store::{Device, Role},
+    identity::{
+        auth::AuthUser,
+        devices::{self, PublicKeyInput},
+    },
+    model::{Device, Role},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

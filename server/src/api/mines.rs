@@ -13,14 +13,14 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
-    auth::AuthUser,
     error::{ApiJson, AppError, ErrorBody, Result},
+    identity::auth::AuthUser,
     mines::{
         self, Dashboard, HolderBinding, ImportReport, MineDetail, NewCase, NewMine,
         TransitionRequest,
     },
+    model::{AcceptanceRound, CaseRecord, Mine},
     rounds::{self, RoundView},
-    store::{AcceptanceRound, CaseRecord, Mine},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -7,9 +7,10 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
-    auth::AuthUser,
     error::{ApiJson, AppError, ErrorBody, Result},
-    store::{Department, Role, Specialty, Township, now_ms},
+    identity::auth::AuthUser,
+    model::{Department, Role, Specialty, Township},
+    store::now_ms,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -6,9 +6,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     AppState,
-    auth::AuthUser,
     error::{AppError, ErrorBody, RawJson, Result},
-    sync::{self, ConflictItem},
+    identity::auth::AuthUser,
+    sync::{self, conflicts::ConflictItem},
 };
 
 /// Largest sync request: 500 ops with generous values; larger bodies get 413.
@@ -76,5 +76,5 @@ async fn list_conflicts(
     State(state): State<AppState>,
     caller: AuthUser,
 ) -> Result<Json<Vec<ConflictItem>>> {
-    Ok(Json(sync::conflicts(&state, &caller).await?))
+    Ok(Json(sync::conflicts::list(&state, &caller).await?))
 }

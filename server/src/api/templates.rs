@@ -16,16 +16,13 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     AppState,
-    acceptance::{
-        Disposition,
-        template::{
-            AnswerKind, Department, FieldRole, Item, ItemText, Method, NumberRule,
-            PhotoExpectation, Section, Template, Threshold, field_key, item_text_key,
-        },
-    },
-    auth::AuthUser,
     error::{AppError, ErrorBody, Result},
-    rounds,
+    identity::auth::AuthUser,
+    model::Disposition,
+    rules::template::{
+        AnswerKind, Department, FieldRole, Item, ItemText, Method, NumberRule, PhotoExpectation,
+        Section, Template, Threshold, field_key, item_text_key,
+    },
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -251,7 +248,7 @@ async fn list_templates(
     let mut out = Vec::with_capacity(refs.len());
     for reference in refs {
         // A stored template that no longer parses is logged at start and left out here.
-        let Ok(t) = rounds::template(&state, &reference).await else {
+        let Ok(t) = crate::sync::templates::template(&state, &reference).await else {
             continue;
         };
         out.push(TemplateRef {
@@ -283,7 +280,7 @@ async fn get_template(
     Path((id, version)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let template = rounds::template(&state, &format!("{id}@{version}")).await?;
+    let template = crate::sync::templates::template(&state, &format!("{id}@{version}")).await?;
     let body = serde_json::to_vec(&TemplateView::new(&template))
         .map_err(|e| AppError::Internal(format!("template view: {e}")))?;
     let etag = format!("\"{}\"", hex::encode(&Sha256::digest(&body)[..16]));

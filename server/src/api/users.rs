@@ -10,10 +10,13 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
-    accounts::{self, NewUserInput},
-    auth::AuthUser,
     error::{ApiJson, AppError, ErrorBody, Result},
-    store::{Role, StoreError, User},
+    identity::{
+        accounts::{self, NewUserInput},
+        auth::AuthUser,
+    },
+    model::{Role, User},
+    store::StoreError,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -848,7 +848,7 @@ macro_rules! impl_common_store {
             &self,
             id: Uuid,
             expected_version: i64,
-            facts: &crate::workflow::MineFacts,
+            facts: &crate::model::MineFacts,
             event: &MineEvent,
             record: Option<&CaseRecord>,
         ) -> StoreResult<()> {

@@ -22,11 +22,17 @@ use std::{
 };
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sync_protocol::{Change, EntityId, EntityState, Op, OpId, OpResult};
 use uuid::Uuid;
 
-use crate::config::Settings;
+use crate::{
+    config::Settings,
+    model::{
+        AcceptanceRound, CaseRecord, Department, Device, Mine, MineEvent, NewUser, Role, Specialty,
+        Township, User,
+    },
+};
 
 /// Backend-neutral storage error.
 #[derive(Debug, thiserror::Error)]
@@ -79,128 +85,6 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
-
-/// What a user may do. Scope (department, township, specialty) lives beside the role on [`User`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Runs the installation: users, townships, templates.
-    Admin,
-    /// 县政府办 / 领导小组办公室: runs the campaign, approves dispositions, sees the dashboard.
-    CountyOffice,
-    /// A department's inspector (bound to one department); fills and signs its section.
-    DepartmentInspector,
-    /// 乡镇/林场 officer (bound to one township or forest farm); proposes dispositions, 初验.
-    TownshipOfficer,
-    /// 专家 from the provincial pool (with a specialty); signs the 验收合格意见书.
-    Expert,
-    /// 采矿权人 (mining-right holder); bound to its mines later.
-    Operator,
-}
-
-impl Role {
-    pub const ALL: [Role; 6] = [
-        Role::Admin,
-        Role::CountyOffice,
-        Role::DepartmentInspector,
-        Role::TownshipOfficer,
-        Role::Expert,
-        Role::Operator,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::CountyOffice => "county_office",
-            Role::DepartmentInspector => "department_inspector",
-            Role::TownshipOfficer => "township_officer",
-            Role::Expert => "expert",
-            Role::Operator => "operator",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A person's account.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct User {
-    pub id: Uuid,
-    pub username: String,
-    pub display_name: String,
-    pub role: Role,
-    /// Department code, for `department_inspector`.
-    pub department: Option<String>,
-    /// Township or forest farm, for `township_officer`.
-    pub township_id: Option<Uuid>,
-    /// Expert specialty code, for `expert`.
-    pub specialty: Option<String>,
-    pub disabled: bool,
-    pub created_at: i64,
-    #[serde(skip)]
-    pub password_hash: String,
-}
-
-/// Input for [`Store::create_user`]; the scope rules are checked by the caller (`accounts`).
-#[derive(Debug, Clone)]
-pub struct NewUser {
-    pub id: Uuid,
-    pub username: String,
-    pub display_name: String,
-    pub role: Role,
-    pub department: Option<String>,
-    pub township_id: Option<Uuid>,
-    pub specialty: Option<String>,
-    pub password_hash: String,
-    pub created_at: i64,
-}
-
-/// A department (责任单位). Inspecting departments own acceptance-table sections; observers
-/// (国资办, 财政局, 检察院, 法院, 纪委监委) attend but fill no section.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct Department {
-    pub code: String,
-    pub name: String,
-    pub observer: bool,
-    pub sort_order: i32,
-}
-
-/// Expert specialty (水工环, 环境保护, 林业).
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct Specialty {
-    pub code: String,
-    pub name: String,
-}
-
-/// A township, town, sub-district or forest farm: configurable data, not code.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct Township {
-    pub id: Uuid,
-    pub name: String,
-    /// `township` (乡), `town` (镇), `subdistrict` (街道), or `forest_farm` (林场).
-    pub kind: String,
-    pub created_at: i64,
-}
-
-/// An enrolled phone. Its id is the writer of one op series in the sync protocol.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct Device {
-    pub id: Uuid,
-    pub user_id: Uuid,
-    pub name: String,
-    /// The device's P-256 public key as SPKI DER, base64 (standard alphabet).
-    pub public_key_spki: String,
-    pub created_at: i64,
-    pub revoked_at: Option<i64>,
-}
 
 /// A stored refresh token (only its SHA-256 hash is kept).
 #[derive(Debug, Clone, PartialEq)]
@@ -337,83 +221,6 @@ pub struct FeedPage {
 /// The batch processor a sync transaction runs between its reads and its writes.
 pub type SyncProcess<'a> = Box<dyn FnOnce(SyncLoaded) -> SyncWrites + Send + 'a>;
 
-/// A stopped mine in the registry.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct Mine {
-    pub id: Uuid,
-    /// 矿山名称
-    pub name: String,
-    /// 采矿许可证号
-    pub licence_no: String,
-    /// 采矿权人
-    pub holder: String,
-    /// The holder's account, once the county office has bound it (see `set_mine_holder`).
-    pub holder_user_id: Option<Uuid>,
-    pub township_id: Uuid,
-    /// 矿种
-    pub mineral: String,
-    /// 开采方式
-    pub mining_method: String,
-    /// 矿区面积 in hectares, an exact decimal string.
-    pub area_ha: Option<String>,
-    /// Boundary corner points as given and converted (see `acceptance::geo`).
-    #[schema(value_type = Option<Object>)]
-    pub boundary: Option<serde_json::Value>,
-    pub campaign_id: String,
-    pub facts: crate::workflow::MineFacts,
-    pub version: i64,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-/// One workflow transition of a mine (the audit trail).
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct MineEvent {
-    pub id: Uuid,
-    pub mine_id: Uuid,
-    pub transition: String,
-    pub from_stage: String,
-    pub to_stage: String,
-    pub actor_id: Option<Uuid>,
-    pub reason: String,
-    #[schema(value_type = Object)]
-    pub data: serde_json::Value,
-    /// The date the transition counts as of (server date).
-    pub as_of: String,
-    pub created_at: i64,
-}
-
-/// A case record on a mine's timeline.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct CaseRecord {
-    pub id: Uuid,
-    pub mine_id: Uuid,
-    /// `collective_study` (一事一议), `referral` (线索移送) or `announcement` (公告).
-    pub kind: String,
-    #[schema(value_type = Object)]
-    pub data: serde_json::Value,
-    pub created_by: Option<Uuid>,
-    pub created_at: i64,
-}
-
-/// One acceptance visit (初验 or department acceptance) of a mine: one record, filled through
-/// sync as the entity with the same id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct AcceptanceRound {
-    pub id: Uuid,
-    pub mine_id: Uuid,
-    /// 1 for the first visit; re-inspections count on.
-    pub round_no: i32,
-    /// The round this one re-inspects.
-    pub previous_round_id: Option<Uuid>,
-    /// `template-id@version` the record is filled against.
-    pub template_ref: String,
-    /// The mine's disposition when the round was opened (decides which items apply).
-    pub disposition: String,
-    pub created_by: Option<Uuid>,
-    pub created_at: i64,
-}
-
 /// Builds the record entity of a new round once its number and commit sequence are known.
 pub type RoundEntity<'a> =
     Box<dyn FnOnce(&AcceptanceRound, u64) -> StoreResult<(EntityState, Change)> + Send + 'a>;
@@ -534,7 +341,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         &self,
         id: Uuid,
         expected_version: i64,
-        facts: &crate::workflow::MineFacts,
+        facts: &crate::model::MineFacts,
         event: &MineEvent,
         record: Option<&CaseRecord>,
     ) -> StoreResult<()>;

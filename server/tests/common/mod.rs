@@ -20,9 +20,11 @@ use sync_protocol::{
 use tower::ServiceExt;
 use uuid::Uuid;
 use yanshou_server::{
-    AppState, accounts, app,
+    AppState, app,
     config::Settings,
-    store::{self, Role, Store, User},
+    identity::accounts,
+    model::{Role, User},
+    store::{self, Store},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,7 +310,7 @@ impl TestApp {
 
     /// A second township, for isolation checks.
     pub async fn other_township(&self, name: &str) -> Uuid {
-        let t = store::Township {
+        let t = yanshou_server::model::Township {
             id: Uuid::now_v7(),
             name: name.into(),
             kind: "town".into(),
@@ -322,7 +324,7 @@ impl TestApp {
         if let Some(t) = self.store.list_townships().await.unwrap().first() {
             return t.id;
         }
-        let t = store::Township {
+        let t = yanshou_server::model::Township {
             id: Uuid::now_v7(),
             name: "泗溪镇".into(),
             kind: "town".into(),

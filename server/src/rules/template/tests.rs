@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::acceptance::datafile::DataErrorKind;
+use crate::rules::datafile::DataErrorKind;
 
 fn default() -> Template {
     Template::default_2023().unwrap_or_else(|e| panic!("{e}"))

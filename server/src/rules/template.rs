@@ -84,8 +84,9 @@ use serde::{Deserialize, Serialize};
 use sync_protocol::Value;
 use utoipa::ToSchema;
 
+use crate::model::Disposition;
+
 use super::{
-    Disposition,
     datafile::{DataErrorKind as K, DataFileErrors, LoadError, Node, Reader, TableCursor},
     decimal::Decimal,
 };

@@ -1,7 +1,5 @@
-//! Identity: password hashing, tokens, and the extractors handlers use to learn who is calling.
-
-pub mod password;
-pub mod tokens;
+//! The caller of a request: the extractors handlers use to learn who is calling (access token,
+//! device binding, client address).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -14,10 +12,11 @@ use uuid::Uuid;
 use crate::{
     AppState,
     error::{AppError, Result},
-    store::{Role, StoreError},
+    model::{Mine, Role},
+    store::StoreError,
 };
 
-pub use tokens::Claims;
+pub use super::tokens::Claims;
 
 /// The authenticated caller: a valid access token whose user is active and whose device (if the
 /// token names one) is not revoked. Both are checked against the store on every request, so
@@ -40,6 +39,16 @@ impl AuthUser {
         self.claims.did
     }
 
+    /// Whether the caller may see `mine`: a township officer sees its township's mines, a
+    /// holder the mines bound to it, every other role all mines.
+    pub fn sees_mine(&self, mine: &Mine) -> bool {
+        match self.role() {
+            Role::TownshipOfficer => self.claims.town == Some(mine.township_id),
+            Role::Operator => mine.holder_user_id == Some(self.claims.sub),
+            _ => true,
+        }
+    }
+
     /// Refuse unless the caller has one of `roles`.
     pub fn require(&self, roles: &[Role]) -> Result<()> {
         if roles.contains(&self.claims.role) {
@@ -50,6 +59,16 @@ impl AuthUser {
                 self.claims.role
             )))
         }
+    }
+}
+
+/// The mine `id` if the caller may see it ([`AuthUser::sees_mine`]); a mine the caller may not
+/// see is "not found", as if it did not exist.
+pub async fn visible_mine(state: &AppState, caller: &AuthUser, id: Uuid) -> Result<Mine> {
+    match state.store.get_mine(id).await {
+        Ok(mine) if caller.sees_mine(&mine) => Ok(mine),
+        Ok(_) | Err(StoreError::NotFound) => Err(AppError::NotFound("mine")),
+        Err(e) => Err(e.into()),
     }
 }
 

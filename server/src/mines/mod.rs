@@ -8,75 +8,28 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex},
+    sync::Arc,
 };
 
-use chrono::{FixedOffset, NaiveDate, Utc};
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
     AppState,
-    acceptance::{
-        Disposition,
+    error::{AppError, FieldError, Result},
+    identity::auth::{AuthUser, visible_mine},
+    model::{
+        AcceptanceVerdict, CaseRecord, Disposition, Mine, MineEvent, MineFacts, Role, Stage,
+        Township,
+    },
+    rules::{
         campaign::Campaign,
         geo::{CoordinateFormat, Datum, Zone3, parse_boundary},
+        workflow::{self, Actor, MineDeadline, Refusal, Transition},
     },
-    auth::AuthUser,
-    error::{AppError, FieldError, Result},
-    store::{CaseRecord, Mine, MineEvent, Role, StoreError, Township},
-    workflow::{self, Actor, MineDeadline, MineFacts, Refusal, Stage, Transition},
+    store::StoreError,
 };
-
-/// The server's sense of time (a trait so tests can move through a campaign's months).
-pub trait Clock: Send + Sync + std::fmt::Debug {
-    fn now_ms(&self) -> i64;
-    /// Today's date in the county (UTC+8).
-    fn today(&self) -> NaiveDate;
-}
-
-/// The real clock.
-#[derive(Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        Utc::now().timestamp_millis()
-    }
-
-    fn today(&self) -> NaiveDate {
-        match FixedOffset::east_opt(8 * 3600) {
-            Some(china) => Utc::now().with_timezone(&china).date_naive(),
-            None => Utc::now().date_naive(),
-        }
-    }
-}
-
-/// A clock set by hand (tests, training drills).
-#[derive(Debug)]
-pub struct ManualClock(Mutex<NaiveDate>);
-
-impl ManualClock {
-    pub fn new(today: NaiveDate) -> Arc<Self> {
-        Arc::new(Self(Mutex::new(today)))
-    }
-
-    pub fn set(&self, today: NaiveDate) {
-        if let Ok(mut d) = self.0.lock() {
-            *d = today;
-        }
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        Utc::now().timestamp_millis()
-    }
-
-    fn today(&self) -> NaiveDate {
-        self.0.lock().map(|d| *d).unwrap_or_default()
-    }
-}
 
 /// Parsed campaigns by id, for one server: a stored campaign never changes, so each is read
 /// and parsed once instead of on every transition and mine view.
@@ -114,7 +67,7 @@ pub async fn default_campaign(state: &AppState) -> Result<Arc<Campaign>> {
                 .ensure_campaign(
                     &campaign.id,
                     &campaign.title,
-                    crate::acceptance::campaign::SHANGGAO_2023_TOML,
+                    crate::rules::campaign::SHANGGAO_2023_TOML,
                 )
                 .await?;
             Ok::<_, AppError>(state.campaigns.put(campaign))
@@ -201,7 +154,7 @@ pub fn validate_mine(
     }
     let area_ha = match input.area_ha.as_deref().map(str::trim) {
         None | Some("") => None,
-        Some(a) => match a.parse::<crate::acceptance::decimal::Decimal>() {
+        Some(a) => match a.parse::<crate::rules::decimal::Decimal>() {
             Ok(_) if !a.starts_with('-') => Some(a.to_owned()),
             _ => {
                 errors.push(FieldError {
@@ -709,24 +662,6 @@ pub async fn bind_holder(
     Ok(state.store.get_mine(id).await?)
 }
 
-/// Get one mine the caller may see.
-pub async fn get_visible(state: &AppState, caller: &AuthUser, id: Uuid) -> Result<Mine> {
-    let mine = match state.store.get_mine(id).await {
-        Ok(m) => m,
-        Err(StoreError::NotFound) => return Err(AppError::NotFound("mine")),
-        Err(e) => return Err(e.into()),
-    };
-    match caller.role() {
-        Role::TownshipOfficer if caller.claims.town != Some(mine.township_id) => {
-            Err(AppError::NotFound("mine"))
-        }
-        Role::Operator if mine.holder_user_id != Some(caller.claims.sub) => {
-            Err(AppError::NotFound("mine"))
-        }
-        _ => Ok(mine),
-    }
-}
-
 /// A transition request: the step plus why.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct TransitionRequest {
@@ -755,7 +690,7 @@ pub async fn transition(
     id: Uuid,
     req: TransitionRequest,
 ) -> Result<Mine> {
-    let mine = get_visible(state, caller, id).await?;
+    let mine = visible_mine(state, caller, id).await?;
     if req.version.is_some_and(|v| v != mine.version) {
         return Err(AppError::Conflict {
             code: crate::error::ErrorCode::StaleVersion,
@@ -854,10 +789,10 @@ async fn checked_against_round(
     caller: &AuthUser,
     mine: &Mine,
     round_id: Uuid,
-    entered: &workflow::AcceptanceVerdict,
-) -> Result<workflow::AcceptanceVerdict> {
-    use crate::acceptance::template::Conclusion;
-    use workflow::AcceptanceVerdict as V;
+    entered: &AcceptanceVerdict,
+) -> Result<AcceptanceVerdict> {
+    use crate::model::AcceptanceVerdict as V;
+    use crate::rules::template::Conclusion;
     let view = crate::rounds::view(state, caller, round_id).await?;
     if view.round.mine_id != mine.id {
         return Err(AppError::invalid_field(
@@ -886,7 +821,7 @@ async fn checked_against_round(
     let experts_signed = view
         .signed_sections
         .iter()
-        .any(|s| s == crate::sync::EXPERT_SECTION);
+        .any(|s| s == crate::model::record::EXPERT_SECTION);
     match (entered, view.verdict.conclusion) {
         (V::Passed { .. }, Conclusion::Passed) => Ok(V::Passed {
             expert_letter_signed: experts_signed,
@@ -1081,7 +1016,7 @@ pub async fn detail(
     id: Uuid,
     as_of: Option<NaiveDate>,
 ) -> Result<MineDetail> {
-    let mine = get_visible(state, caller, id).await?;
+    let mine = visible_mine(state, caller, id).await?;
     let c = campaign(state, &mine.campaign_id).await?;
     let deadlines = workflow::open_deadlines(
         &mine.facts,
@@ -1126,7 +1061,7 @@ pub async fn add_case(
     case: NewCase,
 ) -> Result<CaseRecord> {
     caller.require(&[Role::Admin, Role::CountyOffice, Role::TownshipOfficer])?;
-    let mine = get_visible(state, caller, id).await?;
+    let mine = visible_mine(state, caller, id).await?;
     let (kind, empty) = match &case {
         NewCase::CollectiveStudy {
             question, decision, ..

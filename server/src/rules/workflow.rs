@@ -22,180 +22,17 @@
 //!   abandoned → the township applies → licence_cancelled.
 //! - 未生产 `never_produced`: proposed → approved → protected (keep the original landform).
 
-use std::collections::BTreeSet;
-
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::{
-    acceptance::{
-        Disposition,
-        campaign::{Anchor, Campaign, Deadline, Due},
+    model::{
+        AcceptanceVerdict, ApprovalDocument, ClosureDecision, Disposition, MineFacts, Role, Stage,
     },
-    store::Role,
+    rules::campaign::{Anchor, Campaign, Deadline, Due},
 };
-
-/// Where a mine stands.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    Registered,
-    DispositionProposed,
-    DispositionApproved,
-    ClosureDecided,
-    PlanCompiled,
-    PreliminaryPassed,
-    RectificationRequired,
-    AcceptancePassed,
-    JointReviewPassed,
-    LicenceExtended,
-    Announced,
-    RightAbandoned,
-    CancellationApplied,
-    LicenceCancelled,
-    Protected,
-}
-
-impl Stage {
-    pub const ALL: [Stage; 15] = [
-        Stage::Registered,
-        Stage::DispositionProposed,
-        Stage::DispositionApproved,
-        Stage::ClosureDecided,
-        Stage::PlanCompiled,
-        Stage::PreliminaryPassed,
-        Stage::RectificationRequired,
-        Stage::AcceptancePassed,
-        Stage::JointReviewPassed,
-        Stage::LicenceExtended,
-        Stage::Announced,
-        Stage::RightAbandoned,
-        Stage::CancellationApplied,
-        Stage::LicenceCancelled,
-        Stage::Protected,
-    ];
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Stage::Registered => "registered",
-            Stage::DispositionProposed => "disposition_proposed",
-            Stage::DispositionApproved => "disposition_approved",
-            Stage::ClosureDecided => "closure_decided",
-            Stage::PlanCompiled => "plan_compiled",
-            Stage::PreliminaryPassed => "preliminary_passed",
-            Stage::RectificationRequired => "rectification_required",
-            Stage::AcceptancePassed => "acceptance_passed",
-            Stage::JointReviewPassed => "joint_review_passed",
-            Stage::LicenceExtended => "licence_extended",
-            Stage::Announced => "announced",
-            Stage::RightAbandoned => "right_abandoned",
-            Stage::CancellationApplied => "cancellation_applied",
-            Stage::LicenceCancelled => "licence_cancelled",
-            Stage::Protected => "protected",
-        }
-    }
-
-    pub fn parse(code: &str) -> Option<Stage> {
-        Stage::ALL.into_iter().find(|s| s.code() == code)
-    }
-
-    /// The UI words.
-    pub fn name_zh(self) -> &'static str {
-        match self {
-            Stage::Registered => "已登记",
-            Stage::DispositionProposed => "处置意见已提出",
-            Stage::DispositionApproved => "处置已批准",
-            Stage::ClosureDecided => "已下达关闭决定",
-            Stage::PlanCompiled => "已编制生态修复方案",
-            Stage::PreliminaryPassed => "初验通过",
-            Stage::RectificationRequired => "限期整改",
-            Stage::AcceptancePassed => "验收通过",
-            Stage::JointReviewPassed => "联审联批通过",
-            Stage::LicenceExtended => "已办理延续",
-            Stage::Announced => "已发布注销公告",
-            Stage::RightAbandoned => "视为自动放弃矿权",
-            Stage::CancellationApplied => "已申请注销",
-            Stage::LicenceCancelled => "采矿许可证已注销",
-            Stage::Protected => "保持原始地貌",
-        }
-    }
-
-    /// Stages in which the rectification is still to be done (deadlines of rectification apply).
-    fn before_acceptance(self) -> bool {
-        matches!(
-            self,
-            Stage::DispositionApproved
-                | Stage::ClosureDecided
-                | Stage::PlanCompiled
-                | Stage::PreliminaryPassed
-                | Stage::RectificationRequired
-        )
-    }
-}
-
-/// The four approval documents of a 延续 mine.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum ApprovalDocument {
-    /// 《开发利用方案》
-    DevelopmentPlan,
-    /// 《二合一方案》
-    TwoInOnePlan,
-    /// 《环评报告》
-    EnvironmentalImpactReport,
-    /// 《水土保持方案》
-    SoilConservationPlan,
-}
-
-impl ApprovalDocument {
-    pub const ALL: [ApprovalDocument; 4] = [
-        ApprovalDocument::DevelopmentPlan,
-        ApprovalDocument::TwoInOnePlan,
-        ApprovalDocument::EnvironmentalImpactReport,
-        ApprovalDocument::SoilConservationPlan,
-    ];
-}
-
-/// 关闭决定文书: the county's closure decision for a 注销 mine, with its five named contents.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct ClosureDecision {
-    /// 文号, e.g. 上府字〔2024〕12号.
-    pub document_no: String,
-    /// 生态修复的责任主体.
-    pub responsible_party: String,
-    /// 修复期限.
-    #[schema(value_type = String, format = Date)]
-    pub restoration_deadline: NaiveDate,
-    /// 修复监管主体.
-    pub supervisor: String,
-    /// 注销申请期限.
-    #[schema(value_type = String, format = Date)]
-    pub cancellation_application_deadline: NaiveDate,
-    /// 后期管护责任主体.
-    pub maintenance_party: String,
-}
-
-/// Outcome of an on-site acceptance as recorded in the workflow.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "verdict", rename_all = "snake_case")]
-pub enum AcceptanceVerdict {
-    /// 达标 (for 注销 mines: with the signed 验收合格意见书).
-    Passed { expert_letter_signed: bool },
-    /// 限期整改: requirements and the re-inspection date.
-    Rectify {
-        requirements: String,
-        #[schema(value_type = String, format = Date)]
-        reinspect_by: NaiveDate,
-    },
-    /// 不达标.
-    Failed { reason: String },
-}
 
 /// A requested step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -254,47 +91,6 @@ impl Transition {
             Transition::DeemAbandoned => "deem_abandoned",
             Transition::PassJointReview => "pass_joint_review",
             Transition::ExtendLicence => "extend_licence",
-        }
-    }
-}
-
-/// What the workflow remembers about a mine.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct MineFacts {
-    pub stage: Stage,
-    pub disposition: Option<Disposition>,
-    pub township_id: Uuid,
-    #[schema(value_type = Option<String>, format = Date)]
-    pub approved_on: Option<NaiveDate>,
-    #[schema(value_type = Option<String>, format = Date)]
-    pub closure_decided_on: Option<NaiveDate>,
-    #[schema(value_type = Option<String>, format = Date)]
-    pub accepted_on: Option<NaiveDate>,
-    #[schema(value_type = Option<String>, format = Date)]
-    pub announced_on: Option<NaiveDate>,
-    #[schema(value_type = Option<String>, format = Date)]
-    pub cancelled_on: Option<NaiveDate>,
-    pub extensions_granted: u32,
-    pub township_took_over: bool,
-    pub documents: BTreeSet<ApprovalDocument>,
-    pub closure_decision: Option<ClosureDecision>,
-}
-
-impl MineFacts {
-    pub fn new(township_id: Uuid) -> Self {
-        MineFacts {
-            stage: Stage::Registered,
-            disposition: None,
-            township_id,
-            approved_on: None,
-            closure_decided_on: None,
-            accepted_on: None,
-            announced_on: None,
-            cancelled_on: None,
-            extensions_granted: 0,
-            township_took_over: false,
-            documents: BTreeSet::new(),
-            closure_decision: None,
         }
     }
 }

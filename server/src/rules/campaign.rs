@@ -50,11 +50,10 @@ use chrono::{Datelike, Days, Months, NaiveDate};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{
-    Disposition,
-    datafile::{
-        DataErrorKind as K, DataFileErrors, LoadError, Node, NodeValue, Reader, TableCursor,
-    },
+use crate::model::Disposition;
+
+use super::datafile::{
+    DataErrorKind as K, DataFileErrors, LoadError, Node, NodeValue, Reader, TableCursor,
 };
 
 /// The built-in default campaign (the 2023 Shanggao plan), as TOML text.

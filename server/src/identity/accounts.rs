@@ -21,9 +21,10 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
-    auth::{password, tokens},
     error::{AppError, Result},
-    store::{NewUser, RefreshToken, Role, Store, StoreError, User, now_ms},
+    identity::{password, tokens},
+    model::{NewUser, Role, User},
+    store::{RefreshToken, Store, StoreError, now_ms},
 };
 
 /// Input for a new account (CLI and admin API).

@@ -11,9 +11,10 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::{
-    auth::AuthUser,
     error::{AppError, Result},
-    store::{Device, Role, Store, StoreError, now_ms},
+    identity::auth::AuthUser,
+    model::{Device, Role},
+    store::{Store, StoreError, now_ms},
 };
 
 /// A P-256 public key as a JWK object, or a string holding SPKI (PEM, or DER in base64).

@@ -22,7 +22,8 @@ use uuid::Uuid;
 use crate::{
     config::Settings,
     error::{AppError, Result},
-    store::{Role, SigningKey, Store, StoreResult, User},
+    model::{Role, User},
+    store::{SigningKey, Store, StoreResult},
 };
 
 /// Value of our `typ` claim for access tokens (refresh tokens are not JWTs at all).

@@ -1,0 +1,17 @@
+//! The shared vocabulary of the server: plain values with no I/O and no dependency on any other
+//! module of the crate, so every layer above can use them.
+//!
+//! - [`identity`]: [`Role`], [`User`], [`Department`], [`Specialty`], [`Township`], [`Device`];
+//! - [`mine`]: [`Mine`], its [`Disposition`], [`Stage`] and [`MineFacts`], [`MineEvent`],
+//!   [`CaseRecord`];
+//! - [`round`]: [`AcceptanceRound`];
+//! - [`record`]: the acceptance record's entity type, header fields and section names.
+
+pub mod identity;
+pub mod mine;
+pub mod record;
+pub mod round;
+
+pub use identity::*;
+pub use mine::*;
+pub use round::*;
