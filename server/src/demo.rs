@@ -6,11 +6,11 @@
 use rand::{Rng, distributions::Alphanumeric};
 
 use crate::{
+    AppState,
     error::Result,
     identity::accounts::{self, NewUserInput},
     model::{Mine, MineEvent, MineFacts, Role, Township},
     rules::workflow::{self, Actor, Transition},
-    store::{Store, now_ms},
 };
 
 /// Shanggao County (上高县, Yichun, Jiangxi): sub-district, towns, townships and forest farms
@@ -43,8 +43,11 @@ pub struct DemoUser {
     pub role: Role,
 }
 
-/// Seed `store` (freshly migrated) and return the accounts and their shared password.
-pub async fn seed(store: &dyn Store) -> Result<(Vec<DemoUser>, String)> {
+/// Seed the state's store (freshly migrated), dated by its clock, and return the accounts and
+/// their shared password.
+pub async fn seed(state: &AppState) -> Result<(Vec<DemoUser>, String)> {
+    let store = state.store.as_ref();
+    let now = state.clock.now_ms();
     let password: String = rand::thread_rng()
         .sample_iter(&Alphanumeric)
         .take(12)
@@ -56,7 +59,7 @@ pub async fn seed(store: &dyn Store) -> Result<(Vec<DemoUser>, String)> {
             id: uuid::Uuid::now_v7(),
             name: (*name).into(),
             kind: (*kind).into(),
-            created_at: now_ms(),
+            created_at: now,
         };
         store.create_township(&t).await?;
         first_township.get_or_insert(t.id);
@@ -109,7 +112,7 @@ pub async fn seed(store: &dyn Store) -> Result<(Vec<DemoUser>, String)> {
     let mut holder_id = None;
     for mut u in plan {
         u.password = password.clone();
-        let created = accounts::create_user(store, u).await?;
+        let created = accounts::create_user(store, u, now).await?;
         match created.role {
             Role::CountyOffice => office_id = Some(created.id),
             Role::Operator => holder_id = Some(created.id),
@@ -121,7 +124,7 @@ pub async fn seed(store: &dyn Store) -> Result<(Vec<DemoUser>, String)> {
             role: created.role,
         });
     }
-    seed_mines(store, office_id, holder_id).await?;
+    seed_mines(state, office_id, holder_id).await?;
     Ok((users, password))
 }
 
@@ -378,10 +381,12 @@ fn demo_transition(step: &str) -> Result<(Role, Transition)> {
 const DEMO_HOLDER_COMPANY: &str = "上高县黄家山建材厂";
 
 async fn seed_mines(
-    store: &dyn Store,
+    state: &AppState,
     office: Option<uuid::Uuid>,
     holder: Option<uuid::Uuid>,
 ) -> Result<()> {
+    let store = state.store.as_ref();
+    let now = state.clock.now_ms();
     let campaign = crate::rules::campaign::Campaign::shanggao_2023()
         .map_err(|e| crate::error::AppError::Internal(format!("built-in campaign: {e}")))?;
     store
@@ -410,8 +415,8 @@ async fn seed_mines(
             campaign_id: campaign.id.clone(),
             facts: MineFacts::new(township.id),
             version: 0,
-            created_at: now_ms(),
-            updated_at: now_ms(),
+            created_at: now,
+            updated_at: now,
         };
         store.create_mines(std::slice::from_ref(&mine)).await?;
         for (step, on) in demo.steps {
@@ -435,7 +440,7 @@ async fn seed_mines(
                 reason: "演示数据".into(),
                 data: serde_json::to_value(&transition).unwrap_or_default(),
                 as_of: on.to_string(),
-                created_at: now_ms(),
+                created_at: now,
             };
             store
                 .transition_mine(mine.id, mine.version, &next, &event, None)
@@ -461,7 +466,7 @@ fn input(username: &str, display_name: &str, role: Role) -> NewUserInput {
 
 /// Opens an acceptance round, as the county office would over the API, on every demo mine whose
 /// stage is one that gets inspected, so the phone app has records to fill. Returns how many.
-pub async fn open_rounds(state: &crate::AppState) -> Result<usize> {
+pub async fn open_rounds(state: &AppState) -> Result<usize> {
     let Some(office) = state
         .store
         .list_users()
@@ -471,7 +476,7 @@ pub async fn open_rounds(state: &crate::AppState) -> Result<usize> {
     else {
         return Ok(0);
     };
-    let now = now_ms() / 1000;
+    let now = state.clock.now_ms() / 1000;
     let caller = crate::identity::auth::AuthUser {
         claims: crate::identity::tokens::Claims {
             iss: state.settings.token_issuer.clone(),

@@ -3,14 +3,30 @@
 //! The `yanshou` binary (`main.rs`) is a thin command-line layer over this crate. Tests launch the
 //! server in-process with [`app`] and [`serve`] on a listener bound to port 0.
 //!
-//! Module map:
+//! Module map, from the bottom up: each module uses only those above it in this list
+//! (`server/tests/module_layers.rs` fails on a dependency pointing up, and on a cycle between
+//! the files of one folder). The crate root (this file: [`AppState`], the router) wires them.
+//! - [`model`]: the shared vocabulary (roles, users, devices, mines and their stages, rounds,
+//!   the acceptance record's section and field names); no I/O;
+//! - [`clock`]: the one clock of services and store;
+//! - [`rules`]: pure domain rules: templates and verdicts, campaigns and their deadlines,
+//!   coordinates and boundaries, decimals, the disposition workflow;
 //! - [`config`]: typed settings (defaults < file < `YANSHOU_*` environment);
-//! - [`store`]: the `Store` trait and its SQLite and PostgreSQL implementations;
-//! - [`auth`], [`accounts`], [`devices`]: identity, sessions, device enrolment;
-//! - [`api`]: the HTTP routes and the OpenAPI document;
+//! - [`store`]: the `Store` traits and their SQLite and PostgreSQL implementation;
+//! - [`error`]: the one error type, its JSON shape and its codes;
+//! - [`identity`]: accounts, login throttle, tokens, devices, the caller of a request;
+//! - [`sync`]: the sync endpoint: rights, group-commit writer, conflicts, template checks;
+//! - [`rounds`]: acceptance rounds (one visit, one record);
+//! - [`mines`]: the mine registry, import/export, transitions, dashboard, case log;
+//! - [`api`]: the HTTP routes, their request and response views, the OpenAPI document;
 //! - [`web`]: the built phone app, served at every path outside `/api/`;
 //! - [`tls`]: HTTPS with certificates reloaded when their files change ([`serve_tls`]);
-//! - [`error`]: the one error type and its JSON shape.
+//! - [`demo`]: the demo county.
+//!
+//! Where new code goes: photos (`photos/`: upload, verify, EXIF, thumbnails, geofence) and the
+//! blob store (`blobs/`) beside `store`; signatures and the assembled record (`signatures.rs`,
+//! `records.rs`) above `rounds`; exports (`exports/`: PDF, bundle, announcement, CSV) above
+//! `mines`; each with a file in `api/`.
 
 pub mod api;
 pub mod clock;
@@ -71,9 +87,19 @@ impl AppState {
         Self::with_store(store, settings).await
     }
 
-    /// Build the state over an already-open, migrated store.
+    /// Build the state over an already-open, migrated store, on the system clock.
     pub async fn with_store(store: Arc<dyn Store>, settings: Settings) -> anyhow::Result<Self> {
-        let keys = TokenKeys::load_or_create(store.as_ref(), &settings).await?;
+        Self::with_clock(store, settings, Arc::new(clock::SystemClock)).await
+    }
+
+    /// Build the state over an already-open, migrated store and the given clock (tests and
+    /// drills walk a campaign's calendar with a [`clock::ManualClock`]).
+    pub async fn with_clock(
+        store: Arc<dyn Store>,
+        settings: Settings,
+        clock: Arc<dyn clock::Clock>,
+    ) -> anyhow::Result<Self> {
+        let keys = TokenKeys::load_or_create(store.as_ref(), &settings, clock.now_ms()).await?;
         let inspecting_departments: Vec<String> = store
             .list_departments()
             .await?
@@ -87,12 +113,13 @@ impl AppState {
             sync_writer: sync::writer::SyncWriter::start(
                 store.clone(),
                 inspecting_departments.clone(),
+                clock.clone(),
             ),
             inspecting_departments,
             store,
             keys: Arc::new(keys),
             settings: Arc::new(settings),
-            clock: Arc::new(clock::SystemClock),
+            clock,
             campaigns: mines::CampaignCache::default(),
         })
     }

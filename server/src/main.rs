@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use uuid::Uuid;
 use yanshou_server::{
     AppState, app,
+    clock::{Clock, SystemClock},
     config::{Settings, annotated_default_config},
     identity::accounts,
     init_tracing,
@@ -288,7 +289,7 @@ async fn demo_command(mut settings: Settings, dir: PathBuf) -> anyhow::Result<()
     let state = AppState::from_settings(settings)
         .await
         .context("cannot open the demo store")?;
-    let (users, password) = yanshou_server::demo::seed(state.store.as_ref())
+    let (users, password) = yanshou_server::demo::seed(&state)
         .await
         .map_err(|e| anyhow::anyhow!("cannot seed the demo county: {e}"))?;
     let rounds = yanshou_server::demo::open_rounds(&state)
@@ -386,6 +387,7 @@ async fn user_command(command: UserCommand, settings: Settings) -> anyhow::Resul
                     township_id: township,
                     specialty,
                 },
+                SystemClock.now_ms(),
             )
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;

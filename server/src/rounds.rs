@@ -12,7 +12,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
 use sync_protocol::{AllowAll, EntityId, Hlc, MergeContext, Op, OpBody, OpId, Outcome, Value};
 use uuid::Uuid;
 
@@ -138,19 +137,17 @@ pub async fn open(state: &AppState, caller: &AuthUser, mine_id: Uuid) -> Result<
 }
 
 /// A round with its record's verdict as it stands.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct RoundView {
-    #[serde(flatten)]
+#[derive(Debug, Clone)]
+pub struct RoundState {
     pub round: AcceptanceRound,
     /// Sections signed so far.
     pub signed_sections: Vec<String>,
     /// Fields waiting for a conflict resolution.
     pub conflicts: Vec<String>,
-    #[schema(value_type = Object)]
     pub verdict: Verdict,
 }
 
-pub async fn view(state: &AppState, caller: &AuthUser, round_id: Uuid) -> Result<RoundView> {
+pub async fn view(state: &AppState, caller: &AuthUser, round_id: Uuid) -> Result<RoundState> {
     let round = match state.store.get_round(round_id).await {
         Ok(r) => r,
         Err(StoreError::NotFound) => return Err(AppError::NotFound("round")),
@@ -175,7 +172,7 @@ pub async fn view(state: &AppState, caller: &AuthUser, round_id: Uuid) -> Result
         .map(|(k, f)| (k.as_str(), &f.value));
     let (answers, _refused) = template.collect_answers(disposition, values);
     let verdict = template.verdict(disposition, &answers, FailureConclusion::RectifyByDeadline);
-    Ok(RoundView {
+    Ok(RoundState {
         signed_sections: record.signatures.keys().cloned().collect(),
         conflicts: record
             .fields

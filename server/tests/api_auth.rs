@@ -578,7 +578,11 @@ async fn device_enrolment_binding_and_revocation(b: Backend) {
         .await;
     assert_eq!(s, StatusCode::OK);
     let bound = session["access_token"].as_str().unwrap().to_owned();
-    let claims = app.state.keys.verify(&bound).unwrap();
+    let claims = app
+        .state
+        .keys
+        .verify(&bound, app.state.clock.now_ms() / 1000)
+        .unwrap();
     assert_eq!(claims.did.map(|d| d.to_string()), Some(device_id.clone()));
 
     let (s, list) = app

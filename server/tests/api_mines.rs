@@ -32,9 +32,8 @@ struct County {
 
 async fn county(b: Backend) -> County {
     let db = TestDb::new(b).await;
-    let mut state = db.state().await;
     let clock = ManualClock::new(date("2023-11-01"));
-    state.clock = clock.clone();
+    let state = db.state_with_clock(clock.clone()).await;
     let mut app = TestApp::from_state(state);
     app.db = Some(db);
     let office = app.token_for("office", Role::CountyOffice).await;

@@ -486,7 +486,11 @@ async fn bad_sync_requests_get_clear_errors(b: Backend) {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
 
     // An expired token after a week offline: 401, then the refresh token still works.
-    let mut claims = app.state.keys.verify(&pa.token).unwrap();
+    let mut claims = app
+        .state
+        .keys
+        .verify(&pa.token, app.state.clock.now_ms() / 1000)
+        .unwrap();
     claims.exp = chrono::Utc::now().timestamp() - 7 * 86_400;
     claims.nbf = claims.exp - 900;
     let expired = app.state.keys.sign(&claims).unwrap();

@@ -26,6 +26,32 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(device_owner))
 }
 
+/// An enrolled phone as the API shows it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Device)]
+pub struct DeviceView {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub name: String,
+    /// The device's P-256 public key as SPKI DER, base64 (standard alphabet).
+    pub public_key_spki: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+impl From<&Device> for DeviceView {
+    fn from(d: &Device) -> Self {
+        DeviceView {
+            id: d.id,
+            user_id: d.user_id,
+            name: d.name.clone(),
+            public_key_spki: d.public_key_spki.clone(),
+            created_at: d.created_at,
+            revoked_at: d.revoked_at,
+        }
+    }
+}
+
 /// Who writes through a device: shown beside the values of a conflict ("张三, 水利局").
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct DeviceOwner {
@@ -45,8 +71,37 @@ pub struct EnrollRequest {
     /// A name the user recognises, e.g. "李工的手机".
     pub name: String,
     /// The device's P-256 public key: a JWK object, SPKI PEM, or SPKI DER in base64.
-    #[schema(value_type = Object)]
+    #[schema(value_type = PublicKeyDoc)]
     pub public_key: PublicKeyInput,
+}
+
+/// The document's shape of a device key (the handler reads it as [`PublicKeyInput`] and checks
+/// that it is a point on P-256).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[schema(as = PublicKey)]
+#[allow(dead_code)]
+enum PublicKeyDoc {
+    /// A JWK as WebCrypto exports it (`exportKey("jwk", …)`); members other than these, such as
+    /// `ext` and `key_ops`, are ignored. A private member `d` is refused.
+    Jwk(EcPublicJwk),
+    /// SubjectPublicKeyInfo as PEM, or DER in standard base64 (`exportKey("spki", …)`).
+    Spki(String),
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct EcPublicJwk {
+    #[schema(pattern = "^EC$")]
+    kty: String,
+    #[schema(pattern = "^P-256$")]
+    crv: String,
+    /// The point's x coordinate, 32 bytes in base64url.
+    #[schema(pattern = "^[A-Za-z0-9_-]{43}$")]
+    x: String,
+    /// The point's y coordinate, 32 bytes in base64url.
+    #[schema(pattern = "^[A-Za-z0-9_-]{43}$")]
+    y: String,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -60,33 +115,41 @@ pub struct ListQuery {
 /// Enrol a phone for the calling user.
 #[utoipa::path(post, path = "/devices", tag = "devices", security(("bearer" = [])),
     request_body = EnrollRequest,
-    responses((status = 201, body = Device), (status = 400, body = ErrorBody),
+    responses((status = 201, body = DeviceView), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody)))]
 async fn enroll_device(
     State(state): State<AppState>,
     caller: AuthUser,
     ApiJson(req): ApiJson<EnrollRequest>,
-) -> Result<(StatusCode, Json<Device>)> {
-    let device = devices::enroll(state.store.as_ref(), &caller, &req.name, &req.public_key).await?;
-    Ok((StatusCode::CREATED, Json(device)))
+) -> Result<(StatusCode, Json<DeviceView>)> {
+    let device = devices::enroll(&state, &caller, &req.name, &req.public_key).await?;
+    Ok((StatusCode::CREATED, Json(DeviceView::from(&device))))
 }
 
 /// The caller's devices; admins may list another user's or all.
 #[utoipa::path(get, path = "/devices", tag = "devices", security(("bearer" = [])),
     params(ListQuery),
-    responses((status = 200, body = [Device]), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = [DeviceView]), (status = 403, body = ErrorBody)))]
 async fn list_devices(
     State(state): State<AppState>,
     caller: AuthUser,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Vec<Device>>> {
+) -> Result<Json<Vec<DeviceView>>> {
     let filter = if q.all || q.user_id.is_some_and(|u| u != caller.id()) {
         caller.require(&[Role::Admin])?;
         if q.all { None } else { q.user_id }
     } else {
         Some(caller.id())
     };
-    Ok(Json(state.store.list_devices(filter).await?))
+    Ok(Json(
+        state
+            .store
+            .list_devices(filter)
+            .await?
+            .iter()
+            .map(DeviceView::from)
+            .collect(),
+    ))
 }
 
 /// The person a device belongs to, for anyone who works on acceptance records (not holders):
@@ -134,6 +197,6 @@ async fn revoke_device(
     caller: AuthUser,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode> {
-    devices::revoke(state.store.as_ref(), &caller, id).await?;
+    devices::revoke(&state, &caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

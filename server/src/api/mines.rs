@@ -7,7 +7,7 @@ use axum::{
     response::IntoResponse,
 };
 use chrono::NaiveDate;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
@@ -19,8 +19,9 @@ use crate::{
         self, Dashboard, HolderBinding, ImportReport, MineDetail, NewCase, NewMine,
         TransitionRequest,
     },
-    model::{AcceptanceRound, CaseRecord, Mine},
-    rounds::{self, RoundView},
+    model::{AcceptanceRound, CaseRecord, Mine, MineEvent, MineFacts},
+    rounds::{self, RoundState},
+    rules::{template::Verdict, workflow::MineDeadline},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -41,29 +42,37 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// the sync feed for the inspectors' phones, filled against the template version it names.
 #[utoipa::path(post, path = "/mines/{id}/rounds", tag = "acceptance", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
-    responses((status = 201, body = AcceptanceRound), (status = 403, body = ErrorBody),
+    responses((status = 201, body = AcceptanceRoundView), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn open_round(
     State(state): State<AppState>,
     caller: AuthUser,
     Path(id): Path<Uuid>,
-) -> Result<(StatusCode, Json<AcceptanceRound>)> {
+) -> Result<(StatusCode, Json<AcceptanceRoundView>)> {
     Ok((
         StatusCode::CREATED,
-        Json(rounds::open(&state, &caller, id).await?),
+        Json(AcceptanceRoundView::from(
+            &rounds::open(&state, &caller, id).await?,
+        )),
     ))
 }
 
 /// The mine's rounds, oldest first (each re-inspection links to the previous round).
 #[utoipa::path(get, path = "/mines/{id}/rounds", tag = "acceptance", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
-    responses((status = 200, body = [AcceptanceRound]), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = [AcceptanceRoundView]), (status = 404, body = ErrorBody)))]
 async fn list_rounds(
     State(state): State<AppState>,
     caller: AuthUser,
     Path(id): Path<Uuid>,
-) -> Result<Json<Vec<AcceptanceRound>>> {
-    Ok(Json(rounds::list(&state, &caller, id).await?))
+) -> Result<Json<Vec<AcceptanceRoundView>>> {
+    Ok(Json(
+        rounds::list(&state, &caller, id)
+            .await?
+            .iter()
+            .map(AcceptanceRoundView::from)
+            .collect(),
+    ))
 }
 
 /// A round with the verdict of its record as it stands (section results, failing items).
@@ -75,7 +84,7 @@ async fn get_round(
     caller: AuthUser,
     Path(id): Path<Uuid>,
 ) -> Result<Json<RoundView>> {
-    Ok(Json(rounds::view(&state, &caller, id).await?))
+    Ok(Json(rounds::view(&state, &caller, id).await?.into()))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -87,25 +96,36 @@ pub struct AsOf {
 
 /// Mines the caller may see (township officers: their township's).
 #[utoipa::path(get, path = "/mines", tag = "mines", security(("bearer" = [])),
-    responses((status = 200, body = [Mine]), (status = 403, body = ErrorBody)))]
-async fn list_mines(State(state): State<AppState>, caller: AuthUser) -> Result<Json<Vec<Mine>>> {
-    Ok(Json(mines::visible_mines(&state, &caller).await?))
+    responses((status = 200, body = [MineView]), (status = 403, body = ErrorBody)))]
+async fn list_mines(
+    State(state): State<AppState>,
+    caller: AuthUser,
+) -> Result<Json<Vec<MineView>>> {
+    Ok(Json(
+        mines::visible_mines(&state, &caller)
+            .await?
+            .iter()
+            .map(MineView::from)
+            .collect(),
+    ))
 }
 
 /// Register a mine (county office, admin). Boundary corner points may be CGCS2000 Gauss-Krüger
 /// (as on the licence) or latitude/longitude with a declared datum.
 #[utoipa::path(post, path = "/mines", tag = "mines", security(("bearer" = [])),
     request_body = NewMine,
-    responses((status = 201, body = Mine), (status = 400, body = ErrorBody),
+    responses((status = 201, body = MineView), (status = 400, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn create_mine(
     State(state): State<AppState>,
     caller: AuthUser,
     ApiJson(input): ApiJson<NewMine>,
-) -> Result<(StatusCode, Json<Mine>)> {
+) -> Result<(StatusCode, Json<MineView>)> {
     Ok((
         StatusCode::CREATED,
-        Json(mines::create(&state, &caller, input).await?),
+        Json(MineView::from(
+            &mines::create(&state, &caller, input).await?,
+        )),
     ))
 }
 
@@ -154,45 +174,47 @@ async fn export_mines(
 /// One mine with its open deadlines, transitions (audit trail) and case records.
 #[utoipa::path(get, path = "/mines/{id}", tag = "mines", security(("bearer" = [])),
     params(("id" = Uuid, Path), AsOf),
-    responses((status = 200, body = MineDetail), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = MineDetailView), (status = 404, body = ErrorBody)))]
 async fn get_mine(
     State(state): State<AppState>,
     caller: AuthUser,
     Path(id): Path<Uuid>,
     Query(q): Query<AsOf>,
-) -> Result<Json<MineDetail>> {
-    Ok(Json(mines::detail(&state, &caller, id, q.as_of).await?))
+) -> Result<Json<MineDetailView>> {
+    Ok(Json(
+        mines::detail(&state, &caller, id, q.as_of).await?.into(),
+    ))
 }
 
 /// Bind the mine to its mining-right holder's account (`{"user_id": "…"}`, an `operator`
 /// account), or unbind it (`{"user_id": null}`). County office and admins.
 #[utoipa::path(put, path = "/mines/{id}/holder", tag = "mines", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = HolderBinding,
-    responses((status = 200, body = Mine), (status = 400, body = ErrorBody),
+    responses((status = 200, body = MineView), (status = 400, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn bind_holder(
     State(state): State<AppState>,
     caller: AuthUser,
     Path(id): Path<Uuid>,
     ApiJson(binding): ApiJson<HolderBinding>,
-) -> Result<Json<Mine>> {
-    Ok(Json(
-        mines::bind_holder(&state, &caller, id, binding).await?,
-    ))
+) -> Result<Json<MineView>> {
+    Ok(Json(MineView::from(
+        &mines::bind_holder(&state, &caller, id, binding).await?,
+    )))
 }
 
 /// Take a workflow step (`{"transition": "approve", "reason": "…"}`); refused steps get 409 with
 /// the reason, steps of another role 403.
 #[utoipa::path(post, path = "/mines/{id}/transitions", tag = "mines", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = TransitionRequest,
-    responses((status = 200, body = Mine), (status = 403, body = ErrorBody),
+    responses((status = 200, body = MineView), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn transition_mine(
     State(state): State<AppState>,
     caller: AuthUser,
     Path(id): Path<Uuid>,
     ApiJson(raw): ApiJson<serde_json::Map<String, serde_json::Value>>,
-) -> Result<Json<Mine>> {
+) -> Result<Json<MineView>> {
     // serde reads an internal tag given as a number as the variant's index (`"transition": 0`
     // would be `propose`): the step is named, never numbered.
     if !raw
@@ -207,23 +229,27 @@ async fn transition_mine(
     let req: TransitionRequest = crate::error::parse_json(
         &serde_json::to_vec(&raw).map_err(|e| AppError::Internal(e.to_string()))?,
     )?;
-    Ok(Json(mines::transition(&state, &caller, id, req).await?))
+    Ok(Json(MineView::from(
+        &mines::transition(&state, &caller, id, req).await?,
+    )))
 }
 
 /// Add a case record: 一事一议 (`collective_study`) or 线索移送 (`referral`).
 #[utoipa::path(post, path = "/mines/{id}/cases", tag = "mines", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = NewCase,
-    responses((status = 201, body = CaseRecord), (status = 400, body = ErrorBody),
+    responses((status = 201, body = CaseRecordView), (status = 400, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn add_case(
     State(state): State<AppState>,
     caller: AuthUser,
     Path(id): Path<Uuid>,
     ApiJson(case): ApiJson<NewCase>,
-) -> Result<(StatusCode, Json<CaseRecord>)> {
+) -> Result<(StatusCode, Json<CaseRecordView>)> {
     Ok((
         StatusCode::CREATED,
-        Json(mines::add_case(&state, &caller, id, case).await?),
+        Json(CaseRecordView::from(
+            &mines::add_case(&state, &caller, id, case).await?,
+        )),
     ))
 }
 
@@ -237,4 +263,201 @@ async fn dashboard(
     Query(q): Query<AsOf>,
 ) -> Result<Json<Dashboard>> {
     Ok(Json(mines::dashboard(&state, &caller, q.as_of).await?))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Views: what the API shows of mines and rounds, built from the domain values.
+
+/// A stopped mine in the registry.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Mine)]
+pub struct MineView {
+    pub id: Uuid,
+    /// 矿山名称
+    pub name: String,
+    /// 采矿许可证号
+    pub licence_no: String,
+    /// 采矿权人
+    pub holder: String,
+    /// The holder's account, once the county office has bound it.
+    pub holder_user_id: Option<Uuid>,
+    pub township_id: Uuid,
+    /// 矿种
+    pub mineral: String,
+    /// 开采方式
+    pub mining_method: String,
+    /// 矿区面积 in hectares, an exact decimal string.
+    pub area_ha: Option<String>,
+    /// Boundary corner points as given and converted to latitude/longitude.
+    #[schema(value_type = Option<Object>)]
+    pub boundary: Option<serde_json::Value>,
+    pub campaign_id: String,
+    pub facts: MineFacts,
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl From<&Mine> for MineView {
+    fn from(m: &Mine) -> Self {
+        MineView {
+            id: m.id,
+            name: m.name.clone(),
+            licence_no: m.licence_no.clone(),
+            holder: m.holder.clone(),
+            holder_user_id: m.holder_user_id,
+            township_id: m.township_id,
+            mineral: m.mineral.clone(),
+            mining_method: m.mining_method.clone(),
+            area_ha: m.area_ha.clone(),
+            boundary: m.boundary.clone(),
+            campaign_id: m.campaign_id.clone(),
+            facts: m.facts.clone(),
+            version: m.version,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+/// One workflow transition of a mine (the audit trail).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = MineEvent)]
+pub struct MineEventView {
+    pub id: Uuid,
+    pub mine_id: Uuid,
+    pub transition: String,
+    pub from_stage: String,
+    pub to_stage: String,
+    pub actor_id: Option<Uuid>,
+    pub reason: String,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+    /// The date the transition counts as of (server date).
+    pub as_of: String,
+    pub created_at: i64,
+}
+
+impl From<&MineEvent> for MineEventView {
+    fn from(e: &MineEvent) -> Self {
+        MineEventView {
+            id: e.id,
+            mine_id: e.mine_id,
+            transition: e.transition.clone(),
+            from_stage: e.from_stage.clone(),
+            to_stage: e.to_stage.clone(),
+            actor_id: e.actor_id,
+            reason: e.reason.clone(),
+            data: e.data.clone(),
+            as_of: e.as_of.clone(),
+            created_at: e.created_at,
+        }
+    }
+}
+
+/// A case record on a mine's timeline.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = CaseRecord)]
+pub struct CaseRecordView {
+    pub id: Uuid,
+    pub mine_id: Uuid,
+    /// `collective_study` (一事一议), `referral` (线索移送) or `announcement` (公告).
+    pub kind: String,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+    pub created_by: Option<Uuid>,
+    pub created_at: i64,
+}
+
+impl From<&CaseRecord> for CaseRecordView {
+    fn from(c: &CaseRecord) -> Self {
+        CaseRecordView {
+            id: c.id,
+            mine_id: c.mine_id,
+            kind: c.kind.clone(),
+            data: c.data.clone(),
+            created_by: c.created_by,
+            created_at: c.created_at,
+        }
+    }
+}
+
+/// One mine with its open deadlines, transitions and case records: its timeline.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = MineDetail)]
+pub struct MineDetailView {
+    #[serde(flatten)]
+    pub mine: MineView,
+    pub deadlines: Vec<MineDeadline>,
+    pub events: Vec<MineEventView>,
+    pub cases: Vec<CaseRecordView>,
+}
+
+impl From<MineDetail> for MineDetailView {
+    fn from(d: MineDetail) -> Self {
+        MineDetailView {
+            mine: MineView::from(&d.mine),
+            deadlines: d.deadlines,
+            events: d.events.iter().map(MineEventView::from).collect(),
+            cases: d.cases.iter().map(CaseRecordView::from).collect(),
+        }
+    }
+}
+
+/// One acceptance visit of a mine: one record, filled through sync as the entity with the
+/// same id.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AcceptanceRound)]
+pub struct AcceptanceRoundView {
+    pub id: Uuid,
+    pub mine_id: Uuid,
+    /// 1 for the first visit; re-inspections count on.
+    pub round_no: i32,
+    /// The round this one re-inspects.
+    pub previous_round_id: Option<Uuid>,
+    /// `template-id@version` the record is filled against.
+    pub template_ref: String,
+    /// The mine's disposition when the round was opened (decides which items apply).
+    pub disposition: String,
+    pub created_by: Option<Uuid>,
+    pub created_at: i64,
+}
+
+impl From<&AcceptanceRound> for AcceptanceRoundView {
+    fn from(r: &AcceptanceRound) -> Self {
+        AcceptanceRoundView {
+            id: r.id,
+            mine_id: r.mine_id,
+            round_no: r.round_no,
+            previous_round_id: r.previous_round_id,
+            template_ref: r.template_ref.clone(),
+            disposition: r.disposition.clone(),
+            created_by: r.created_by,
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// A round with the verdict of its record as it stands.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RoundView {
+    #[serde(flatten)]
+    pub round: AcceptanceRoundView,
+    /// Sections signed so far.
+    pub signed_sections: Vec<String>,
+    /// Fields waiting for a conflict resolution.
+    pub conflicts: Vec<String>,
+    #[schema(value_type = Object)]
+    pub verdict: Verdict,
+}
+
+impl From<RoundState> for RoundView {
+    fn from(r: RoundState) -> Self {
+        RoundView {
+            round: AcceptanceRoundView::from(&r.round),
+            signed_sections: r.signed_sections,
+            conflicts: r.conflicts,
+            verdict: r.verdict,
+        }
+    }
 }

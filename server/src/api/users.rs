@@ -5,6 +5,7 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
 };
+use serde::Serialize;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
@@ -19,6 +20,46 @@ use crate::{
     store::StoreError,
 };
 
+/// An account as the API shows it (never its password hash).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = User)]
+pub struct UserView {
+    pub id: Uuid,
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    /// Department code, for `department_inspector`.
+    pub department: Option<String>,
+    /// Township or forest farm, for `township_officer`.
+    pub township_id: Option<Uuid>,
+    /// Expert specialty code, for `expert`.
+    pub specialty: Option<String>,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        UserView {
+            id: u.id,
+            username: u.username.clone(),
+            display_name: u.display_name.clone(),
+            role: u.role,
+            department: u.department.clone(),
+            township_id: u.township_id,
+            specialty: u.specialty.clone(),
+            disabled: u.disabled,
+            created_at: u.created_at,
+        }
+    }
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> Self {
+        UserView::from(&u)
+    }
+}
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(me))
@@ -30,51 +71,62 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The calling user.
 #[utoipa::path(get, path = "/me", tag = "users", security(("bearer" = [])),
-    responses((status = 200, body = User), (status = 401, body = ErrorBody)))]
-async fn me(State(state): State<AppState>, caller: AuthUser) -> Result<Json<User>> {
-    Ok(Json(state.store.get_user(caller.id()).await?))
+    responses((status = 200, body = UserView), (status = 401, body = ErrorBody)))]
+async fn me(State(state): State<AppState>, caller: AuthUser) -> Result<Json<UserView>> {
+    Ok(Json(state.store.get_user(caller.id()).await?.into()))
 }
 
 /// All users (admin).
 #[utoipa::path(get, path = "/users", tag = "users", security(("bearer" = [])),
-    responses((status = 200, body = [User]), (status = 401, body = ErrorBody),
+    responses((status = 200, body = [UserView]), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody)))]
-async fn list_users(State(state): State<AppState>, caller: AuthUser) -> Result<Json<Vec<User>>> {
+async fn list_users(
+    State(state): State<AppState>,
+    caller: AuthUser,
+) -> Result<Json<Vec<UserView>>> {
     caller.require(&[Role::Admin])?;
-    Ok(Json(state.store.list_users().await?))
+    Ok(Json(
+        state
+            .store
+            .list_users()
+            .await?
+            .iter()
+            .map(UserView::from)
+            .collect(),
+    ))
 }
 
 /// Create a user (admin). The role's scope is required: a department for inspectors, a township
 /// for township officers, a specialty for experts.
 #[utoipa::path(post, path = "/users", tag = "users", security(("bearer" = [])),
     request_body = NewUserInput,
-    responses((status = 201, body = User), (status = 400, body = ErrorBody),
+    responses((status = 201, body = UserView), (status = 400, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn create_user(
     State(state): State<AppState>,
     caller: AuthUser,
     ApiJson(input): ApiJson<NewUserInput>,
-) -> Result<(StatusCode, Json<User>)> {
+) -> Result<(StatusCode, Json<UserView>)> {
     caller.require(&[Role::Admin])?;
-    let user = accounts::create_user(state.store.as_ref(), input).await?;
-    Ok((StatusCode::CREATED, Json(user)))
+    let user = accounts::create_user(state.store.as_ref(), input, state.clock.now_ms()).await?;
+    Ok((StatusCode::CREATED, Json(user.into())))
 }
 
 /// One user (admin, or the user themself).
 #[utoipa::path(get, path = "/users/{id}", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
-    responses((status = 200, body = User), (status = 403, body = ErrorBody),
+    responses((status = 200, body = UserView), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
 async fn get_user(
     State(state): State<AppState>,
     caller: AuthUser,
     Path(id): Path<Uuid>,
-) -> Result<Json<User>> {
+) -> Result<Json<UserView>> {
     if caller.id() != id {
         caller.require(&[Role::Admin])?;
     }
     match state.store.get_user(id).await {
-        Ok(u) => Ok(Json(u)),
+        Ok(u) => Ok(Json(u.into())),
         Err(StoreError::NotFound) => Err(AppError::NotFound("user")),
         Err(e) => Err(e.into()),
     }

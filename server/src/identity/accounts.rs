@@ -16,7 +16,7 @@
 
 use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::{
@@ -24,7 +24,7 @@ use crate::{
     error::{AppError, Result},
     identity::{password, tokens},
     model::{NewUser, Role, User},
-    store::{RefreshToken, Store, StoreError, now_ms},
+    store::{RefreshToken, Store, StoreError},
 };
 
 /// Input for a new account (CLI and admin API).
@@ -50,7 +50,7 @@ pub struct NewUserInput {
 
 /// Validate the input (username form, password strength, role scope against the organisation
 /// data) and create the user.
-pub async fn create_user(store: &dyn Store, input: NewUserInput) -> Result<User> {
+pub async fn create_user(store: &dyn Store, input: NewUserInput, now: i64) -> Result<User> {
     let username = input.username.trim().to_owned();
     if username.chars().count() < 2 || username.chars().count() > 64 {
         return Err(AppError::invalid_field(
@@ -87,7 +87,7 @@ pub async fn create_user(store: &dyn Store, input: NewUserInput) -> Result<User>
             township_id: input.township_id,
             specialty: input.specialty,
             password_hash,
-            created_at: now_ms(),
+            created_at: now,
         })
         .await?;
     tracing::info!(user = ?user.username, role = %user.role, "user created");
@@ -157,7 +157,7 @@ async fn check_scope(store: &dyn Store, input: &NewUserInput) -> Result<()> {
 }
 
 /// What a successful login or refresh returns.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone)]
 pub struct Session {
     pub access_token: String,
     /// Always `Bearer`.
@@ -205,7 +205,7 @@ pub async fn login(
     device_id: Option<Uuid>,
     addr: Option<IpAddr>,
 ) -> Result<Session> {
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let s = &state.settings;
     let (window, retry_short) = window_start(state, now, 1);
     let (long_window, retry_long) = window_start(state, now, LONG_WINDOWS);
@@ -348,7 +348,7 @@ async fn open_session(
 
 /// Rotate a refresh token. A token presented after it was rotated revokes its whole family.
 pub async fn refresh(state: &AppState, presented: &str) -> Result<Session> {
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let stored = match state
         .store
         .get_refresh_token_by_hash(&tokens::hash_refresh_token(presented))
@@ -408,7 +408,7 @@ pub async fn logout(state: &AppState, presented: &str) -> Result<()> {
     {
         Ok(t) => Ok(state
             .store
-            .revoke_refresh_family(t.family_id, now_ms())
+            .revoke_refresh_family(t.family_id, state.clock.now_ms())
             .await?),
         Err(StoreError::NotFound) => Ok(()),
         Err(e) => Err(e.into()),

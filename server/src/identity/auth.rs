@@ -92,7 +92,7 @@ impl FromRequestParts<AppState> for AuthUser {
             .ok_or(AppError::Unauthenticated(
                 "Authorization must be 'Bearer <token>'",
             ))?;
-        let claims = state.keys.verify(token)?;
+        let claims = state.keys.verify(token, state.clock.now_ms() / 1000)?;
         let status = match state.store.principal_status(claims.sub, claims.did).await {
             Ok(s) => s,
             Err(StoreError::NotFound) => {

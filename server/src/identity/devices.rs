@@ -11,10 +11,11 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::{
+    AppState,
     error::{AppError, Result},
     identity::auth::AuthUser,
     model::{Device, Role},
-    store::{Store, StoreError, now_ms},
+    store::StoreError,
 };
 
 /// A P-256 public key as a JWK object, or a string holding SPKI (PEM, or DER in base64).
@@ -65,7 +66,7 @@ pub fn normalize_public_key(input: &PublicKeyInput) -> Result<String> {
 
 /// Enrol a device for the calling user.
 pub async fn enroll(
-    store: &dyn Store,
+    state: &AppState,
     caller: &AuthUser,
     name: &str,
     key: &PublicKeyInput,
@@ -82,17 +83,17 @@ pub async fn enroll(
         user_id: caller.id(),
         name: name.to_owned(),
         public_key_spki: normalize_public_key(key)?,
-        created_at: now_ms(),
+        created_at: state.clock.now_ms(),
         revoked_at: None,
     };
-    store.create_device(&device).await?;
+    state.store.create_device(&device).await?;
     tracing::info!(device = %device.id, user = %device.user_id, "device enrolled");
     Ok(device)
 }
 
 /// Revoke a device: its owner or an admin may. Its sessions end at once.
-pub async fn revoke(store: &dyn Store, caller: &AuthUser, id: Uuid) -> Result<()> {
-    let device = match store.get_device(id).await {
+pub async fn revoke(state: &AppState, caller: &AuthUser, id: Uuid) -> Result<()> {
+    let device = match state.store.get_device(id).await {
         Ok(d) => d,
         Err(StoreError::NotFound) => return Err(AppError::NotFound("device")),
         Err(e) => return Err(e.into()),
@@ -101,7 +102,7 @@ pub async fn revoke(store: &dyn Store, caller: &AuthUser, id: Uuid) -> Result<()
         // Same answer as for a missing device: do not reveal other users' device ids.
         return Err(AppError::NotFound("device"));
     }
-    store.revoke_device(id, now_ms()).await?;
+    state.store.revoke_device(id, state.clock.now_ms()).await?;
     tracing::info!(device = %id, by = %caller.id(), "device revoked");
     Ok(())
 }

@@ -82,9 +82,13 @@ impl std::fmt::Debug for TokenKeys {
 }
 
 impl TokenKeys {
-    /// Load the key in force from the store, generating one on first start.
-    pub async fn load_or_create(store: &dyn Store, settings: &Settings) -> StoreResult<Self> {
-        let candidate = generate_signing_key(crate::store::now_ms())
+    /// Load the key in force from the store, generating one (dated `now_ms`) on first start.
+    pub async fn load_or_create(
+        store: &dyn Store,
+        settings: &Settings,
+        now_ms: i64,
+    ) -> StoreResult<Self> {
+        let candidate = generate_signing_key(now_ms)
             .map_err(|e| crate::store::StoreError::Other(e.to_string()))?;
         let key = store.get_or_create_signing_key(&candidate).await?;
         Self::from_signing_key(&key, settings)
@@ -107,8 +111,9 @@ impl TokenKeys {
         validation.set_issuer(&[&settings.token_issuer]);
         validation.set_audience(&[&settings.token_audience]);
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
+        // The time window is checked against the server's clock in `verify`, not the system's.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.leeway = 30;
         Ok(Self {
             kid: key.kid.clone(),
@@ -153,48 +158,40 @@ impl TokenKeys {
             .map_err(|e| AppError::Internal(format!("jwt encode: {e}")))
     }
 
-    /// Check signature, algorithm, issuer, audience, time window and type.
-    pub fn verify(&self, token: &str) -> Result<Claims> {
+    /// Check signature, algorithm, issuer, audience and type, and the time window at
+    /// `now_secs` (the server's clock, Unix seconds).
+    pub fn verify(&self, token: &str, now_secs: i64) -> Result<Claims> {
         let cached = self
             .verified
             .lock()
             .ok()
             .and_then(|c| c.get(token).cloned());
-        if let Some(claims) = cached {
-            let now = chrono::Utc::now().timestamp();
-            let leeway = i64::try_from(self.validation.leeway).unwrap_or(0);
-            if claims.exp + leeway <= now {
-                return Err(AppError::Unauthenticated("access token expired"));
+        let claims = match cached {
+            Some(claims) => claims,
+            None => {
+                let claims = self.verify_signature(token)?;
+                if let Ok(mut c) = self.verified.lock() {
+                    if c.len() >= VERIFIED_CACHE_MAX {
+                        c.clear();
+                    }
+                    c.insert(token.to_owned(), claims.clone());
+                }
+                claims
             }
-            if claims.nbf - leeway > now {
-                return Err(AppError::Unauthenticated("access token not yet valid"));
-            }
-            return Ok(claims);
+        };
+        let leeway = i64::try_from(self.validation.leeway).unwrap_or(0);
+        if claims.exp + leeway <= now_secs {
+            return Err(AppError::Unauthenticated("access token expired"));
         }
-        let claims = self.verify_signature(token)?;
-        if let Ok(mut c) = self.verified.lock() {
-            if c.len() >= VERIFIED_CACHE_MAX {
-                c.clear();
-            }
-            c.insert(token.to_owned(), claims.clone());
+        if claims.nbf - leeway > now_secs {
+            return Err(AppError::Unauthenticated("access token not yet valid"));
         }
         Ok(claims)
     }
 
     fn verify_signature(&self, token: &str) -> Result<Claims> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| {
-                use jsonwebtoken::errors::ErrorKind;
-                match e.kind() {
-                    ErrorKind::ExpiredSignature => {
-                        AppError::Unauthenticated("access token expired")
-                    }
-                    ErrorKind::ImmatureSignature => {
-                        AppError::Unauthenticated("access token not yet valid")
-                    }
-                    _ => AppError::Unauthenticated("invalid access token"),
-                }
-            })?;
+            .map_err(|_| AppError::Unauthenticated("invalid access token"))?;
         if data.claims.typ != ACCESS_TYP {
             return Err(AppError::Unauthenticated("invalid access token"));
         }
@@ -271,7 +268,7 @@ mod tests {
         let u = user();
         let now = chrono::Utc::now().timestamp();
         let t = k.issue(&u, None, now).expect("issue");
-        let c = k.verify(&t).expect("verify");
+        let c = k.verify(&t, now).expect("verify");
         assert_eq!(c.sub, u.id);
         assert_eq!(c.role, Role::DepartmentInspector);
         assert_eq!(c.dept.as_deref(), Some("forestry"));
@@ -281,10 +278,9 @@ mod tests {
     fn token_from_another_key_is_refused() {
         let (k1, _) = keys();
         let (k2, _) = keys();
-        let t = k1
-            .issue(&user(), None, chrono::Utc::now().timestamp())
-            .expect("issue");
-        assert!(k2.verify(&t).is_err());
+        let now = chrono::Utc::now().timestamp();
+        let t = k1.issue(&user(), None, now).expect("issue");
+        assert!(k2.verify(&t, now).is_err());
     }
 
     #[test]
@@ -292,16 +288,16 @@ mod tests {
         let (k, _) = keys();
         let now = chrono::Utc::now().timestamp();
         let mut claims = k
-            .verify(&k.issue(&user(), None, now).expect("issue"))
+            .verify(&k.issue(&user(), None, now).expect("issue"), now)
             .expect("ok");
         claims.exp = now + 1;
         claims.nbf = now - 10;
         let short = k.sign(&claims).expect("sign");
-        assert!(k.verify(&short).is_ok(), "verified and cached");
+        assert!(k.verify(&short, now).is_ok(), "verified and cached");
         // Tamper with the payload: a different string, so no cache hit, and a bad signature.
         let mut parts: Vec<String> = short.split('.').map(str::to_owned).collect();
         parts[1].push('A');
-        assert!(k.verify(&parts.join(".")).is_err());
+        assert!(k.verify(&parts.join("."), now).is_err());
         // Past exp + leeway the cached entry is refused too.
         let mut stale = claims.clone();
         stale.exp = now - 31;
@@ -311,7 +307,13 @@ mod tests {
             .lock()
             .expect("lock")
             .insert(stale_token.clone(), stale);
-        assert!(k.verify(&stale_token).is_err());
+        assert!(k.verify(&stale_token, now).is_err());
+        // The window is the caller's clock: the same token at its own time is fine.
+        assert!(k.verify(&stale_token, now - 40).is_ok());
+        assert!(
+            k.verify(&short, now + 40).is_err(),
+            "expired on the server's clock"
+        );
     }
 
     #[test]

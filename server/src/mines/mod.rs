@@ -1001,9 +1001,8 @@ pub async fn dashboard(
 }
 
 /// One mine with its open deadlines, transitions and case records: its timeline.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone)]
 pub struct MineDetail {
-    #[serde(flatten)]
     pub mine: Mine,
     pub deadlines: Vec<MineDeadline>,
     pub events: Vec<MineEvent>,

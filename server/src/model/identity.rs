@@ -54,7 +54,7 @@ impl std::fmt::Display for Role {
 }
 
 /// A person's account.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct User {
     pub id: Uuid,
     pub username: String,
@@ -68,7 +68,6 @@ pub struct User {
     pub specialty: Option<String>,
     pub disabled: bool,
     pub created_at: i64,
-    #[serde(skip)]
     pub password_hash: String,
 }
 
@@ -88,7 +87,7 @@ pub struct NewUser {
 
 /// A department (责任单位). Inspecting departments own acceptance-table sections; observers
 /// (国资办, 财政局, 检察院, 法院, 纪委监委) attend but fill no section.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Department {
     pub code: String,
     pub name: String,
@@ -97,14 +96,14 @@ pub struct Department {
 }
 
 /// Expert specialty (水工环, 环境保护, 林业).
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Specialty {
     pub code: String,
     pub name: String,
 }
 
 /// A township, town, sub-district or forest farm: configurable data, not code.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Township {
     pub id: Uuid,
     pub name: String,
@@ -114,7 +113,7 @@ pub struct Township {
 }
 
 /// An enrolled phone. Its id is the writer of one op series in the sync protocol.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Device {
     pub id: Uuid,
     pub user_id: Uuid,

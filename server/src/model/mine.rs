@@ -258,7 +258,7 @@ impl MineFacts {
 }
 
 /// A stopped mine in the registry.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Mine {
     pub id: Uuid,
     /// 矿山名称
@@ -277,7 +277,6 @@ pub struct Mine {
     /// 矿区面积 in hectares, an exact decimal string.
     pub area_ha: Option<String>,
     /// Boundary corner points as given and converted (see `acceptance::geo`).
-    #[schema(value_type = Option<Object>)]
     pub boundary: Option<serde_json::Value>,
     pub campaign_id: String,
     pub facts: crate::model::MineFacts,
@@ -287,7 +286,7 @@ pub struct Mine {
 }
 
 /// One workflow transition of a mine (the audit trail).
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MineEvent {
     pub id: Uuid,
     pub mine_id: Uuid,
@@ -296,7 +295,6 @@ pub struct MineEvent {
     pub to_stage: String,
     pub actor_id: Option<Uuid>,
     pub reason: String,
-    #[schema(value_type = Object)]
     pub data: serde_json::Value,
     /// The date the transition counts as of (server date).
     pub as_of: String,
@@ -304,13 +302,12 @@ pub struct MineEvent {
 }
 
 /// A case record on a mine's timeline.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CaseRecord {
     pub id: Uuid,
     pub mine_id: Uuid,
     /// `collective_study` (一事一议), `referral` (线索移送) or `announcement` (公告).
     pub kind: String,
-    #[schema(value_type = Object)]
     pub data: serde_json::Value,
     pub created_by: Option<Uuid>,
     pub created_at: i64,

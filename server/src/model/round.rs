@@ -1,11 +1,10 @@
 //! An acceptance round: one visit to a mine, one record.
 
-use serde::Serialize;
 use uuid::Uuid;
 
 /// One acceptance visit (初验 or department acceptance) of a mine: one record, filled through
 /// sync as the entity with the same id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcceptanceRound {
     pub id: Uuid,
     pub mine_id: Uuid,

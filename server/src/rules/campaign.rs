@@ -30,6 +30,9 @@
 //! title = "完善审批手续并完成整治"
 //! applies_to = ["continue"]         # dispositions (at least one)
 //! responsible = "holder"            # holder | township | county_office | maintenance_body
+//! tracks = "approval_documents"     # optional, the work it tracks (see [`Work`]): restoration_plan
+//!                                   # | rectification | approval_documents | township_takeover
+//!                                   # | cancellation_application | maintenance | other (default)
 //! from = "disposition_approved"     # anchor event (see [`Anchor`]) …
 //! months = 6                        # … plus exactly one of days / months / years
 //! extension_months = 3              # optional: each extension adds this many months
@@ -202,6 +205,54 @@ impl Responsible {
     }
 }
 
+/// The work a deadline tracks: decides while which stages of a mine it stays open and which
+/// workflow guards read it. Keys are the file's own names; this closed list is the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Work {
+    /// 生态修复方案: open until the plan is compiled.
+    RestorationPlan,
+    /// The rectification itself (整治, 验收): open until the acceptance passes; when it lapses the
+    /// township may take over, and for a 注销 mine the right may be announced as abandoned.
+    Rectification,
+    /// The four approval documents of a 延续 mine; its extensions are the mine's extensions.
+    ApprovalDocuments,
+    /// The township's takeover of an overdue rectification: open once taken over.
+    TownshipTakeover,
+    /// The holder's cancellation application after the acceptance; when it lapses the
+    /// cancellation is announced.
+    CancellationApplication,
+    /// 管护期 after the licence is cancelled: a period, not a debt (never overdue).
+    Maintenance,
+    /// Anything else: shown until the licence question is settled.
+    Other,
+}
+
+impl Work {
+    const ALL: [Work; 7] = [
+        Work::RestorationPlan,
+        Work::Rectification,
+        Work::ApprovalDocuments,
+        Work::TownshipTakeover,
+        Work::CancellationApplication,
+        Work::Maintenance,
+        Work::Other,
+    ];
+
+    /// The code used in files.
+    pub fn code(self) -> &'static str {
+        match self {
+            Work::RestorationPlan => "restoration_plan",
+            Work::Rectification => "rectification",
+            Work::ApprovalDocuments => "approval_documents",
+            Work::TownshipTakeover => "township_takeover",
+            Work::CancellationApplication => "cancellation_application",
+            Work::Maintenance => "maintenance",
+            Work::Other => "other",
+        }
+    }
+}
+
 /// A length of time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "unit", content = "count", rename_all = "snake_case")]
@@ -263,6 +314,8 @@ pub struct Deadline {
     pub applies_to: Vec<Disposition>,
     /// Who owes it.
     pub responsible: Responsible,
+    /// The work it tracks (`tracks` in the file; `other` when absent).
+    pub tracks: Work,
     /// When it falls due.
     pub due: Due,
     /// Remarks.
@@ -405,6 +458,16 @@ impl Campaign {
         self.deadlines.iter().find(|d| d.key == key)
     }
 
+    /// The deadlines of a mine of this disposition that track `work`.
+    pub fn tracking(
+        &self,
+        disposition: Disposition,
+        work: Work,
+    ) -> impl Iterator<Item = &Deadline> {
+        self.deadlines_for(disposition)
+            .filter(move |d| d.tracks == work)
+    }
+
     /// The deadlines that apply to a mine of this disposition.
     pub fn deadlines_for(&self, disposition: Disposition) -> impl Iterator<Item = &Deadline> {
         self.deadlines
@@ -427,6 +490,7 @@ const DEADLINE_KEYS: &[&str] = &[
     "title",
     "applies_to",
     "responsible",
+    "tracks",
     "due",
     "from",
     "days",
@@ -619,12 +683,35 @@ fn read_deadline(r: &mut Reader, node: &Node, path: &str) -> Option<Deadline> {
         }
         found
     });
+    let tracks = match t.get("tracks") {
+        None => Some(Work::Other),
+        Some(n) => {
+            let p = t.child("tracks");
+            r.string(n, &p).and_then(|code| {
+                let found = Work::ALL.into_iter().find(|x| x.code() == code);
+                if found.is_none() {
+                    let known: Vec<&str> = Work::ALL.iter().map(|w| w.code()).collect();
+                    r.error_at(
+                        n,
+                        &p,
+                        K::UnknownWork,
+                        format!(
+                            "unknown work {code:?}; expected one of {}",
+                            known.join(", ")
+                        ),
+                    );
+                }
+                found
+            })
+        }
+    };
     let due = read_due(r, &t);
     Some(Deadline {
         key: key?,
         title: title?,
         applies_to: applies_to?,
         responsible: responsible?,
+        tracks: tracks?,
         due: due?,
         note,
     })

@@ -64,6 +64,8 @@ pub enum DataErrorKind {
     UnknownAnchor,
     /// A responsible party outside the fixed list.
     UnknownResponsible,
+    /// A deadline's `tracks` outside the fixed list of work.
+    UnknownWork,
     /// A combination the format forbids (e.g. a deadline with both a date and a period).
     Conflict,
     /// A number outside its allowed range.

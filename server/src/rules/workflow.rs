@@ -31,7 +31,7 @@ use crate::{
     model::{
         AcceptanceVerdict, ApprovalDocument, ClosureDecision, Disposition, MineFacts, Role, Stage,
     },
-    rules::campaign::{Anchor, Campaign, Deadline, Due},
+    rules::campaign::{Anchor, Campaign, Deadline, Due, Work},
 };
 
 /// A requested step.
@@ -168,11 +168,13 @@ pub fn apply(
             )))
         }
     };
-    let due = |key: &str| campaign.deadline(key).and_then(|dl| due_date(facts, dl));
-    let overdue = |key: &str| due(key).is_some_and(|date| as_of > date);
-    let rectification_key = match d {
-        Some(Disposition::Continue) => "continue_unused_areas",
-        _ => "cancel_rectification",
+    // Whether a deadline of this mine tracking `work` has passed (the campaign file says which
+    // deadlines track what).
+    let overdue = |work: Work| {
+        d.into_iter()
+            .flat_map(|d| campaign.tracking(d, work))
+            .filter_map(|dl| due_date(facts, dl))
+            .any(|date| as_of > date)
     };
 
     let mut next = facts.clone();
@@ -246,13 +248,24 @@ pub fn apply(
             if !matches!(stage, S::DispositionApproved | S::RectificationRequired) {
                 return Err(wrong_stage());
             }
-            if facts.extensions_granted >= 1 {
+            let allowed = d
+                .into_iter()
+                .flat_map(|d| campaign.tracking(d, Work::ApprovalDocuments))
+                .filter_map(|dl| match dl.due {
+                    Due::After {
+                        extension: Some(e), ..
+                    } => Some(e.max),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or(0);
+            if facts.extensions_granted >= allowed {
                 return Err(not_now(
-                    "the one 3-month extension was already granted; the right may now be deemed \
-                     abandoned",
+                    "the extensions the campaign allows were already granted; the right may now \
+                     be deemed abandoned",
                 ));
             }
-            if !overdue(APPROVAL_DOCUMENTS) {
+            if !overdue(Work::ApprovalDocuments) {
                 return Err(not_now(
                     "an extension is granted only after the 6-month deadline has passed",
                 ));
@@ -266,7 +279,7 @@ pub fn apply(
             if facts.township_took_over {
                 return Err(not_now("the township already took the rectification over"));
             }
-            if !overdue(rectification_key) {
+            if !overdue(Work::Rectification) {
                 return Err(not_now(
                     "the township takes over only after the holder missed the rectification \
                      deadline",
@@ -345,8 +358,8 @@ pub fn apply(
         }
         T::Announce => {
             needs(Disposition::Cancel)?;
-            let lapsed = (stage == S::AcceptancePassed && overdue("cancellation_application"))
-                || (stage.before_acceptance() && overdue("cancel_rectification"));
+            let lapsed = (stage == S::AcceptancePassed && overdue(Work::CancellationApplication))
+                || (stage.before_acceptance() && overdue(Work::Rectification));
             if !lapsed {
                 return Err(not_now(
                     "an announcement is published only when the holder missed the rectification \
@@ -362,7 +375,7 @@ pub fn apply(
                 Some(Disposition::Continue) => {
                     stage.before_acceptance()
                         && facts.extensions_granted >= 1
-                        && overdue(APPROVAL_DOCUMENTS)
+                        && overdue(Work::ApprovalDocuments)
                 }
                 _ => false,
             };
@@ -422,16 +435,13 @@ pub fn due_date(facts: &MineFacts, deadline: &Deadline) -> Option<NaiveDate> {
             Anchor::AnnouncementPublished => facts.announced_on,
         },
     };
-    let extensions = if deadline.key == APPROVAL_DOCUMENTS {
+    let extensions = if deadline.tracks == Work::ApprovalDocuments {
         facts.extensions_granted
     } else {
         0
     };
     deadline.due_date(anchor, extensions).ok()
 }
-
-/// The campaign deadline that the one extension applies to.
-pub const APPROVAL_DOCUMENTS: &str = "approval_documents";
 
 /// Where a deadline stands on a date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -482,31 +492,32 @@ pub fn open_deadlines(
     ) {
         return Vec::new();
     }
-    let open = |key: &str| -> bool {
-        match key {
-            "restoration_plan" => matches!(facts.stage, S::DispositionApproved | S::ClosureDecided),
-            "cancel_rectification" | "continue_unused_areas" => facts.stage.before_acceptance(),
-            APPROVAL_DOCUMENTS => {
+    let open = |work: Work| -> bool {
+        match work {
+            Work::RestorationPlan => {
+                matches!(facts.stage, S::DispositionApproved | S::ClosureDecided)
+            }
+            Work::Rectification => facts.stage.before_acceptance(),
+            Work::ApprovalDocuments => {
                 facts.stage.before_acceptance()
                     && facts.documents.len() < ApprovalDocument::ALL.len()
             }
-            "township_takeover" => facts.township_took_over && facts.stage.before_acceptance(),
-            "cancellation_application" => facts.stage == S::AcceptancePassed,
-            "maintenance_period" => facts.stage == S::LicenceCancelled,
-            // A deadline this version does not know: shown until the licence question is settled.
-            _ => !matches!(facts.stage, S::LicenceCancelled | S::LicenceExtended),
+            Work::TownshipTakeover => facts.township_took_over && facts.stage.before_acceptance(),
+            Work::CancellationApplication => facts.stage == S::AcceptancePassed,
+            Work::Maintenance => facts.stage == S::LicenceCancelled,
+            Work::Other => !matches!(facts.stage, S::LicenceCancelled | S::LicenceExtended),
         }
     };
     let mut out = Vec::new();
     for deadline in campaign.deadlines_for(d) {
-        if !open(&deadline.key) {
+        if !open(deadline.tracks) {
             continue;
         }
         let Some(due) = due_date(facts, deadline) else {
             continue;
         };
         let days_left = (due - as_of).num_days();
-        let status = if deadline.key == "maintenance_period" {
+        let status = if deadline.tracks == Work::Maintenance {
             // The end of the maintenance period is not a debt.
             DeadlineStatus::Pending
         } else if days_left < 0 {
@@ -654,6 +665,53 @@ mod tests {
         assert_eq!(open.len(), 1);
         assert_eq!(open[0].key, "maintenance_period");
         assert_eq!(open[0].due, date("2027-04-20"));
+    }
+
+    #[test]
+    fn deadline_keys_are_the_campaign_files_own_names() {
+        // The same plan with every key renamed and two extensions allowed: the workflow follows
+        // `tracks`, never a key.
+        let mut source = crate::rules::campaign::SHANGGAO_2023_TOML.to_owned();
+        for key in [
+            "restoration_plan",
+            "cancel_rectification",
+            "continue_unused_areas",
+            "approval_documents",
+            "township_takeover",
+            "cancellation_application",
+            "maintenance_period",
+        ] {
+            source = source.replace(&format!("key = \"{key}\""), &format!("key = \"x_{key}\""));
+        }
+        source = source.replace("max_extensions = 1", "max_extensions = 2");
+        let c = Campaign::parse(&source).unwrap();
+        assert!(c.deadline("approval_documents").is_none());
+        let mut facts = MineFacts::new(TOWN);
+        facts.disposition = Some(Disposition::Continue);
+        facts.stage = S::DispositionApproved;
+        facts.approved_on = Some(date("2023-08-31"));
+        let open = open_deadlines(&facts, &c, date("2024-03-01"));
+        let keys: Vec<&str> = open.iter().map(|d| d.key.as_str()).collect();
+        assert_eq!(keys, ["x_continue_unused_areas", "x_approval_documents"]);
+        assert_eq!(open[1].status, DeadlineStatus::Overdue);
+        // Not yet overdue on the due date itself.
+        assert!(apply(&facts, &T::GrantExtension, OFFICE, date("2024-02-29"), &c).is_err());
+        let once = apply(&facts, &T::GrantExtension, OFFICE, date("2024-03-01"), &c).unwrap();
+        // The second extension counts from the first one's due date (2024-05-29).
+        assert!(apply(&once, &T::GrantExtension, OFFICE, date("2024-05-29"), &c).is_err());
+        let twice = apply(&once, &T::GrantExtension, OFFICE, date("2024-05-30"), &c).unwrap();
+        assert_eq!(twice.extensions_granted, 2);
+        let refused = apply(&twice, &T::GrantExtension, OFFICE, date("2024-12-01"), &c);
+        assert!(refused.unwrap_err().to_string().contains("already granted"));
+        // With the one extension of the real plan, the second is refused.
+        let real = apply(
+            &once,
+            &T::GrantExtension,
+            OFFICE,
+            date("2024-06-01"),
+            &campaign(),
+        );
+        assert!(real.unwrap_err().to_string().contains("already granted"));
     }
 
     #[test]

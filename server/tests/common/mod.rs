@@ -123,6 +123,12 @@ impl TestDb {
             .unwrap()
     }
 
+    pub async fn state_with_clock(&self, clock: Arc<dyn yanshou_server::clock::Clock>) -> AppState {
+        AppState::with_clock(self.store.clone(), self.settings.clone(), clock)
+            .await
+            .unwrap()
+    }
+
     pub async fn state_with(&self, f: impl FnOnce(&mut Settings)) -> AppState {
         let mut settings = self.settings.clone();
         f(&mut settings);
@@ -273,6 +279,7 @@ impl TestApp {
                 township_id,
                 specialty,
             },
+            self.state.clock.now_ms(),
         )
         .await
         .unwrap()
@@ -297,6 +304,7 @@ impl TestApp {
                 township_id,
                 specialty: (role == Role::Expert).then(|| "forestry".to_owned()),
             },
+            self.state.clock.now_ms(),
         )
         .await
         .unwrap()
