@@ -16,10 +16,10 @@ use crate::{
     error::{ApiJson, AppError, ErrorBody, Result},
     identity::auth::AuthUser,
     mines::{
-        self, Dashboard, HolderBinding, ImportReport, MineDetail, NewCase, NewMine,
-        TransitionRequest,
+        self, Dashboard, DeadlineItem, HolderBinding, ImportReport, MineDetail, NewCase, NewMine,
+        RowError, TownshipProgress, TransitionRequest,
     },
-    model::{AcceptanceRound, CaseRecord, Mine, MineEvent, MineFacts},
+    model::{AcceptanceRound, CaseRecord, Mine, MineEvent, MineFacts, Stage},
     rounds::{self, RoundState},
     rules::{template::Verdict, workflow::MineDeadline},
 };
@@ -134,14 +134,14 @@ async fn create_mine(
 /// imported and every problem is reported with its line.
 #[utoipa::path(post, path = "/mines/import", tag = "mines", security(("bearer" = [])),
     request_body(content = String, content_type = "text/csv"),
-    responses((status = 200, body = ImportReport), (status = 400, body = ImportReport),
+    responses((status = 200, body = ImportReportView), (status = 400, body = ImportReportView),
               (status = 403, body = ErrorBody)))]
 async fn import_mines(
     State(state): State<AppState>,
     caller: AuthUser,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<ImportReport>)> {
+) -> Result<(StatusCode, Json<ImportReportView>)> {
     let csv_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -157,7 +157,7 @@ async fn import_mines(
     } else {
         StatusCode::BAD_REQUEST
     };
-    Ok((status, Json(report)))
+    Ok((status, Json(report.into())))
 }
 
 /// Export the caller's mines as CSV (the import columns plus disposition and stage).
@@ -256,13 +256,15 @@ async fn add_case(
 /// Counts by disposition and stage, overdue and due-soon deadlines, per-township progress.
 #[utoipa::path(get, path = "/dashboard", tag = "mines", security(("bearer" = [])),
     params(AsOf),
-    responses((status = 200, body = Dashboard), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = DashboardView), (status = 403, body = ErrorBody)))]
 async fn dashboard(
     State(state): State<AppState>,
     caller: AuthUser,
     Query(q): Query<AsOf>,
-) -> Result<Json<Dashboard>> {
-    Ok(Json(mines::dashboard(&state, &caller, q.as_of).await?))
+) -> Result<Json<DashboardView>> {
+    Ok(Json(
+        mines::dashboard(&state, &caller, q.as_of).await?.into(),
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -458,6 +460,124 @@ impl From<RoundState> for RoundView {
             signed_sections: r.signed_sections,
             conflicts: r.conflicts,
             verdict: r.verdict,
+        }
+    }
+}
+
+/// Row-level problems of an import.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ImportReport)]
+pub struct ImportReportView {
+    /// Mines imported (0 when any row has a problem: an import is all or nothing).
+    pub imported: usize,
+    pub rows: usize,
+    pub errors: Vec<RowErrorView>,
+}
+
+/// One problem of one CSV row.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = RowError)]
+pub struct RowErrorView {
+    /// 1-based CSV line of the record (the header is line 1).
+    pub row: usize,
+    pub field: String,
+    pub message: String,
+}
+
+impl From<ImportReport> for ImportReportView {
+    fn from(r: ImportReport) -> Self {
+        ImportReportView {
+            imported: r.imported,
+            rows: r.rows,
+            errors: r
+                .errors
+                .into_iter()
+                .map(
+                    |RowError {
+                         row,
+                         field,
+                         message,
+                     }| RowErrorView {
+                        row,
+                        field,
+                        message,
+                    },
+                )
+                .collect(),
+        }
+    }
+}
+
+/// A mine's deadline as the dashboard lists it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = DeadlineItem)]
+pub struct DeadlineItemView {
+    pub mine_id: Uuid,
+    pub mine: String,
+    pub township: String,
+    pub stage: Stage,
+    #[serde(flatten)]
+    pub deadline: MineDeadline,
+}
+
+/// One township's progress.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = TownshipProgress)]
+pub struct TownshipProgressView {
+    pub township_id: Uuid,
+    pub township: String,
+    pub mines: usize,
+    /// Mines whose licence question is settled (cancelled, extended, protected).
+    pub done: usize,
+    pub overdue: usize,
+}
+
+/// The county office's (or a township's) overview as of a date.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Dashboard)]
+pub struct DashboardView {
+    #[schema(value_type = String, format = Date)]
+    pub as_of: NaiveDate,
+    pub mines: usize,
+    pub by_disposition: std::collections::BTreeMap<String, usize>,
+    pub by_stage: std::collections::BTreeMap<String, usize>,
+    pub overdue: Vec<DeadlineItemView>,
+    pub due_soon: Vec<DeadlineItemView>,
+    pub townships: Vec<TownshipProgressView>,
+}
+
+impl From<DeadlineItem> for DeadlineItemView {
+    fn from(d: DeadlineItem) -> Self {
+        DeadlineItemView {
+            mine_id: d.mine_id,
+            mine: d.mine,
+            township: d.township,
+            stage: d.stage,
+            deadline: d.deadline,
+        }
+    }
+}
+
+impl From<Dashboard> for DashboardView {
+    fn from(d: Dashboard) -> Self {
+        DashboardView {
+            as_of: d.as_of,
+            mines: d.mines,
+            by_disposition: d.by_disposition,
+            by_stage: d.by_stage,
+            overdue: d.overdue.into_iter().map(Into::into).collect(),
+            due_soon: d.due_soon.into_iter().map(Into::into).collect(),
+            townships: d
+                .townships
+                .into_iter()
+                .map(|t: TownshipProgress| TownshipProgressView {
+                    township_id: t.township_id,
+                    township: t.township,
+                    mines: t.mines,
+                    done: t.done,
+                    overdue: t.overdue,
+                })
+                .collect(),
         }
     }
 }

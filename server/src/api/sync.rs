@@ -71,10 +71,47 @@ async fn sync_endpoint(
 
 /// Unresolved conflicts the caller may resolve (resolution is a `resolve` op sent through sync).
 #[utoipa::path(get, path = "/sync/conflicts", tag = "sync", security(("bearer" = [])),
-    responses((status = 200, body = [ConflictItem]), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = [ConflictView]), (status = 401, body = ErrorBody)))]
 async fn list_conflicts(
     State(state): State<AppState>,
     caller: AuthUser,
-) -> Result<Json<Vec<ConflictItem>>> {
-    Ok(Json(sync::conflicts::list(&state, &caller).await?))
+) -> Result<Json<Vec<ConflictView>>> {
+    Ok(Json(
+        sync::conflicts::list(&state, &caller)
+            .await?
+            .into_iter()
+            .map(ConflictView::from)
+            .collect(),
+    ))
+}
+
+/// One field waiting for a person to choose among concurrent values.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = ConflictItem)]
+pub struct ConflictView {
+    #[schema(value_type = Uuid)]
+    pub entity: sync_protocol::EntityId,
+    pub entity_type: String,
+    pub field: String,
+    pub section: String,
+    /// The field revision a `resolve` op must be based on.
+    pub rev: u64,
+    /// Every concurrent value (oldest first; the last is the provisional winner).
+    #[schema(value_type = Vec<Object>)]
+    pub candidates: Vec<sync_protocol::Candidate>,
+    pub since_commit: u64,
+}
+
+impl From<ConflictItem> for ConflictView {
+    fn from(c: ConflictItem) -> Self {
+        ConflictView {
+            entity: c.entity,
+            entity_type: c.entity_type,
+            field: c.field,
+            section: c.section,
+            rev: c.rev,
+            candidates: c.candidates,
+            since_commit: c.since_commit,
+        }
+    }
 }

@@ -289,7 +289,7 @@ pub async fn create(state: &AppState, caller: &AuthUser, input: NewMine) -> Resu
 }
 
 /// Row-level problems of an import.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone)]
 pub struct ImportReport {
     /// Mines imported (0 when any row has a problem: an import is all or nothing).
     pub imported: usize,
@@ -297,7 +297,7 @@ pub struct ImportReport {
     pub errors: Vec<RowError>,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone)]
 pub struct RowError {
     /// 1-based CSV line of the record (the header is line 1).
     pub row: usize,
@@ -874,17 +874,16 @@ pub fn announcement_text(
 }
 
 /// A mine as the dashboard lists it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone)]
 pub struct DeadlineItem {
     pub mine_id: Uuid,
     pub mine: String,
     pub township: String,
     pub stage: Stage,
-    #[serde(flatten)]
     pub deadline: MineDeadline,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone)]
 pub struct TownshipProgress {
     pub township_id: Uuid,
     pub township: String,
@@ -895,9 +894,8 @@ pub struct TownshipProgress {
 }
 
 /// The county office's (or a township's) overview as of a date.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone)]
 pub struct Dashboard {
-    #[schema(value_type = String, format = Date)]
     pub as_of: NaiveDate,
     pub mines: usize,
     pub by_disposition: BTreeMap<String, usize>,

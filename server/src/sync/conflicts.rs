@@ -2,16 +2,14 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
 use sync_protocol::{Candidate, EntityId, EntityState};
 
 use super::policy::{SyncPolicy, visibility};
 use crate::{AppState, error::Result, identity::auth::AuthUser, store::ConflictRow};
 
 /// One field waiting for a person to choose among concurrent values.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone)]
 pub struct ConflictItem {
-    #[schema(value_type = Uuid)]
     pub entity: EntityId,
     pub entity_type: String,
     pub field: String,
@@ -19,7 +17,6 @@ pub struct ConflictItem {
     /// The field revision a `resolve` op must be based on.
     pub rev: u64,
     /// Every concurrent value (oldest first; the last is the provisional winner).
-    #[schema(value_type = Vec<Object>)]
     pub candidates: Vec<Candidate>,
     pub since_commit: u64,
 }
