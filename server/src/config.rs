@@ -26,8 +26,20 @@ pub struct Settings {
     pub database_acquire_timeout_secs: u64,
     /// Apply pending migrations when `serve` starts (otherwise run `yanshou migrate`).
     pub migrate_on_start: bool,
-    /// Directory for content-addressed blobs (photos, signature images, PDFs).
+    /// Directory for content-addressed blobs (photos, signature images, PDFs), unless
+    /// `s3_bucket` is set.
     pub blob_dir: PathBuf,
+    /// Keep blobs in this bucket of an S3-compatible object store instead of `blob_dir` (several
+    /// server replicas need a shared store). Empty: the local directory.
+    pub s3_bucket: String,
+    /// The S3 endpoint, e.g. `http://minio.county.lan:9000`; empty for AWS itself.
+    pub s3_endpoint: String,
+    /// The bucket's region (S3-compatible servers usually accept any).
+    pub s3_region: String,
+    /// Access key id and secret of the bucket's account (better given as environment variables:
+    /// `YANSHOU_S3_ACCESS_KEY_ID`, `YANSHOU_S3_SECRET_ACCESS_KEY`).
+    pub s3_access_key_id: String,
+    pub s3_secret_access_key: String,
     /// `iss` claim of access tokens; also checked on every request.
     pub token_issuer: String,
     /// `aud` claim of access tokens; also checked on every request.
@@ -86,6 +98,11 @@ impl Default for Settings {
             database_acquire_timeout_secs: 3,
             migrate_on_start: true,
             blob_dir: PathBuf::from("data/blobs"),
+            s3_bucket: String::new(),
+            s3_endpoint: String::new(),
+            s3_region: "us-east-1".into(),
+            s3_access_key_id: String::new(),
+            s3_secret_access_key: String::new(),
             token_issuer: "yanshou".into(),
             token_audience: "yanshou-api".into(),
             access_token_ttl_secs: 15 * 60,
@@ -192,6 +209,11 @@ impl Settings {
             }
             "migrate_on_start" => self.migrate_on_start = parse(name, value)?,
             "blob_dir" => self.blob_dir = value.into(),
+            "s3_bucket" => self.s3_bucket = value.into(),
+            "s3_endpoint" => self.s3_endpoint = value.into(),
+            "s3_region" => self.s3_region = value.into(),
+            "s3_access_key_id" => self.s3_access_key_id = value.into(),
+            "s3_secret_access_key" => self.s3_secret_access_key = value.into(),
             "token_issuer" => self.token_issuer = value.into(),
             "token_audience" => self.token_audience = value.into(),
             "access_token_ttl_secs" => self.access_token_ttl_secs = parse(name, value)?,
@@ -346,6 +368,8 @@ impl fmt::Debug for Settings {
             .field("database_max_connections", &self.database_max_connections)
             .field("migrate_on_start", &self.migrate_on_start)
             .field("blob_dir", &self.blob_dir)
+            .field("s3_bucket", &self.s3_bucket)
+            .field("s3_endpoint", &self.s3_endpoint)
             .field("web_dir", &self.web_dir)
             .field("tls_cert_file", &self.tls_cert_file)
             .field("tls_key_file", &self.tls_key_file)
@@ -397,6 +421,14 @@ migrate_on_start = {migrate_on_start}
 
 # Directory for content-addressed blobs (photos, signature images, generated PDFs).
 blob_dir = "{blob_dir}"
+# Or an S3-compatible object store (needed when several server replicas share the blobs): set the
+# bucket; the endpoint stays empty for AWS itself. Give the keys as environment variables
+# (YANSHOU_S3_ACCESS_KEY_ID, YANSHOU_S3_SECRET_ACCESS_KEY) rather than in this file.
+s3_bucket = "{s3_bucket}"
+s3_endpoint = "{s3_endpoint}"
+s3_region = "{s3_region}"
+# s3_access_key_id = ""
+# s3_secret_access_key = ""
 
 # Access tokens (JWT, ES256): issuer and audience claims, lifetime in seconds.
 token_issuer = "{token_issuer}"
@@ -449,6 +481,9 @@ log_json = {log_json}
         database_acquire_timeout_secs = d.database_acquire_timeout_secs,
         migrate_on_start = d.migrate_on_start,
         blob_dir = d.blob_dir.display(),
+        s3_bucket = d.s3_bucket,
+        s3_endpoint = d.s3_endpoint,
+        s3_region = d.s3_region,
         token_issuer = d.token_issuer,
         token_audience = d.token_audience,
         access_token_ttl_secs = d.access_token_ttl_secs,

@@ -13,6 +13,7 @@
 //!   coordinates and boundaries, decimals, the disposition workflow;
 //! - [`config`]: typed settings (defaults < file < `YANSHOU_*` environment);
 //! - [`store`]: the `Store` traits and their SQLite and PostgreSQL implementation;
+//! - [`blobs`]: content-addressed blobs in a local directory or an S3-compatible bucket;
 //! - [`error`]: the one error type, its JSON shape and its codes;
 //! - [`identity`]: accounts, login throttle, tokens, devices, the caller of a request;
 //! - [`sync`]: the sync endpoint: rights, group-commit writer, conflicts, template checks;
@@ -23,12 +24,13 @@
 //! - [`tls`]: HTTPS with certificates reloaded when their files change ([`serve_tls`]);
 //! - [`demo`]: the demo county.
 //!
-//! Where new code goes: photos (`photos/`: upload, verify, EXIF, thumbnails, geofence) and the
-//! blob store (`blobs/`) beside `store`; signatures and the assembled record (`signatures.rs`,
+//! Where new code goes: photos (`photos/`: upload, verify, EXIF, thumbnails, geofence) above
+//! `sync`; signatures and the assembled record (`signatures.rs`,
 //! `records.rs`) above `rounds`; exports (`exports/`: PDF, bundle, announcement, CSV) above
 //! `mines`; each with a file in `api/`.
 
 pub mod api;
+pub mod blobs;
 pub mod clock;
 pub mod config;
 pub mod demo;

@@ -20,7 +20,7 @@ use std::{
 const LAYERS: &[&[&str]] = &[
     &["model", "clock"],
     &["rules", "config"],
-    &["store"],
+    &["store", "blobs"],
     &["error"],
     &["identity"],
     &["sync"],
