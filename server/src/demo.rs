@@ -6,11 +6,12 @@
 use rand::{Rng, distributions::Alphanumeric};
 
 use crate::{
+    clock::Clock,
     error::Result,
     identity::accounts::{self, NewUserInput},
     model::{Mine, MineEvent, MineFacts, Role, Township},
     rules::workflow::{self, Actor, Transition},
-    store::{Store, now_ms},
+    store::Store,
 };
 
 /// Shanggao County (上高县, Yichun, Jiangxi): sub-district, towns, townships and forest farms
@@ -43,8 +44,9 @@ pub struct DemoUser {
     pub role: Role,
 }
 
-/// Seed `store` (freshly migrated) and return the accounts and their shared password.
-pub async fn seed(store: &dyn Store) -> Result<(Vec<DemoUser>, String)> {
+/// Seed `store` (freshly migrated) and return the accounts and their shared password; rows are
+/// stamped with `clock`'s time.
+pub async fn seed(store: &dyn Store, clock: &dyn Clock) -> Result<(Vec<DemoUser>, String)> {
     let password: String = rand::thread_rng()
         .sample_iter(&Alphanumeric)
         .take(12)
@@ -56,7 +58,7 @@ pub async fn seed(store: &dyn Store) -> Result<(Vec<DemoUser>, String)> {
             id: uuid::Uuid::now_v7(),
             name: (*name).into(),
             kind: (*kind).into(),
-            created_at: now_ms(),
+            created_at: clock.now_ms(),
         };
         store.create_township(&t).await?;
         first_township.get_or_insert(t.id);
@@ -109,7 +111,7 @@ pub async fn seed(store: &dyn Store) -> Result<(Vec<DemoUser>, String)> {
     let mut holder_id = None;
     for mut u in plan {
         u.password = password.clone();
-        let created = accounts::create_user(store, u).await?;
+        let created = accounts::create_user(store, u, clock.now_ms()).await?;
         match created.role {
             Role::CountyOffice => office_id = Some(created.id),
             Role::Operator => holder_id = Some(created.id),
@@ -121,7 +123,7 @@ pub async fn seed(store: &dyn Store) -> Result<(Vec<DemoUser>, String)> {
             role: created.role,
         });
     }
-    seed_mines(store, office_id, holder_id).await?;
+    seed_mines(store, office_id, holder_id, clock).await?;
     Ok((users, password))
 }
 
@@ -381,6 +383,7 @@ async fn seed_mines(
     store: &dyn Store,
     office: Option<uuid::Uuid>,
     holder: Option<uuid::Uuid>,
+    clock: &dyn Clock,
 ) -> Result<()> {
     let campaign = crate::rules::campaign::Campaign::shanggao_2023()
         .map_err(|e| crate::error::AppError::Internal(format!("built-in campaign: {e}")))?;
@@ -389,6 +392,7 @@ async fn seed_mines(
             &campaign.id,
             &campaign.title,
             crate::rules::campaign::SHANGGAO_2023_TOML,
+            clock.now_ms(),
         )
         .await?;
     let townships = store.list_townships().await?;
@@ -410,8 +414,8 @@ async fn seed_mines(
             campaign_id: campaign.id.clone(),
             facts: MineFacts::new(township.id),
             version: 0,
-            created_at: now_ms(),
-            updated_at: now_ms(),
+            created_at: clock.now_ms(),
+            updated_at: clock.now_ms(),
         };
         store.create_mines(std::slice::from_ref(&mine)).await?;
         for (step, on) in demo.steps {
@@ -435,7 +439,7 @@ async fn seed_mines(
                 reason: "演示数据".into(),
                 data: serde_json::to_value(&transition).unwrap_or_default(),
                 as_of: on.to_string(),
-                created_at: now_ms(),
+                created_at: clock.now_ms(),
             };
             store
                 .transition_mine(mine.id, mine.version, &next, &event, None)
@@ -471,7 +475,7 @@ pub async fn open_rounds(state: &crate::AppState) -> Result<usize> {
     else {
         return Ok(0);
     };
-    let now = now_ms() / 1000;
+    let now = state.clock.now_ms() / 1000;
     let caller = crate::identity::auth::AuthUser {
         claims: crate::identity::tokens::Claims {
             iss: state.settings.token_issuer.clone(),

@@ -73,7 +73,8 @@ impl AppState {
 
     /// Build the state over an already-open, migrated store.
     pub async fn with_store(store: Arc<dyn Store>, settings: Settings) -> anyhow::Result<Self> {
-        let keys = TokenKeys::load_or_create(store.as_ref(), &settings).await?;
+        let clock: Arc<dyn clock::Clock> = Arc::new(clock::SystemClock);
+        let keys = TokenKeys::load_or_create(store.as_ref(), &settings, clock.now_ms()).await?;
         let inspecting_departments: Vec<String> = store
             .list_departments()
             .await?
@@ -87,12 +88,13 @@ impl AppState {
             sync_writer: sync::writer::SyncWriter::start(
                 store.clone(),
                 inspecting_departments.clone(),
+                clock.clone(),
             ),
             inspecting_departments,
             store,
             keys: Arc::new(keys),
             settings: Arc::new(settings),
-            clock: Arc::new(clock::SystemClock),
+            clock,
             campaigns: mines::CampaignCache::default(),
         })
     }

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use uuid::Uuid;
 use yanshou_server::{
     AppState, app,
+    clock::{Clock, SystemClock},
     config::{Settings, annotated_default_config},
     identity::accounts,
     init_tracing,
@@ -251,10 +252,12 @@ async fn data_command(
     }
     let store = store::connect(&settings).await?;
     store.migrate().await?;
+    // The command line is the outermost layer: it reads the system clock itself.
+    let now = SystemClock.now_ms();
     let stored = if template {
-        store.ensure_template(&id, &source).await?
+        store.ensure_template(&id, &source, now).await?
     } else {
-        store.ensure_campaign(&id, &title, &source).await?.1
+        store.ensure_campaign(&id, &title, &source, now).await?.1
     };
     if stored == source {
         println!("imported {id} ({title})");
@@ -288,7 +291,7 @@ async fn demo_command(mut settings: Settings, dir: PathBuf) -> anyhow::Result<()
     let state = AppState::from_settings(settings)
         .await
         .context("cannot open the demo store")?;
-    let (users, password) = yanshou_server::demo::seed(state.store.as_ref())
+    let (users, password) = yanshou_server::demo::seed(state.store.as_ref(), state.clock.as_ref())
         .await
         .map_err(|e| anyhow::anyhow!("cannot seed the demo county: {e}"))?;
     let rounds = yanshou_server::demo::open_rounds(&state)
@@ -386,6 +389,7 @@ async fn user_command(command: UserCommand, settings: Settings) -> anyhow::Resul
                     township_id: township,
                     specialty,
                 },
+                SystemClock.now_ms(),
             )
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;

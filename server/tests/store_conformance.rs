@@ -398,35 +398,38 @@ async fn login_attempts_are_reserved_up_to_each_limit(b: Backend) {
     let db = TestDb::new(b).await;
     let s = &db.store;
     let both = [("account:a", 1000, 2), ("addr:x", 1000, 3)];
-    assert_eq!(s.reserve_login_attempt(&both).await.unwrap(), None);
-    assert_eq!(s.reserve_login_attempt(&both).await.unwrap(), None);
+    assert_eq!(s.reserve_login_attempt(&both, NOW).await.unwrap(), None);
+    assert_eq!(s.reserve_login_attempt(&both, NOW).await.unwrap(), None);
     // The account's counter is full: refused, naming it, and nothing else counted.
-    assert_eq!(s.reserve_login_attempt(&both).await.unwrap(), Some(0));
+    assert_eq!(s.reserve_login_attempt(&both, NOW).await.unwrap(), Some(0));
     let addr = [("addr:x", 1000, 3)];
-    assert_eq!(s.reserve_login_attempt(&addr).await.unwrap(), None);
-    assert_eq!(s.reserve_login_attempt(&addr).await.unwrap(), Some(0));
+    assert_eq!(s.reserve_login_attempt(&addr, NOW).await.unwrap(), None);
+    assert_eq!(s.reserve_login_attempt(&addr, NOW).await.unwrap(), Some(0));
     // A correct password gives its reservation back.
     s.release_login_attempt(&[("account:a", 1000)])
         .await
         .unwrap();
     let account = [("account:a", 1000, 2)];
-    assert_eq!(s.reserve_login_attempt(&account).await.unwrap(), None);
-    assert_eq!(s.reserve_login_attempt(&account).await.unwrap(), Some(0));
+    assert_eq!(s.reserve_login_attempt(&account, NOW).await.unwrap(), None);
+    assert_eq!(
+        s.reserve_login_attempt(&account, NOW).await.unwrap(),
+        Some(0)
+    );
     // A new window starts from zero; keys are independent; clearing forgets every window.
     let later = [("account:a", 2000, 1)];
-    assert_eq!(s.reserve_login_attempt(&later).await.unwrap(), None);
-    assert_eq!(s.reserve_login_attempt(&later).await.unwrap(), Some(0));
+    assert_eq!(s.reserve_login_attempt(&later, NOW).await.unwrap(), None);
+    assert_eq!(s.reserve_login_attempt(&later, NOW).await.unwrap(), Some(0));
     assert_eq!(
-        s.reserve_login_attempt(&[("account:b", 2000, 1)])
+        s.reserve_login_attempt(&[("account:b", 2000, 1)], NOW)
             .await
             .unwrap(),
         None
     );
     s.clear_login_failures("account:a").await.unwrap();
-    assert_eq!(s.reserve_login_attempt(&later).await.unwrap(), None);
+    assert_eq!(s.reserve_login_attempt(&later, NOW).await.unwrap(), None);
     // A limit of zero refuses at once.
     assert_eq!(
-        s.reserve_login_attempt(&[("account:c", 0, 0)])
+        s.reserve_login_attempt(&[("account:c", 0, 0)], NOW)
             .await
             .unwrap(),
         Some(0)
@@ -439,7 +442,9 @@ async fn parallel_reservations_never_pass_the_limit(b: Backend) {
     for _ in 0..20 {
         let store = db.store.clone();
         tasks.push(tokio::spawn(async move {
-            store.reserve_login_attempt(&[("addr:1.2.3.4", 0, 5)]).await
+            store
+                .reserve_login_attempt(&[("addr:1.2.3.4", 0, 5)], NOW)
+                .await
         }));
     }
     let mut granted = 0;
@@ -517,7 +522,7 @@ async fn a_transition_and_its_case_record_are_one_transaction(b: Backend) {
     };
     db.store.create_township(&town).await.unwrap();
     db.store
-        .ensure_campaign("c", "campaign", "source")
+        .ensure_campaign("c", "campaign", "source", NOW)
         .await
         .unwrap();
     let facts = MineFacts::new(town.id);
@@ -860,7 +865,7 @@ async fn releasing_an_attempt_never_goes_below_zero(b: Backend) {
     let db = TestDb::new(b).await;
     let s = &db.store;
     let key = [("account:z", 500, 2)];
-    assert_eq!(s.reserve_login_attempt(&key).await.unwrap(), None);
+    assert_eq!(s.reserve_login_attempt(&key, NOW).await.unwrap(), None);
     // Two releases for one reservation, and one for a counter that does not exist.
     s.release_login_attempt(&[("account:z", 500), ("account:z", 500)])
         .await
@@ -869,19 +874,19 @@ async fn releasing_an_attempt_never_goes_below_zero(b: Backend) {
         .await
         .unwrap();
     // The counter is at zero, not below: exactly the limit is granted again.
-    assert_eq!(s.reserve_login_attempt(&key).await.unwrap(), None);
-    assert_eq!(s.reserve_login_attempt(&key).await.unwrap(), None);
-    assert_eq!(s.reserve_login_attempt(&key).await.unwrap(), Some(0));
+    assert_eq!(s.reserve_login_attempt(&key, NOW).await.unwrap(), None);
+    assert_eq!(s.reserve_login_attempt(&key, NOW).await.unwrap(), None);
+    assert_eq!(s.reserve_login_attempt(&key, NOW).await.unwrap(), Some(0));
     // Only the full counter is named, whatever its position.
     assert_eq!(
-        s.reserve_login_attempt(&[("addr:q", 500, 5), ("account:z", 500, 2)])
+        s.reserve_login_attempt(&[("addr:q", 500, 5), ("account:z", 500, 2)], NOW)
             .await
             .unwrap(),
         Some(1)
     );
     // Clearing another key leaves this one full.
     s.clear_login_failures("account:other").await.unwrap();
-    assert_eq!(s.reserve_login_attempt(&key).await.unwrap(), Some(0));
+    assert_eq!(s.reserve_login_attempt(&key, NOW).await.unwrap(), Some(0));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -890,6 +895,8 @@ async fn releasing_an_attempt_never_goes_below_zero(b: Backend) {
 /// The header field that scopes an entity to a township (as in `sync.rs`).
 const SCOPE_FIELD: &str = "township_id";
 const RECEIVED_AT: i64 = 1_700_000_000_000;
+/// The time the store's caller passes in (the store never reads the clock).
+const NOW: i64 = 1_700_000_000_000;
 
 /// A user with an enrolled device: the writer of one op series.
 async fn enrolled_device(db: &TestDb, username: &str) -> Uuid {
@@ -1053,6 +1060,7 @@ async fn try_push(
         .store
         .sync_batch(
             batches,
+            NOW,
             Box::new(move |loaded: SyncLoaded| {
                 *seen_ref = Some(loaded.clone());
                 let mut writes = process(loaded, batches);
@@ -1730,7 +1738,7 @@ async fn ensure_campaign_keeps_the_first_version(b: Backend) {
     );
     assert_eq!(
         db.store
-            .ensure_campaign(CAMPAIGN, &first.0, &first.1)
+            .ensure_campaign(CAMPAIGN, &first.0, &first.1, NOW)
             .await
             .unwrap(),
         first
@@ -1738,14 +1746,14 @@ async fn ensure_campaign_keeps_the_first_version(b: Backend) {
     // Again, identical or different: the stored version is returned, never replaced.
     assert_eq!(
         db.store
-            .ensure_campaign(CAMPAIGN, &first.0, &first.1)
+            .ensure_campaign(CAMPAIGN, &first.0, &first.1, NOW)
             .await
             .unwrap(),
         first
     );
     assert_eq!(
         db.store
-            .ensure_campaign(CAMPAIGN, "另一个标题", "[deadlines]\na = 2\n")
+            .ensure_campaign(CAMPAIGN, "另一个标题", "[deadlines]\na = 2\n", NOW)
             .await
             .unwrap(),
         first
@@ -1755,7 +1763,7 @@ async fn ensure_campaign_keeps_the_first_version(b: Backend) {
     let other = (String::from("T2"), String::from("S2"));
     assert_eq!(
         db.store
-            .ensure_campaign("other", &other.0, &other.1)
+            .ensure_campaign("other", &other.0, &other.1, NOW)
             .await
             .unwrap(),
         other
@@ -1787,7 +1795,7 @@ fn mine(township: Uuid, name: &str, licence: &str) -> Mine {
 /// A township and the campaign, ready for mines.
 async fn mine_setup(db: &TestDb) -> Township {
     db.store
-        .ensure_campaign(CAMPAIGN, "专项整治", "source")
+        .ensure_campaign(CAMPAIGN, "专项整治", "source", NOW)
         .await
         .unwrap();
     town(db, "翰堂镇").await
@@ -1931,15 +1939,15 @@ async fn mines_are_bound_to_their_holder(b: Backend) {
             .is_empty()
     );
     db.store
-        .set_mine_holder(m1.id, Some(holder.id))
+        .set_mine_holder(m1.id, Some(holder.id), NOW)
         .await
         .unwrap();
     db.store
-        .set_mine_holder(m2.id, Some(holder.id))
+        .set_mine_holder(m2.id, Some(holder.id), NOW)
         .await
         .unwrap();
     db.store
-        .set_mine_holder(m3.id, Some(other.id))
+        .set_mine_holder(m3.id, Some(other.id), NOW)
         .await
         .unwrap();
     // By name.
@@ -1957,10 +1965,10 @@ async fn mines_are_bound_to_their_holder(b: Backend) {
     assert_eq!(bound.version, m1.version, "binding is no workflow step");
     // Rebinding and unbinding.
     db.store
-        .set_mine_holder(m3.id, Some(holder.id))
+        .set_mine_holder(m3.id, Some(holder.id), NOW)
         .await
         .unwrap();
-    db.store.set_mine_holder(m1.id, None).await.unwrap();
+    db.store.set_mine_holder(m1.id, None, NOW).await.unwrap();
     assert_eq!(
         ids(&db.store.list_mines_of_holder(holder.id).await.unwrap()),
         [m2.id, m3.id]
@@ -1976,13 +1984,13 @@ async fn mines_are_bound_to_their_holder(b: Backend) {
     // An unknown mine is not found; an unknown account is refused.
     assert!(matches!(
         db.store
-            .set_mine_holder(Uuid::now_v7(), Some(holder.id))
+            .set_mine_holder(Uuid::now_v7(), Some(holder.id), NOW)
             .await,
         Err(StoreError::NotFound)
     ));
     conflict_on(
         db.store
-            .set_mine_holder(m1.id, Some(Uuid::now_v7()))
+            .set_mine_holder(m1.id, Some(Uuid::now_v7()), NOW)
             .await
             .unwrap_err(),
     );
@@ -2534,24 +2542,27 @@ async fn ensure_template_keeps_the_first_source(b: Backend) {
         Err(StoreError::NotFound)
     ));
     assert_eq!(
-        db.store.ensure_template("b@1", "B one").await.unwrap(),
+        db.store.ensure_template("b@1", "B one", NOW).await.unwrap(),
         "B one"
     );
     // Versions are immutable: the stored source is returned, so the caller sees the clash.
     assert_eq!(
-        db.store.ensure_template("b@1", "B changed").await.unwrap(),
+        db.store
+            .ensure_template("b@1", "B changed", NOW)
+            .await
+            .unwrap(),
         "B one"
     );
     assert_eq!(
-        db.store.ensure_template("b@1", "B one").await.unwrap(),
+        db.store.ensure_template("b@1", "B one", NOW).await.unwrap(),
         "B one"
     );
     assert_eq!(
-        db.store.ensure_template("b@2", "B two").await.unwrap(),
+        db.store.ensure_template("b@2", "B two", NOW).await.unwrap(),
         "B two"
     );
     assert_eq!(
-        db.store.ensure_template("a@1", "A one").await.unwrap(),
+        db.store.ensure_template("a@1", "A one", NOW).await.unwrap(),
         "A one"
     );
     assert_eq!(db.store.get_template_source("b@1").await.unwrap(), "B one");

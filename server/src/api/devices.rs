@@ -67,7 +67,14 @@ async fn enroll_device(
     caller: AuthUser,
     ApiJson(req): ApiJson<EnrollRequest>,
 ) -> Result<(StatusCode, Json<Device>)> {
-    let device = devices::enroll(state.store.as_ref(), &caller, &req.name, &req.public_key).await?;
+    let device = devices::enroll(
+        state.store.as_ref(),
+        &caller,
+        &req.name,
+        &req.public_key,
+        state.clock.now_ms(),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(device)))
 }
 
@@ -134,6 +141,6 @@ async fn revoke_device(
     caller: AuthUser,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode> {
-    devices::revoke(state.store.as_ref(), &caller, id).await?;
+    devices::revoke(state.store.as_ref(), &caller, id, state.clock.now_ms()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -10,7 +10,6 @@ use crate::{
     error::{ApiJson, AppError, ErrorBody, Result},
     identity::auth::AuthUser,
     model::{Department, Role, Specialty, Township},
-    store::now_ms,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -101,7 +100,7 @@ async fn create_township(
         id: Uuid::now_v7(),
         name: name.to_owned(),
         kind: req.kind,
-        created_at: now_ms(),
+        created_at: state.clock.now_ms(),
     };
     state.store.create_township(&township).await?;
     Ok((StatusCode::CREATED, Json(township)))

@@ -56,7 +56,7 @@ async fn create_user(
     ApiJson(input): ApiJson<NewUserInput>,
 ) -> Result<(StatusCode, Json<User>)> {
     caller.require(&[Role::Admin])?;
-    let user = accounts::create_user(state.store.as_ref(), input).await?;
+    let user = accounts::create_user(state.store.as_ref(), input, state.clock.now_ms()).await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 

@@ -24,7 +24,7 @@ use crate::{
     error::{AppError, Result},
     identity::{password, tokens},
     model::{NewUser, Role, User},
-    store::{RefreshToken, Store, StoreError, now_ms},
+    store::{RefreshToken, Store, StoreError},
 };
 
 /// Input for a new account (CLI and admin API).
@@ -49,8 +49,8 @@ pub struct NewUserInput {
 }
 
 /// Validate the input (username form, password strength, role scope against the organisation
-/// data) and create the user.
-pub async fn create_user(store: &dyn Store, input: NewUserInput) -> Result<User> {
+/// data) and create the user, created at `now` (Unix ms).
+pub async fn create_user(store: &dyn Store, input: NewUserInput, now: i64) -> Result<User> {
     let username = input.username.trim().to_owned();
     if username.chars().count() < 2 || username.chars().count() > 64 {
         return Err(AppError::invalid_field(
@@ -87,7 +87,7 @@ pub async fn create_user(store: &dyn Store, input: NewUserInput) -> Result<User>
             township_id: input.township_id,
             specialty: input.specialty,
             password_hash,
-            created_at: now_ms(),
+            created_at: now,
         })
         .await?;
     tracing::info!(user = ?user.username, role = %user.role, "user created");
@@ -197,6 +197,13 @@ fn addr_key(addr: Option<IpAddr>) -> String {
 /// The longer window of the (account, address) counter, in windows.
 const LONG_WINDOWS: i64 = 8;
 
+/// The time sessions are issued, rotated and ended at: the system's, not `AppState::clock`,
+/// because tokens are verified against the system's time (`TokenKeys::verify`); a manual clock
+/// set to a campaign date would issue tokens that expired long ago.
+fn session_now() -> i64 {
+    crate::clock::Clock::now_ms(&crate::clock::SystemClock)
+}
+
 /// Check the password; on success open a session (optionally bound to one of the user's devices).
 pub async fn login(
     state: &AppState,
@@ -205,7 +212,7 @@ pub async fn login(
     device_id: Option<Uuid>,
     addr: Option<IpAddr>,
 ) -> Result<Session> {
-    let now = now_ms();
+    let now = session_now();
     let s = &state.settings;
     let (window, retry_short) = window_start(state, now, 1);
     let (long_window, retry_long) = window_start(state, now, LONG_WINDOWS);
@@ -257,7 +264,7 @@ pub async fn login(
         ));
     }
     let reserve: Vec<(&str, i64, u32)> = counters.iter().map(|c| (c.0, c.1, c.2)).collect();
-    if let Some(full) = state.store.reserve_login_attempt(&reserve).await? {
+    if let Some(full) = state.store.reserve_login_attempt(&reserve, now).await? {
         tracing::info!(account = ?account, address = ?address, counter = ?counters[full].0,
             "login throttled");
         return Err(AppError::RateLimited {
@@ -348,7 +355,7 @@ async fn open_session(
 
 /// Rotate a refresh token. A token presented after it was rotated revokes its whole family.
 pub async fn refresh(state: &AppState, presented: &str) -> Result<Session> {
-    let now = now_ms();
+    let now = session_now();
     let stored = match state
         .store
         .get_refresh_token_by_hash(&tokens::hash_refresh_token(presented))
@@ -408,7 +415,7 @@ pub async fn logout(state: &AppState, presented: &str) -> Result<()> {
     {
         Ok(t) => Ok(state
             .store
-            .revoke_refresh_family(t.family_id, now_ms())
+            .revoke_refresh_family(t.family_id, session_now())
             .await?),
         Err(StoreError::NotFound) => Ok(()),
         Err(e) => Err(e.into()),

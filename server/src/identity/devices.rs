@@ -14,7 +14,7 @@ use crate::{
     error::{AppError, Result},
     identity::auth::AuthUser,
     model::{Device, Role},
-    store::{Store, StoreError, now_ms},
+    store::{Store, StoreError},
 };
 
 /// A P-256 public key as a JWK object, or a string holding SPKI (PEM, or DER in base64).
@@ -63,12 +63,13 @@ pub fn normalize_public_key(input: &PublicKeyInput) -> Result<String> {
     Ok(STANDARD.encode(der.as_bytes()))
 }
 
-/// Enrol a device for the calling user.
+/// Enrol a device for the calling user, at `now` (Unix ms).
 pub async fn enroll(
     store: &dyn Store,
     caller: &AuthUser,
     name: &str,
     key: &PublicKeyInput,
+    now: i64,
 ) -> Result<Device> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
@@ -82,7 +83,7 @@ pub async fn enroll(
         user_id: caller.id(),
         name: name.to_owned(),
         public_key_spki: normalize_public_key(key)?,
-        created_at: now_ms(),
+        created_at: now,
         revoked_at: None,
     };
     store.create_device(&device).await?;
@@ -90,8 +91,8 @@ pub async fn enroll(
     Ok(device)
 }
 
-/// Revoke a device: its owner or an admin may. Its sessions end at once.
-pub async fn revoke(store: &dyn Store, caller: &AuthUser, id: Uuid) -> Result<()> {
+/// Revoke a device at `now` (Unix ms): its owner or an admin may. Its sessions end at once.
+pub async fn revoke(store: &dyn Store, caller: &AuthUser, id: Uuid, now: i64) -> Result<()> {
     let device = match store.get_device(id).await {
         Ok(d) => d,
         Err(StoreError::NotFound) => return Err(AppError::NotFound("device")),
@@ -101,7 +102,7 @@ pub async fn revoke(store: &dyn Store, caller: &AuthUser, id: Uuid) -> Result<()
         // Same answer as for a missing device: do not reveal other users' device ids.
         return Err(AppError::NotFound("device"));
     }
-    store.revoke_device(id, now_ms()).await?;
+    store.revoke_device(id, now).await?;
     tracing::info!(device = %id, by = %caller.id(), "device revoked");
     Ok(())
 }

@@ -82,9 +82,13 @@ impl std::fmt::Debug for TokenKeys {
 }
 
 impl TokenKeys {
-    /// Load the key in force from the store, generating one on first start.
-    pub async fn load_or_create(store: &dyn Store, settings: &Settings) -> StoreResult<Self> {
-        let candidate = generate_signing_key(crate::store::now_ms())
+    /// Load the key in force from the store, generating one (created at `now`) on first start.
+    pub async fn load_or_create(
+        store: &dyn Store,
+        settings: &Settings,
+        now: i64,
+    ) -> StoreResult<Self> {
+        let candidate = generate_signing_key(now)
             .map_err(|e| crate::store::StoreError::Other(e.to_string()))?;
         let key = store.get_or_create_signing_key(&candidate).await?;
         Self::from_signing_key(&key, settings)

@@ -68,6 +68,7 @@ pub async fn default_campaign(state: &AppState) -> Result<Arc<Campaign>> {
                     &campaign.id,
                     &campaign.title,
                     crate::rules::campaign::SHANGGAO_2023_TOML,
+                    state.clock.now_ms(),
                 )
                 .await?;
             Ok::<_, AppError>(state.campaigns.put(campaign))
@@ -654,7 +655,11 @@ pub async fn bind_holder(
             ));
         }
     }
-    match state.store.set_mine_holder(id, binding.user_id).await {
+    match state
+        .store
+        .set_mine_holder(id, binding.user_id, state.clock.now_ms())
+        .await
+    {
         Ok(()) => {}
         Err(StoreError::NotFound) => return Err(AppError::NotFound("mine")),
         Err(e) => return Err(e.into()),

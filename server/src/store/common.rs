@@ -222,6 +222,7 @@ macro_rules! impl_common_store {
         async fn reserve_login_attempt(
             &self,
             counters: &[(&str, i64, u32)],
+            now: i64,
         ) -> StoreResult<Option<usize>> {
             // One order for every attempt, so concurrent transactions lock rows alike.
             let mut order: Vec<usize> = (0..counters.len()).collect();
@@ -245,7 +246,7 @@ macro_rules! impl_common_store {
                 )
                 .bind(key)
                 .bind(window_start)
-                .bind(crate::store::now_ms())
+                .bind(now)
                 .bind(i64::from(limit))
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -436,6 +437,7 @@ macro_rules! impl_common_store {
         async fn sync_batch(
             &self,
             batches: &[(Uuid, &[Op])],
+            now: i64,
             process: SyncProcess<'_>,
         ) -> StoreResult<SyncWrites> {
             let _gate = self.write_gate.lock().await;
@@ -508,7 +510,6 @@ macro_rules! impl_common_store {
             loaded.next_commit_seq = to_u64(row.try_get::<i64, _>("last")?) + 1;
 
             let mut writes = process(loaded);
-            let now = crate::store::now_ms();
             // The feed's JSON is encoded on another thread while the database takes the op log.
             let changes = std::mem::take(&mut writes.changes);
             let encoding = tokio::task::spawn_blocking(move || {
@@ -734,6 +735,7 @@ macro_rules! impl_common_store {
             id: &str,
             title: &str,
             source: &str,
+            now: i64,
         ) -> StoreResult<(String, String)> {
             sqlx::query(
                 "insert into campaigns (id, title, source, created_at) values ($1, $2, $3, $4) \
@@ -742,7 +744,7 @@ macro_rules! impl_common_store {
             .bind(id)
             .bind(title)
             .bind(source)
-            .bind(crate::store::now_ms())
+            .bind(now)
             .execute(&self.pool)
             .await?;
             self.get_campaign(id).await
@@ -829,12 +831,12 @@ macro_rules! impl_common_store {
             rows.iter().map(mine_from_row).collect()
         }
 
-        async fn set_mine_holder(&self, mine: Uuid, user: Option<Uuid>) -> StoreResult<()> {
+        async fn set_mine_holder(&self, mine: Uuid, user: Option<Uuid>, now: i64) -> StoreResult<()> {
             let done = sqlx::query(
                 "update mines set holder_user_id = $1, updated_at = $2 where id = $3",
             )
             .bind(user)
-            .bind(crate::store::now_ms())
+            .bind(now)
             .bind(mine)
             .execute(&self.pool)
             .await?;
@@ -957,7 +959,7 @@ macro_rules! impl_common_store {
         ) -> StoreResult<AcceptanceRound> {
             let _gate = self.write_gate.lock().await;
             let mut tx = self.begin_write().await?;
-            let now = crate::store::now_ms();
+            let now = round.created_at;
             sqlx::query(
                 "insert into templates (ref, source, created_at) values ($1, $2, $3) \
                  on conflict (ref) do nothing",
@@ -1062,14 +1064,19 @@ macro_rules! impl_common_store {
             Ok(row.try_get("source")?)
         }
 
-        async fn ensure_template(&self, template_ref: &str, source: &str) -> StoreResult<String> {
+        async fn ensure_template(
+            &self,
+            template_ref: &str,
+            source: &str,
+            now: i64,
+        ) -> StoreResult<String> {
             sqlx::query(
                 "insert into templates (ref, source, created_at) values ($1, $2, $3) \
                  on conflict (ref) do nothing",
             )
             .bind(template_ref)
             .bind(source)
-            .bind(crate::store::now_ms())
+            .bind(now)
             .execute(&self.pool)
             .await?;
             self.get_template_source(template_ref).await

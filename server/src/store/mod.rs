@@ -8,6 +8,8 @@
 //! - **StoreError**: backend-neutral; `sqlx::Error` is converted in one place ([`StoreError::from`]),
 //!   unique-constraint violations become [`StoreError::Conflict`] carrying the constraint name.
 //! - Timestamps are Unix milliseconds (`i64`) in both backends, so no SQL differs just for time types.
+//!   The store never reads the clock: every time it writes comes from its caller (`now`, or a
+//!   `created_at` of the row).
 //!
 //! The server keeps no state in process memory that another replica would need: login throttling,
 //! refresh tokens and signing keys all live here.
@@ -263,9 +265,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// it is below its limit, else nothing is incremented and the index of the first full
     /// counter is returned. Parallel attempts therefore cannot all pass the check. A reserved
     /// attempt counts as a failure until [`Store::release_login_attempt`] takes it back.
+    /// A new counter row is stamped `now`.
     async fn reserve_login_attempt(
         &self,
         counters: &[(&str, i64, u32)],
+        now: i64,
     ) -> StoreResult<Option<usize>>;
     /// Take back a reserved attempt (the password was right): decrement each (key, window start).
     async fn release_login_attempt(&self, counters: &[(&str, i64)]) -> StoreResult<()>;
@@ -292,11 +296,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     // Sync
     /// The pushes of one or more devices as one transaction (group commit): lock the change
     /// feed for writing (so commit sequence numbers become visible in order), read what
-    /// `process` needs, run it, write its result with a fixed number of multi-row statements,
-    /// commit.
+    /// `process` needs, run it, write its result with a fixed number of multi-row statements
+    /// (rows stamped `now`), commit.
     async fn sync_batch(
         &self,
         batches: &[(Uuid, &[Op])],
+        now: i64,
         process: SyncProcess<'_>,
     ) -> StoreResult<SyncWrites>;
     /// Changes after `cursor` visible to `visibility`, oldest first, at most `limit`.
@@ -316,12 +321,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn sync_entities(&self, ids: &[EntityId]) -> StoreResult<Vec<EntityState>>;
 
     // Campaigns and mines
-    /// Store a campaign file unless one with this id exists; returns the stored (title, source).
+    /// Store a campaign file unless one with this id exists (stamped `now`); returns the stored
+    /// (title, source).
     async fn ensure_campaign(
         &self,
         id: &str,
         title: &str,
         source: &str,
+        now: i64,
     ) -> StoreResult<(String, String)>;
     async fn get_campaign(&self, id: &str) -> StoreResult<(String, String)>;
     /// Insert mines atomically (all or none); a duplicate licence number is a `Conflict`.
@@ -331,8 +338,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn list_mines(&self, township: Option<Uuid>) -> StoreResult<Vec<Mine>>;
     /// Mines bound to a mining-right holder's account.
     async fn list_mines_of_holder(&self, user: Uuid) -> StoreResult<Vec<Mine>>;
-    /// Bind a mine to its holder's account (`None` unbinds); `NotFound` if the mine is unknown.
-    async fn set_mine_holder(&self, mine: Uuid, user: Option<Uuid>) -> StoreResult<()>;
+    /// Bind a mine to its holder's account (`None` unbinds) at `now`; `NotFound` if the mine
+    /// is unknown.
+    async fn set_mine_holder(&self, mine: Uuid, user: Option<Uuid>, now: i64) -> StoreResult<()>;
     /// Replace a mine's facts if it is still at `expected_version`, and record the event and
     /// the case record the transition produces (the announcement's text), in one transaction:
     /// either all of it is stored or nothing. A stale version is a `Conflict` (someone else
@@ -352,7 +360,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     // Acceptance rounds
     /// Open the next round of a mine in one write transaction: number it (previous = the
     /// latest round), store the template source if new, and create its record entity in the
-    /// sync feed (`make` receives the round and the commit sequence number to use).
+    /// sync feed (`make` receives the round and the commit sequence number to use). The rows
+    /// it writes are stamped with the round's `created_at`.
     async fn create_round(
         &self,
         round: AcceptanceRound,
@@ -364,8 +373,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn get_round(&self, id: Uuid) -> StoreResult<AcceptanceRound>;
     async fn get_template_source(&self, template_ref: &str) -> StoreResult<String>;
     /// Store a template version unless one with this `id@version` exists (versions are
-    /// immutable: a changed template is a new version). Returns the stored source.
-    async fn ensure_template(&self, template_ref: &str, source: &str) -> StoreResult<String>;
+    /// immutable: a changed template is a new version), stamped `now`. Returns the stored
+    /// source.
+    async fn ensure_template(
+        &self,
+        template_ref: &str,
+        source: &str,
+        now: i64,
+    ) -> StoreResult<String>;
     /// Every stored template version as (ref, source).
     async fn list_templates(&self) -> StoreResult<Vec<(String, String)>>;
 }
@@ -377,9 +392,4 @@ pub async fn connect(settings: &Settings) -> StoreResult<Arc<dyn Store>> {
     } else {
         Ok(Arc::new(postgres::PgStore::connect(settings).await?))
     }
-}
-
-/// Current time in Unix milliseconds (the server's clock; the only place it is read for storage).
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }

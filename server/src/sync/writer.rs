@@ -10,8 +10,9 @@ use uuid::Uuid;
 
 use super::policy::{SyncPolicy, scope_of};
 use crate::{
+    clock::Clock,
     error::{AppError, Result},
-    store::{ChangeRow, ConflictRow, EntityRow, Store, StoreError, StoredOp, SyncWrites, now_ms},
+    store::{ChangeRow, ConflictRow, EntityRow, Store, StoreError, StoredOp, SyncWrites},
 };
 
 /// One device's push, waiting for the writer.
@@ -58,8 +59,12 @@ pub struct SyncWriter {
 const GROUP_MAX_OPS: usize = 5_000;
 
 impl SyncWriter {
-    /// Start the writer task (needs a tokio runtime).
-    pub fn start(store: Arc<dyn Store>, departments: Arc<Vec<String>>) -> Self {
+    /// Start the writer task (needs a tokio runtime); `clock` gives each group its receive time.
+    pub fn start(
+        store: Arc<dyn Store>,
+        departments: Arc<Vec<String>>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let (queue, mut rx) = tokio::sync::mpsc::channel::<(Job, Reply)>(4096);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
@@ -75,7 +80,8 @@ impl SyncWriter {
                     }
                 }
                 let (jobs, replies): (Vec<Job>, Vec<Reply>) = group.into_iter().unzip();
-                let results = write_group(store.as_ref(), &departments, &jobs).await;
+                let now = clock.now_ms();
+                let results = write_group(store.as_ref(), &departments, &jobs, now).await;
                 for (reply, r) in replies.into_iter().zip(results) {
                     let _ = reply.send(r);
                 }
@@ -115,8 +121,9 @@ async fn write_group(
     store: &dyn Store,
     departments: &[String],
     jobs: &[Job],
+    now: i64,
 ) -> Vec<Result<Vec<OpResult>>> {
-    match write_jobs(store, departments, jobs).await {
+    match write_jobs(store, departments, jobs, now).await {
         Ok(results) => results.into_iter().map(Ok).collect(),
         Err(StoreError::Conflict { constraint }) if jobs.len() > 1 => {
             tracing::warn!(
@@ -127,7 +134,7 @@ async fn write_group(
             let mut out = Vec::with_capacity(jobs.len());
             for job in jobs {
                 out.push(
-                    match write_jobs(store, departments, std::slice::from_ref(job)).await {
+                    match write_jobs(store, departments, std::slice::from_ref(job), now).await {
                         Ok(mut results) => Ok(results.pop().unwrap_or_default()),
                         Err(e) => Err(job_error(e)),
                     },
@@ -167,13 +174,16 @@ async fn write_jobs(
     store: &dyn Store,
     departments: &[String],
     jobs: &[Job],
+    received_at: i64,
 ) -> Result<Vec<Vec<OpResult>>, StoreError> {
     let batches: Vec<(Uuid, &[Op])> = jobs.iter().map(|j| (j.device, j.ops.as_slice())).collect();
-    let received_at = now_ms();
     let process = Box::new(move |loaded: crate::store::SyncLoaded| {
         process_group(loaded, departments, jobs, received_at)
     });
-    Ok(store.sync_batch(&batches, process).await?.results)
+    Ok(store
+        .sync_batch(&batches, received_at, process)
+        .await?
+        .results)
 }
 
 /// Run every job of a group in order over shared entity states (a later job sees what an

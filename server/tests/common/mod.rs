@@ -273,6 +273,7 @@ impl TestApp {
                 township_id,
                 specialty,
             },
+            self.state.clock.now_ms(),
         )
         .await
         .unwrap()
@@ -297,6 +298,7 @@ impl TestApp {
                 township_id,
                 specialty: (role == Role::Expert).then(|| "forestry".to_owned()),
             },
+            self.state.clock.now_ms(),
         )
         .await
         .unwrap()
