@@ -4,7 +4,7 @@
 //! - [`identity`]: [`Role`], [`User`], [`Department`], [`Specialty`], [`Township`], [`Device`];
 //! - [`mine`]: [`Mine`], its [`Disposition`], [`Stage`] and [`MineFacts`], [`MineEvent`],
 //!   [`CaseRecord`];
-//! - [`round`]: [`AcceptanceRound`];
+//! - [`round`]: the [`AcceptanceRound`];
 //! - [`record`]: the acceptance record's entity type, header fields and section names.
 
 pub mod identity;
