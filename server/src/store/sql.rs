@@ -203,9 +203,10 @@ enum Args<'q> {
 
 /// A statement with its bound parameters, for the backend it was made for.
 ///
-/// Parameters are `$1`, `$2`, … in the SQL text on both backends (sqlx's SQLite driver binds
-/// `$N` by number). [`Query::push`], [`Query::push_bind`], [`Query::push_values`] and
-/// [`Query::push_id_list`] build multi-row statements, numbering the placeholders they add.
+/// Parameters are `$1`, `$2`, … in hand-written SQL on both backends (sqlx's SQLite driver
+/// binds `$N` by number). [`Query::push`], [`Query::push_bind`], [`Query::push_values`] and
+/// [`Query::push_id_list`] build multi-row statements, adding each backend's cheapest
+/// placeholder (see [`Query::push_bind`]).
 #[derive(Debug)]
 #[must_use = "a query does nothing until it is executed"]
 pub struct Query<'q> {
@@ -257,12 +258,22 @@ impl<'q> Query<'q> {
     }
 
     /// Append a placeholder for the next parameter and bind `value` to it.
+    ///
+    /// On SQLite the placeholder is a bare `?`, not `$N`: SQLite looks a named parameter up by
+    /// a linear scan (when it parses and when sqlx binds), so a 5,000-parameter insert with
+    /// `$N` cost quadratic time, five times the whole sync write path. A statement built with
+    /// `push_bind` must therefore have no hand-written `$N` of its own.
     pub fn push_bind<T: Arg<'q>>(&mut self, value: T) -> &mut Self {
         self.add(value);
         let n = self.len();
         let sql = self.sql.to_mut();
-        sql.push('$');
-        sql.push_str(&n.to_string());
+        match self.args {
+            Args::Sqlite(_) => sql.push('?'),
+            Args::Postgres(_) => {
+                sql.push('$');
+                sql.push_str(&n.to_string());
+            }
+        }
         self
     }
 
