@@ -6,7 +6,7 @@
 //! backend's pool, transaction, connection and row, and [`Query`] binds each value straight into
 //! the arguments of the backend it will run on:
 //!
-//! ```ignore
+//! ```text
 //! let row = db
 //!     .query("select name from users where id = $1")
 //!     .bind(id)
