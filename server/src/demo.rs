@@ -394,6 +394,7 @@ async fn seed_mines(
             &campaign.id,
             &campaign.title,
             crate::rules::campaign::SHANGGAO_2023_TOML,
+            now,
         )
         .await?;
     let townships = store.list_townships().await?;

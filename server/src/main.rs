@@ -253,9 +253,14 @@ async fn data_command(
     let store = store::connect(&settings).await?;
     store.migrate().await?;
     let stored = if template {
-        store.ensure_template(&id, &source).await?
+        store
+            .ensure_template(&id, &source, SystemClock.now_ms())
+            .await?
     } else {
-        store.ensure_campaign(&id, &title, &source).await?.1
+        store
+            .ensure_campaign(&id, &title, &source, SystemClock.now_ms())
+            .await?
+            .1
     };
     if stored == source {
         println!("imported {id} ({title})");

@@ -494,7 +494,7 @@ async fn expired_and_unknown_refresh_tokens_are_401(b: Backend) {
             device_id: None,
             token_hash: yanshou_server::identity::tokens::hash_refresh_token(raw),
             created_at: 0,
-            expires_at: yanshou_server::store::now_ms() - 1,
+            expires_at: app.state.clock.now_ms() - 1,
             used_at: None,
             revoked_at: None,
         })
@@ -1251,6 +1251,7 @@ async fn authorization_matrix(b: Backend) {
                     "shanggao-2023",
                     "t",
                     yanshou_server::rules::campaign::SHANGGAO_2023_TOML,
+                    app.state.clock.now_ms(),
                 )
                 .await
                 .unwrap();
@@ -1476,6 +1477,7 @@ async fn each_role_sees_only_its_scope(b: Backend) {
             "shanggao-2023",
             "t",
             yanshou_server::rules::campaign::SHANGGAO_2023_TOML,
+            app.state.clock.now_ms(),
         )
         .await
         .unwrap();

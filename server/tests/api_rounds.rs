@@ -361,7 +361,10 @@ async fn new_rounds_use_the_configured_template_and_old_records_keep_theirs(b: B
     let source = yanshou_server::rules::template::DEFAULT_2023_TOML
         .replace("version = \"2023.1\"", "version = \"2024.1\"");
     assert_ne!(source, yanshou_server::rules::template::DEFAULT_2023_TOML);
-    app.store.ensure_template(V2, &source).await.unwrap();
+    app.store
+        .ensure_template(V2, &source, app.state.clock.now_ms())
+        .await
+        .unwrap();
     app.user("office", Role::CountyOffice).await;
     app.user("sixi", Role::TownshipOfficer).await;
     let office = app.login("office").await["access_token"]

@@ -146,7 +146,7 @@ async fn imported_templates_are_listed_and_served(b: Backend) {
         .replace("version = \"2023.1\"", "version = \"2024.1\"");
     assert_ne!(source, yanshou_server::rules::template::DEFAULT_2023_TOML);
     app.store
-        .ensure_template("shanggao-2023@2024.1", &source)
+        .ensure_template("shanggao-2023@2024.1", &source, app.state.clock.now_ms())
         .await
         .unwrap();
     let (s, list) = app

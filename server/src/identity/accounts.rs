@@ -257,7 +257,7 @@ pub async fn login(
         ));
     }
     let reserve: Vec<(&str, i64, u32)> = counters.iter().map(|c| (c.0, c.1, c.2)).collect();
-    if let Some(full) = state.store.reserve_login_attempt(&reserve).await? {
+    if let Some(full) = state.store.reserve_login_attempt(&reserve, now).await? {
         tracing::info!(account = ?account, address = ?address, counter = ?counters[full].0,
             "login throttled");
         return Err(AppError::RateLimited {

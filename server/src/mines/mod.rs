@@ -67,6 +67,7 @@ pub async fn default_campaign(state: &AppState) -> Result<Arc<Campaign>> {
                     &campaign.id,
                     &campaign.title,
                     crate::rules::campaign::SHANGGAO_2023_TOML,
+                    state.clock.now_ms(),
                 )
                 .await?;
             Ok::<_, AppError>(state.campaigns.put(campaign))

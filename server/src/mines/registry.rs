@@ -270,7 +270,11 @@ pub async fn bind_holder(
             ));
         }
     }
-    match state.store.set_mine_holder(id, binding.user_id).await {
+    match state
+        .store
+        .set_mine_holder(id, binding.user_id, state.clock.now_ms())
+        .await
+    {
         Ok(()) => {}
         Err(StoreError::NotFound) => return Err(AppError::NotFound("mine")),
         Err(e) => return Err(e.into()),

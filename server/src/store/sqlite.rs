@@ -12,31 +12,61 @@
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
-use async_trait::async_trait;
 use sqlx::{
     Row,
     sqlite::{
-        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-        SqliteSynchronous,
+        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
     },
 };
-use uuid::Uuid;
 
-use super::common::{
-    from_json, impl_common_store, impl_row_decoders, push_id_list, to_i64, to_json, to_u64,
-};
-use super::*;
-use sync_protocol::{EntityId, EntityState, Op, OpId, OpResult};
+use super::{Backend, SqlStore, StoreError, StoreResult, sql};
+use crate::config::Settings;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// SQLite-backed [`Store`].
+/// Open (creating if missing) the database file named by `settings.database_url`.
+pub async fn connect(settings: &Settings) -> StoreResult<SqlStore> {
+    let options = SqliteConnectOptions::from_str(&settings.database_url)
+        .map_err(|e| StoreError::Other(format!("invalid sqlite url: {e}")))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(BUSY_TIMEOUT)
+        // Checkpoints are the background task's job (see the module docs).
+        .pragma("wal_autocheckpoint", "0")
+        // After a checkpoint lets the WAL restart, its file shrinks back to this size.
+        .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string());
+    let path = options.get_filename();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+        })?;
+    }
+    let pool = SqlitePoolOptions::new()
+        .max_connections(settings.database_max_connections)
+        .acquire_timeout(settings.acquire_timeout())
+        .connect_with(options.clone())
+        .await?;
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(settings.acquire_timeout())
+        .connect_with(options.pragma("cache_size", format!("-{WRITER_CACHE_KIB}")))
+        .await?;
+    let write_gate = Arc::new(tokio::sync::Mutex::new(()));
+    Ok(SqlStore {
+        backend: Backend::Sqlite(Writer {
+            _checkpointer: Checkpointer::start(pool.clone(), write_gate.clone()),
+            writer,
+        }),
+        db: sql::Pool::Sqlite(pool),
+        write_gate,
+    })
+}
+
+/// SQLite's side of the write path.
 #[derive(Debug)]
-pub struct SqliteStore {
-    pool: SqlitePool,
-    /// Sync writers queue here, in this process, before they take a pooled connection: a
-    /// writer waiting for SQLite's lock inside a connection would starve readers of the pool.
-    write_gate: Arc<tokio::sync::Mutex<()>>,
+pub(super) struct Writer {
     /// The one connection of the sync writer (and the other `BEGIN IMMEDIATE` transactions),
     /// with a page cache large enough for the indexes a group commit touches: with SQLite's
     /// default 2 MiB it re-read them from the WAL for every group, a fifth of its write time.
@@ -46,60 +76,14 @@ pub struct SqliteStore {
     _checkpointer: Checkpointer,
 }
 
-impl SqliteStore {
-    /// Open (creating if missing) the database file named by `settings.database_url`.
-    pub async fn connect(settings: &Settings) -> StoreResult<Self> {
-        let options = SqliteConnectOptions::from_str(&settings.database_url)
-            .map_err(|e| StoreError::Other(format!("invalid sqlite url: {e}")))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT)
-            // Checkpoints are the background task's job (see the module docs).
-            .pragma("wal_autocheckpoint", "0")
-            // After a checkpoint lets the WAL restart, its file shrinks back to this size.
-            .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string());
-        let path = options.get_filename();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
-            })?;
-        }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(settings.database_max_connections)
-            .acquire_timeout(settings.acquire_timeout())
-            .connect_with(options.clone())
-            .await?;
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(settings.acquire_timeout())
-            .connect_with(options.pragma("cache_size", format!("-{WRITER_CACHE_KIB}")))
-            .await?;
-        let write_gate = Arc::new(tokio::sync::Mutex::new(()));
-        Ok(Self {
-            _checkpointer: Checkpointer::start(pool.clone(), write_gate.clone()),
-            pool,
-            writer,
-            write_gate,
-        })
-    }
-
+impl Writer {
     /// A write transaction on the writer connection that holds SQLite's write lock from the
     /// start (`BEGIN IMMEDIATE`), so a read-then-write transaction never fails to upgrade its
     /// lock, and writers queue in order.
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-        self.writer.begin_with("BEGIN IMMEDIATE").await
-    }
-
-    /// A transaction for the login throttle's counters: on the writer, like every write.
-    async fn begin_login(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-        self.begin_write().await
-    }
-
-    /// The pool, for backend-specific code in this crate (sync, benchmarks).
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    pub(super) async fn begin_write(&self) -> StoreResult<sql::Tx> {
+        Ok(sql::Tx::Sqlite(
+            self.writer.begin_with("BEGIN IMMEDIATE").await?,
+        ))
     }
 }
 
@@ -200,14 +184,20 @@ async fn checkpoint(
     Ok((row.try_get(1)?, row.try_get(2)?))
 }
 
-impl_row_decoders!(SqliteRow);
-
-impl_common_store!(SqliteStore, sqlx::Sqlite, "sqlite");
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use uuid::Uuid;
+
     use super::*;
+
+    /// The reader pool, the writer pool and the write gate of a SQLite store.
+    fn parts(store: &SqlStore) -> (&SqlitePool, &SqlitePool, &tokio::sync::Mutex<()>) {
+        match (&store.db, &store.backend) {
+            (sql::Pool::Sqlite(pool), Backend::Sqlite(w)) => (pool, &w.writer, &store.write_gate),
+            _ => panic!("not a SQLite store"),
+        }
+    }
 
     /// An acknowledged op must be on disk, power cut included (the phone forgets it once it is
     /// acknowledged and pulled): every connection, the writer first, syncs each commit.
@@ -218,8 +208,9 @@ mod tests {
             database_url: format!("sqlite://{}/t.db", dir.display()),
             ..Settings::default()
         };
-        let store = SqliteStore::connect(&settings).await.unwrap();
-        for pool in [&store.writer, &store.pool] {
+        let store = connect(&settings).await.unwrap();
+        let (pool, writer, _) = parts(&store);
+        for pool in [writer, pool] {
             let mut conn = pool.acquire().await.unwrap();
             let level: i64 = sqlx::query_scalar("pragma synchronous")
                 .fetch_one(&mut *conn)
@@ -240,8 +231,9 @@ mod tests {
             database_url: format!("sqlite://{}/t.db", dir.display()),
             ..Settings::default()
         };
-        let store = SqliteStore::connect(&settings).await.unwrap();
-        let mut conn = store.pool().acquire().await.unwrap();
+        let store = connect(&settings).await.unwrap();
+        let (pool, _, write_gate) = parts(&store);
+        let mut conn = pool.acquire().await.unwrap();
         let auto: i64 = sqlx::query_scalar("pragma wal_autocheckpoint")
             .fetch_one(&mut *conn)
             .await
@@ -274,12 +266,9 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         // The background task may hold the checkpoint lock at this moment (then -1, -1).
-        let shared = &store;
         let checkpoint_now = |restart_pages| async move {
             loop {
-                let (log, done) = checkpoint(shared.pool(), &shared.write_gate, restart_pages)
-                    .await
-                    .unwrap();
+                let (log, done) = checkpoint(pool, write_gate, restart_pages).await.unwrap();
                 if log >= 0 {
                     return (log, done);
                 }
@@ -295,7 +284,7 @@ mod tests {
         // Past the restart threshold the WAL starts again from its beginning.
         checkpoint_now(1).await;
         sqlx::query("insert into filler values (x'00')")
-            .execute(store.pool())
+            .execute(pool)
             .await
             .unwrap();
         let (log, _) = checkpoint_now(i64::MAX).await;

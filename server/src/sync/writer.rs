@@ -183,7 +183,10 @@ async fn write_jobs(
     let process = Box::new(move |loaded: crate::store::SyncLoaded| {
         process_group(loaded, departments, jobs, received_at)
     });
-    Ok(store.sync_batch(&batches, process).await?.results)
+    Ok(store
+        .sync_batch(&batches, received_at, process)
+        .await?
+        .results)
 }
 
 /// Run every job of a group in order over shared entity states (a later job sees what an
