@@ -890,6 +890,42 @@ async fn health_and_openapi(b: Backend) {
         doc["components"]["schemas"]["ErrorDetail"]["properties"]["code"]["$ref"],
         "#/components/schemas/ErrorCode"
     );
+    // Response bodies are the API's views, documented under the resources' names; an account
+    // shows no password hash.
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for name in [
+        "User",
+        "Session",
+        "Device",
+        "Mine",
+        "MineDetail",
+        "AcceptanceRound",
+        "Dashboard",
+    ] {
+        assert!(
+            schemas.contains_key(name),
+            "{name} missing from the schemas"
+        );
+    }
+    for name in [
+        "UserView",
+        "SessionView",
+        "DeviceView",
+        "MineView",
+        "MineDetailView",
+    ] {
+        assert!(
+            !schemas.contains_key(name),
+            "{name}: a Rust name in the document"
+        );
+    }
+    let user = schemas["User"]["properties"].as_object().unwrap();
+    assert!(user.contains_key("username") && !user.contains_key("password_hash"));
+    assert_eq!(
+        schemas["PublicKey"]["oneOf"].as_array().map(Vec::len),
+        Some(2),
+        "a device key is a JWK or SPKI text"
+    );
     // What the server refuses, the document says: case bodies take no unknown members (each
     // variant is closed), and a transition's round is a UUID, not any string.
     let variants = doc["components"]["schemas"]["NewCase"]["oneOf"]
