@@ -174,7 +174,7 @@ pub fn disagreement(exif: &Fix, phone: &Fix, settings: &GeofenceSettings) -> Pos
     PositionComparison {
         metres,
         allowed_m,
-        disagree: !(metres <= allowed_m),
+        disagree: metres.is_nan() || metres > allowed_m,
     }
 }
 

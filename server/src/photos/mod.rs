@@ -273,6 +273,41 @@ mod tests {
         assert_eq!(err.code(), "photo_undecodable");
     }
 
+    /// Writes the synthetic part of the fuzz seed corpus (`server/fuzz/seeds/common`):
+    /// `cargo test -p yanshou-server --lib photos::tests::write_fuzz_seeds -- --ignored`.
+    #[test]
+    #[ignore = "writes files into server/fuzz/seeds"]
+    fn write_fuzz_seeds() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/common");
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, bytes: &[u8]| std::fs::write(dir.join(name), bytes).unwrap();
+        let bad_lat = ExifSpec {
+            lat: Some(200.0),
+            ..phone_exif()
+        };
+        write(
+            "phone-exif.jpg",
+            &sample_jpeg(96, 64, Some(&phone_exif()), 80),
+        );
+        write("lat-200.jpg", &sample_jpeg(40, 30, Some(&bad_lat), 70));
+        write("no-exif.jpg", &sample_jpeg(33, 17, None, 60));
+        write("phone-exif.tiff", &phone_exif().tiff().unwrap());
+        let jpeg = sample_jpeg(64, 48, None, 80);
+        write("truncated.jpg", &jpeg[..jpeg.len() / 2]);
+        let mut png = Vec::new();
+        image::RgbImage::from_raw(33, 17, sample::scene(33, 17))
+            .unwrap()
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        write("scene.png", &png);
+        let mut bomb = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+        bomb.extend_from_slice(&100_000u32.to_be_bytes());
+        bomb.extend_from_slice(&100_000u32.to_be_bytes());
+        bomb.extend_from_slice(&[8, 2, 0, 0, 0, 0]);
+        write("bomb.png", &bomb);
+        write("text.jpg", b"not a photo\n");
+    }
+
     #[test]
     fn heic_is_refused_with_a_message() {
         let mut heic = 24u32.to_be_bytes().to_vec();
