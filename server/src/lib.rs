@@ -17,6 +17,8 @@
 //! - [`error`]: the one error type, its JSON shape and its codes;
 //! - [`identity`]: accounts, login throttle, tokens, devices, the caller of a request;
 //! - [`sync`]: the sync endpoint: rights, group-commit writer, conflicts, template checks;
+//! - [`photos`]: photo evidence ingest: type by magic bytes, caps, EXIF, thumbnails, geofence
+//!   and time verdicts (pure code: no database or HTTP);
 //! - [`rounds`]: acceptance rounds (one visit, one record);
 //! - [`mines`]: the mine registry, import/export, transitions, dashboard, case log;
 //! - [`api`]: the HTTP routes, their request and response views, the OpenAPI document;
@@ -24,8 +26,8 @@
 //! - [`tls`]: HTTPS with certificates reloaded when their files change ([`serve_tls`]);
 //! - [`demo`]: the demo county.
 //!
-//! Where new code goes: photos (`photos/`: upload, verify, EXIF, thumbnails, geofence) above
-//! `sync`; signatures and the assembled record (`signatures.rs`,
+//! Where new code goes: photo upload (offsets, sessions) beside [`photos`]; signatures and the
+//! assembled record (`signatures.rs`,
 //! `records.rs`) above `rounds`; exports (`exports/`: PDF, bundle, announcement, CSV) above
 //! `mines`; each with a file in `api/`.
 
@@ -38,6 +40,7 @@ pub mod error;
 pub mod identity;
 pub mod mines;
 pub mod model;
+pub mod photos;
 pub mod rounds;
 pub mod rules;
 pub mod store;
