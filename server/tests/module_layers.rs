@@ -24,6 +24,7 @@ const LAYERS: &[&[&str]] = &[
     &["error"],
     &["identity"],
     &["sync"],
+    &["photos"],
     &["rounds"],
     &["mines"],
     &["api", "web", "tls"],
