@@ -306,7 +306,12 @@ impl BlobStore {
         let mut out = Vec::with_capacity(usize::try_from(target).unwrap_or(0));
         for i in chain.into_iter().rev() {
             let (_, part_len, path) = &parts[i];
-            let bytes = self.inner.get(path).await?.bytes().await?;
+            let bytes = match self.inner.get(path).await {
+                Ok(r) => r.bytes().await?,
+                // Deleted since the listing (a concurrent finish): fewer bytes.
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(e) => return Err(e.into()),
+            };
             if bytes.len() as u64 != *part_len {
                 break;
             }

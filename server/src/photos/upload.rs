@@ -194,6 +194,10 @@ pub async fn finish(state: &AppState, caller: &AuthUser, id: Uuid) -> Result<(Bl
     }
     let bytes = state.blobs.read_parts(id, upload.size).await?;
     if bytes.len() as u64 != upload.size {
+        // A concurrent finish of this upload may have stored the blob and deleted the parts.
+        if state.store.get_upload(id).await?.completed_at.is_some() {
+            return Ok((hash, upload.size));
+        }
         state.blobs.delete_parts(id).await?;
         return Err(mismatch(format!(
             "only {} of the {} bytes of this upload are kept; start a new upload",
