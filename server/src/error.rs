@@ -12,7 +12,7 @@ use axum::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::store::StoreError;
+use crate::{blobs::BlobError, store::StoreError};
 
 /// Crate-wide result type for handlers and domain code.
 pub type Result<T, E = AppError> = std::result::Result<T, E>;
@@ -65,6 +65,19 @@ pub enum ErrorCode {
     NotInspectable,
     /// An admin tried to disable their own account.
     CannotDisableSelf,
+    /// A chunk was sent at another offset than the upload's (the `Upload-Offset` header of the
+    /// answer says where to continue).
+    UploadOffsetMismatch,
+    /// An upload was finished before all its declared bytes arrived (`Upload-Offset` says how
+    /// many did).
+    UploadIncomplete,
+    /// The bytes of an upload do not hash to (or do not have the size of) what was declared.
+    HashMismatch,
+    /// The file is larger than the server accepts, or a chunk passes the declared size.
+    UploadTooLarge,
+    /// The uploaded file is not a photo the server keeps: another type than declared (by its
+    /// magic bytes), HEIC, or beyond the byte or pixel caps.
+    PhotoRefused,
 }
 
 impl ErrorCode {
@@ -96,6 +109,11 @@ impl ErrorCode {
             ErrorCode::NoDisposition => "no_disposition",
             ErrorCode::NotInspectable => "not_inspectable",
             ErrorCode::CannotDisableSelf => "cannot_disable_self",
+            ErrorCode::UploadOffsetMismatch => "upload_offset_mismatch",
+            ErrorCode::UploadIncomplete => "upload_incomplete",
+            ErrorCode::HashMismatch => "hash_mismatch",
+            ErrorCode::UploadTooLarge => "upload_too_large",
+            ErrorCode::PhotoRefused => "photo_refused",
         }
     }
 }
@@ -137,8 +155,19 @@ pub enum AppError {
     NotFound(&'static str),
     #[error("{message}")]
     Conflict { code: ErrorCode, message: String },
+    /// An upload is at another offset than the request assumed: 409 with the offset in the
+    /// `Upload-Offset` header.
+    #[error("the upload is at offset {offset}")]
+    UploadOffset { code: ErrorCode, offset: u64 },
+    /// The request is well-formed but its content is refused (422), e.g. bytes that do not
+    /// hash to the declared SHA-256.
+    #[error("{message}")]
+    Unprocessable { code: ErrorCode, message: String },
     #[error("request body too large")]
     PayloadTooLarge,
+    /// A file or a chunk larger than an upload accepts (413, `upload_too_large`).
+    #[error("{0}")]
+    TooLarge(String),
     /// The body's media type is not the one the endpoint reads (named here).
     #[error("expected Content-Type: {0}")]
     UnsupportedMediaType(&'static str),
@@ -183,8 +212,9 @@ impl AppError {
             | AppError::RefreshTokenReused => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
-            AppError::Conflict { .. } => StatusCode::CONFLICT,
-            AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::Conflict { .. } | AppError::UploadOffset { .. } => StatusCode::CONFLICT,
+            AppError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::PayloadTooLarge | AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -201,8 +231,11 @@ impl AppError {
             AppError::RefreshTokenReused => ErrorCode::RefreshTokenReused,
             AppError::Forbidden(_) => ErrorCode::Forbidden,
             AppError::NotFound(_) => ErrorCode::NotFound,
-            AppError::Conflict { code, .. } => *code,
+            AppError::Conflict { code, .. }
+            | AppError::UploadOffset { code, .. }
+            | AppError::Unprocessable { code, .. } => *code,
             AppError::PayloadTooLarge => ErrorCode::PayloadTooLarge,
+            AppError::TooLarge(_) => ErrorCode::UploadTooLarge,
             AppError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
             AppError::RateLimited { .. } => ErrorCode::RateLimited,
             AppError::UnsupportedProtocol(_) => ErrorCode::UnsupportedProtocolVersion,
@@ -248,6 +281,11 @@ impl IntoResponse for AppError {
             },
         };
         let mut response = (status, Json(body)).into_response();
+        if let AppError::UploadOffset { offset, .. } = self {
+            response
+                .headers_mut()
+                .insert("upload-offset", HeaderValue::from(offset));
+        }
         if let AppError::RateLimited { retry_after_secs } = self {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
@@ -299,6 +337,23 @@ fn conflict_from_constraint(constraint: &str) -> AppError {
         AppError::Conflict {
             code: ErrorCode::Conflict,
             message: "the request conflicts with existing data".into(),
+        }
+    }
+}
+
+impl From<BlobError> for AppError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::BadHash(_) => {
+                AppError::invalid_field("sha256", "64 lowercase hexadecimal digits")
+            }
+            BlobError::HashMismatch { .. } => AppError::Unprocessable {
+                code: ErrorCode::HashMismatch,
+                message: e.to_string(),
+            },
+            BlobError::NotFound(_) => AppError::NotFound("blob"),
+            BlobError::Unavailable(detail) => AppError::Unavailable(detail),
+            BlobError::Config(detail) => AppError::Internal(detail),
         }
     }
 }

@@ -17,8 +17,8 @@
 //! - [`error`]: the one error type, its JSON shape and its codes;
 //! - [`identity`]: accounts, login throttle, tokens, devices, the caller of a request;
 //! - [`sync`]: the sync endpoint: rights, group-commit writer, conflicts, template checks;
-//! - [`photos`]: photo evidence ingest: type by magic bytes, caps, EXIF, thumbnails, geofence
-//!   and time verdicts (pure code: no database or HTTP);
+//! - [`photos`]: photo evidence: resumable uploads (limits, rights, chunks, verification),
+//!   ingest (type by magic bytes, caps, EXIF, thumbnails), geofence and time verdicts;
 //! - [`rounds`]: acceptance rounds (one visit, one record);
 //! - [`mines`]: the mine registry, import/export, transitions, dashboard, case log;
 //! - [`api`]: the HTTP routes, their request and response views, the OpenAPI document;
@@ -80,6 +80,8 @@ pub struct AppState {
     pub sync_writer: sync::writer::SyncWriter,
     /// Parsed campaigns by id (a stored campaign never changes).
     pub campaigns: mines::CampaignCache,
+    /// Photos and other blobs, with the parts of uploads in progress.
+    pub blobs: blobs::BlobStore,
 }
 
 impl AppState {
@@ -114,7 +116,9 @@ impl AppState {
             .collect();
         let inspecting_departments = Arc::new(inspecting_departments);
         sync::templates::warm_cache(store.as_ref()).await?;
+        let blobs = blobs::BlobStore::from_settings(&settings)?;
         Ok(Self {
+            blobs,
             sync_writer: sync::writer::SyncWriter::start(
                 store.clone(),
                 inspecting_departments.clone(),

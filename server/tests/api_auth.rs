@@ -864,6 +864,10 @@ async fn health_and_openapi(b: Backend) {
         "/api/v1/rounds/{id}",
         "/api/v1/templates",
         "/api/v1/templates/{id}/{version}",
+        "/api/v1/uploads",
+        "/api/v1/uploads/limits",
+        "/api/v1/uploads/{id}",
+        "/api/v1/uploads/{id}/finish",
         "/healthz",
         "/readyz",
     ] {
@@ -1099,6 +1103,37 @@ async fn authorization_matrix(b: Backend) {
             Method::POST,
             "/api/v1/sync",
             "sync",
+            Box::new(everyone(S::FORBIDDEN)),
+        ),
+        // The limits are for everyone; uploads need a device-bound session, these have none.
+        (
+            Method::GET,
+            "/api/v1/uploads/limits",
+            "",
+            Box::new(everyone(S::OK)),
+        ),
+        (
+            Method::POST,
+            "/api/v1/uploads",
+            "new_upload",
+            Box::new(everyone(S::FORBIDDEN)),
+        ),
+        (
+            Method::GET,
+            "/api/v1/uploads/{random}",
+            "",
+            Box::new(everyone(S::FORBIDDEN)),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/uploads/{random}",
+            "",
+            Box::new(everyone(S::FORBIDDEN)),
+        ),
+        (
+            Method::POST,
+            "/api/v1/uploads/{random}/finish",
+            "",
             Box::new(everyone(S::FORBIDDEN)),
         ),
         // Mining-right holders list (and export) the mines bound to them: none here.
@@ -1338,6 +1373,8 @@ async fn authorization_matrix(b: Backend) {
                     "mining_method": "露天开采"})),
                 "propose" => Some(json!({"transition": "propose", "disposition": "cancel"})),
                 "bind_holder" => Some(json!({"user_id": bystander.id})),
+                "new_upload" => Some(json!({"sha256": "ab".repeat(32), "size": 10,
+                    "content_type": "image/jpeg", "record_id": Uuid::now_v7()})),
                 "case" => Some(json!({"kind": "referral", "what": "未履行修复义务",
                     "to": "县检察院", "evidence": ["照片1"]})),
                 _ => None,

@@ -188,6 +188,63 @@ fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
     out
 }
 
+async fn upload_parts_join_in_offset_order_and_are_deleted(b: Backend) {
+    let t = open(b).await;
+    let upload = Uuid::now_v7();
+    let bytes = noise(250_000, 9);
+    // Written out of order, one of them twice (a retried chunk).
+    t.store
+        .put_part(upload, 100_000, bytes.slice(100_000..))
+        .await
+        .unwrap();
+    t.store
+        .put_part(upload, 0, bytes.slice(..100_000))
+        .await
+        .unwrap();
+    t.store
+        .put_part(upload, 0, bytes.slice(..100_000))
+        .await
+        .unwrap();
+    // A shorter chunk that lost a race for offset 0 is passed over.
+    t.store
+        .put_part(upload, 0, bytes.slice(..10))
+        .await
+        .unwrap();
+    assert_eq!(t.store.read_parts(upload, 250_000).await.unwrap(), bytes);
+    // Only what was acknowledged: parts past `len` are not read.
+    assert_eq!(
+        t.store.read_parts(upload, 100_000).await.unwrap(),
+        bytes.slice(..100_000)
+    );
+    // Had the short chunk won the race, the chain through it is the one that reaches the end.
+    let other = Uuid::now_v7();
+    t.store.put_part(other, 0, bytes.slice(..10)).await.unwrap();
+    t.store
+        .put_part(other, 0, bytes.slice(..100_000))
+        .await
+        .unwrap();
+    t.store
+        .put_part(other, 10, bytes.slice(10..))
+        .await
+        .unwrap();
+    assert_eq!(t.store.read_parts(other, 250_000).await.unwrap(), bytes);
+    t.store.delete_parts(other).await.unwrap();
+    // Parts are not blobs.
+    assert_eq!(t.store.size(BlobHash::of(&bytes)).await.unwrap(), None);
+    t.store.delete_parts(upload).await.unwrap();
+    assert!(
+        t.store
+            .read_parts(upload, 250_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    t.store.delete_parts(upload).await.unwrap();
+    if let Some(dir) = &t.dir {
+        assert!(files_under(dir).is_empty(), "{:?}", files_under(dir));
+    }
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod local {
@@ -208,4 +265,5 @@ both_backends!(
     a_missing_blob_is_not_found,
     parallel_writers_of_one_photo_all_succeed,
     a_large_photo_round_trips,
+    upload_parts_join_in_offset_order_and_are_deleted,
 );

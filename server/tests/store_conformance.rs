@@ -45,6 +45,9 @@
 //!   `parallel_rounds_get_distinct_numbers`
 //! - ensure_template, get_template_source, list_templates:
 //!   `ensure_template_keeps_the_first_source`, `rounds_are_numbered_per_mine_and_chained`
+//! - create_upload, get_upload, advance_upload, complete_upload:
+//!   `uploads_advance_only_from_the_expected_offset`,
+//!   `parallel_chunks_at_one_offset_let_exactly_one_through`
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -68,7 +71,7 @@ use yanshou_server::{
     },
     store::{
         ChangeRow, ConflictRow, EntityRow, RefreshToken, RoundEntity, SigningKey, StoreError,
-        StoreResult, StoredOp, SyncLoaded, SyncWrites, Visibility,
+        StoreResult, StoredOp, SyncLoaded, SyncWrites, Upload, Visibility,
     },
 };
 
@@ -2641,6 +2644,136 @@ fn store_trait_methods(source: &str) -> Vec<String> {
     names
 }
 
+/// An upload of a fresh user's device for a fresh round.
+async fn new_upload(db: &TestDb) -> Upload {
+    let t = mine_setup(db).await;
+    let m = mine(t.id, "upload", &format!("L-{}", Uuid::now_v7()));
+    db.store
+        .create_mines(std::slice::from_ref(&m))
+        .await
+        .unwrap();
+    let round = db
+        .store
+        .create_round(
+            new_round(m.id, "county-2024@1"),
+            "source",
+            Some(t.id),
+            round_record(Some(t.id)),
+        )
+        .await
+        .unwrap();
+    let user = db
+        .store
+        .create_user(&new_user(
+            &format!("u{}", Uuid::now_v7().simple()),
+            Role::Expert,
+        ))
+        .await
+        .unwrap();
+    let d = device(user.id);
+    db.store.create_device(&d).await.unwrap();
+    Upload {
+        id: Uuid::now_v7(),
+        user_id: user.id,
+        device_id: d.id,
+        record_id: round.id,
+        sha256: "ab".repeat(32),
+        size: 100,
+        content_type: "image/jpeg".into(),
+        received: 0,
+        created_at: NOW,
+        updated_at: NOW,
+        completed_at: None,
+    }
+}
+
+async fn uploads_advance_only_from_the_expected_offset(b: Backend) {
+    let db = TestDb::new(b).await;
+    let up = new_upload(&db).await;
+    db.store.create_upload(&up).await.unwrap();
+    assert_eq!(db.store.get_upload(up.id).await.unwrap(), up);
+    assert!(
+        db.store
+            .advance_upload(up.id, 0, 40, NOW + 1)
+            .await
+            .unwrap()
+    );
+    // A duplicate of that chunk, and a chunk at a stale offset, change nothing.
+    assert!(
+        !db.store
+            .advance_upload(up.id, 0, 40, NOW + 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.store
+            .advance_upload(up.id, 10, 50, NOW + 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        db.store
+            .advance_upload(up.id, 40, 100, NOW + 3)
+            .await
+            .unwrap()
+    );
+    let got = db.store.get_upload(up.id).await.unwrap();
+    assert_eq!((got.received, got.updated_at), (100, NOW + 3));
+    assert!(db.store.complete_upload(up.id, NOW + 4).await.unwrap());
+    // Completing again keeps the first time; a complete upload takes no more bytes.
+    assert!(db.store.complete_upload(up.id, NOW + 5).await.unwrap());
+    assert!(
+        !db.store
+            .advance_upload(up.id, 100, 110, NOW + 6)
+            .await
+            .unwrap()
+    );
+    let got = db.store.get_upload(up.id).await.unwrap();
+    assert_eq!((got.received, got.completed_at), (100, Some(NOW + 4)));
+    assert!(matches!(
+        db.store.get_upload(Uuid::now_v7()).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(!db.store.complete_upload(Uuid::now_v7(), NOW).await.unwrap());
+    assert!(
+        !db.store
+            .advance_upload(Uuid::now_v7(), 0, 1, NOW)
+            .await
+            .unwrap()
+    );
+    // An upload names an existing record.
+    let orphan = Upload {
+        id: Uuid::now_v7(),
+        record_id: Uuid::now_v7(),
+        ..up
+    };
+    assert!(matches!(
+        db.store.create_upload(&orphan).await,
+        Err(StoreError::Conflict { .. })
+    ));
+}
+
+async fn parallel_chunks_at_one_offset_let_exactly_one_through(b: Backend) {
+    let db = TestDb::new(b).await;
+    let up = new_upload(&db).await;
+    db.store.create_upload(&up).await.unwrap();
+    let tasks: Vec<_> = (1..=8u64)
+        .map(|n| {
+            let store = db.store.clone();
+            tokio::spawn(async move { store.advance_upload(up.id, 0, n * 10, NOW).await })
+        })
+        .collect();
+    let mut through = 0;
+    for t in tasks {
+        if t.await.unwrap().unwrap() {
+            through += 1;
+        }
+    }
+    assert_eq!(through, 1);
+    let got = db.store.get_upload(up.id).await.unwrap();
+    assert!(got.received > 0 && got.received % 10 == 0);
+}
+
 #[test]
 fn every_store_method_is_covered() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store");
@@ -2722,4 +2855,6 @@ both_backends!(
     a_failing_round_stores_nothing,
     parallel_rounds_get_distinct_numbers,
     ensure_template_keeps_the_first_source,
+    uploads_advance_only_from_the_expected_offset,
+    parallel_chunks_at_one_offset_let_exactly_one_through,
 );

@@ -9,6 +9,7 @@ pub mod mines;
 pub mod org;
 pub mod sync;
 pub mod templates;
+pub mod uploads;
 pub mod users;
 
 use axum::{Json, Router, routing::get};
@@ -188,7 +189,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(org::router())
         .merge(sync::router())
         .merge(mines::router())
-        .merge(templates::router());
+        .merge(templates::router())
+        .merge(uploads::router());
     let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .merge(health::router())

@@ -14,6 +14,11 @@
 //! file under a valid hash.
 //!
 //! Layout inside the store: `sha256/ab/cd/abcd…` (two levels of fan-out keep directories small).
+//!
+//! **Parts** of a resumable upload (`photos::upload`) are kept beside the blobs, under
+//! `uploads/<upload id>/<offset>-<length>` (both 20 decimal digits, so names sort by offset),
+//! in the same store, so any replica sharing it continues an upload another one started. Parts
+//! are not content-addressed: the upload's hash is checked when they are joined into a blob.
 
 use std::{fmt, str::FromStr, sync::Arc};
 
@@ -229,6 +234,101 @@ impl BlobStore {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// Parts of resumable uploads.
+impl BlobStore {
+    fn parts_prefix(upload: uuid::Uuid) -> Path {
+        Path::from(format!("uploads/{upload}"))
+    }
+
+    /// Write the chunk of upload `upload` that starts at `offset` (durable when this returns;
+    /// writing the same part again replaces it).
+    pub async fn put_part(&self, upload: uuid::Uuid, offset: u64, bytes: Bytes) -> BlobResult<()> {
+        let path = Path::from(format!(
+            "uploads/{upload}/{offset:020}-{len:020}",
+            len = bytes.len()
+        ));
+        self.inner.put(&path, PutPayload::from_bytes(bytes)).await?;
+        Ok(())
+    }
+
+    /// The parts of `upload` as (offset, length, path), by offset.
+    async fn list_parts(&self, upload: uuid::Uuid) -> BlobResult<Vec<(u64, u64, Path)>> {
+        let listing = self
+            .inner
+            .list_with_delimiter(Some(&Self::parts_prefix(upload)))
+            .await?;
+        let mut parts: Vec<(u64, u64, Path)> = listing
+            .objects
+            .into_iter()
+            .filter_map(|meta| {
+                let name = meta.location.filename()?.to_owned();
+                let (offset, len) = name.split_once('-')?;
+                Some((offset.parse().ok()?, len.parse().ok()?, meta.location))
+            })
+            .collect();
+        parts.sort_by_key(|a| (a.0, std::cmp::Reverse(a.1)));
+        Ok(parts)
+    }
+
+    /// The first `len` bytes of `upload`, joined from its parts: a chain of parts from offset
+    /// 0, each starting where the previous one ended, that ends exactly at `len` (should two
+    /// chunks of different lengths have raced for one offset, only the acknowledged one leads
+    /// there). Without such a chain, the longest chain's bytes: fewer than `len`.
+    pub async fn read_parts(&self, upload: uuid::Uuid, len: u64) -> BlobResult<Bytes> {
+        let parts = self.list_parts(upload).await?;
+        // How each reachable offset was first reached: offset -> index of the part ending there.
+        let mut reached: std::collections::BTreeMap<u64, Option<usize>> =
+            std::collections::BTreeMap::from([(0, None)]);
+        let mut frontier = vec![0u64];
+        while let Some(at) = frontier.pop() {
+            for (i, (offset, part_len, _)) in parts.iter().enumerate() {
+                let end = offset + part_len;
+                if *offset == at && *part_len > 0 && end <= len && !reached.contains_key(&end) {
+                    reached.insert(end, Some(i));
+                    frontier.push(end);
+                }
+            }
+        }
+        let target = if reached.contains_key(&len) {
+            len
+        } else {
+            reached.keys().next_back().copied().unwrap_or(0)
+        };
+        let mut chain = Vec::new();
+        let mut at = target;
+        while let Some(Some(i)) = reached.get(&at) {
+            chain.push(*i);
+            at = parts[*i].0;
+        }
+        let mut out = Vec::with_capacity(usize::try_from(target).unwrap_or(0));
+        for i in chain.into_iter().rev() {
+            let (_, part_len, path) = &parts[i];
+            let bytes = match self.inner.get(path).await {
+                Ok(r) => r.bytes().await?,
+                // Deleted since the listing (a concurrent finish): fewer bytes.
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(e) => return Err(e.into()),
+            };
+            if bytes.len() as u64 != *part_len {
+                break;
+            }
+            out.extend_from_slice(&bytes);
+        }
+        Ok(Bytes::from(out))
+    }
+
+    /// Delete every part of `upload` (parts already gone are fine).
+    pub async fn delete_parts(&self, upload: uuid::Uuid) -> BlobResult<()> {
+        for (_, _, path) in self.list_parts(upload).await? {
+            match self.inner.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,6 +1,10 @@
-//! Photo evidence: what an uploaded file is, what its EXIF says, its thumbnails, and verdicts
-//! on where and when it was taken. Pure code: no database, no HTTP, no blob store.
+//! Photo evidence: how a photo arrives, what the file is, what its EXIF says, its thumbnails,
+//! and verdicts on where and when it was taken.
 //!
+//! - [`upload`]: resumable uploads (tus-like): create for a declared SHA-256 and size, send
+//!   chunks at an offset, finish; the hash is verified before the blob exists; the state lives
+//!   in the store and the received parts in the blob store, so another replica, or a restarted
+//!   server, continues an upload;
 //! - [`sniff`]: kind by magic bytes (JPEG, PNG; HEIC/HEIF recognised and refused), dimensions
 //!   from the headers, caps on bytes and pixels before any decode;
 //! - [`exif`]: position, accuracy, altitude, capture time, make, model, orientation, with range
@@ -10,13 +14,14 @@
 //!   visit, and EXIF-versus-phone position disagreement;
 //! - [`sample`]: synthetic JPEGs with EXIF for tests, fuzz seeds and the benchmark.
 //!
-//! [`ingest`] runs the first three on one file.
+//! [`ingest`] (pure: no database, no HTTP) runs sniff, EXIF and thumbnails on one file.
 
 pub mod exif;
 pub mod geofence;
 pub mod sample;
 pub mod sniff;
 pub mod thumbs;
+pub mod upload;
 
 use std::fmt;
 

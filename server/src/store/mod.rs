@@ -6,7 +6,8 @@
 //!   concern, each with its SQL in its own file: [`CatalogStore`] (`catalog.rs`: departments,
 //!   specialties, townships, campaigns, templates), [`IdentityStore`] (`identity.rs`: users, login
 //!   throttle, signing key, refresh tokens, devices), [`SyncStore`] (`sync.rs`), [`MineStore`]
-//!   (`mines.rs`: mines, transitions, events, case records) and [`RoundStore`] (`rounds.rs`).
+//!   (`mines.rs`: mines, transitions, events, case records), [`RoundStore`] (`rounds.rs`) and
+//!   [`UploadStore`] (`uploads.rs`: resumable photo uploads).
 //!   Calling any of their methods on `dyn Store` needs no import.
 //! - **SqlStore**: the one implementation. Its SQL is written once over the backend-dispatch
 //!   layer in `sql.rs` (see there why not generic code); `sqlite.rs` (embedded default) and
@@ -30,6 +31,7 @@ mod rounds;
 mod sql;
 pub mod sqlite;
 mod sync;
+mod uploads;
 
 use std::sync::Arc;
 
@@ -44,6 +46,7 @@ pub use self::{
         ChangeRow, ConflictRow, EntityRow, FeedPage, StoredOp, SyncLoaded, SyncProcess, SyncStore,
         SyncWrites, Visibility,
     },
+    uploads::{Upload, UploadStore},
 };
 use crate::config::Settings;
 
@@ -116,6 +119,7 @@ pub trait Store:
     + SyncStore
     + MineStore
     + RoundStore
+    + UploadStore
     + Send
     + Sync
     + std::fmt::Debug

@@ -55,10 +55,12 @@ impl std::fmt::Debug for TestDb {
     }
 }
 
-/// Settings for tests: fast failure on an unreachable database.
+/// Settings for tests: fast failure on an unreachable database, blobs in a shared temporary
+/// directory (not `data/blobs` of the working directory; [`TestDb`] gives each test its own).
 pub fn test_settings(database_url: String) -> Settings {
     Settings {
         database_url,
+        blob_dir: std::env::temp_dir().join("yanshou-test-blobs"),
         database_acquire_timeout_secs: 2,
         database_max_connections: 4,
         ..Settings::default()
@@ -90,7 +92,8 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = std::env::temp_dir().join(format!("yanshou-test-{}", Uuid::new_v4()));
                 std::fs::create_dir_all(&dir).unwrap();
-                let settings = test_settings(format!("sqlite://{}/y.db", dir.display()));
+                let mut settings = test_settings(format!("sqlite://{}/y.db", dir.display()));
+                settings.blob_dir = dir.join("blobs");
                 let store = store::connect(&settings).await.unwrap();
                 store.migrate().await.unwrap();
                 TestDb {
@@ -103,14 +106,16 @@ impl TestDb {
             }
             Backend::Postgres => {
                 let (url, schema) = new_pg_schema().await;
-                let settings = test_settings(url);
+                let dir = std::env::temp_dir().join(format!("yanshou-test-{}", Uuid::new_v4()));
+                let mut settings = test_settings(url);
+                settings.blob_dir = dir.join("blobs");
                 let store = store::connect(&settings).await.unwrap();
                 store.migrate().await.unwrap();
                 TestDb {
                     backend,
                     settings,
                     store,
-                    dir: None,
+                    dir: Some(dir),
                     schema: Some(schema),
                 }
             }

@@ -1,0 +1,310 @@
+//! Resumable uploads: create, ask the offset, append chunks, finish.
+//!
+//! - **create** declares the SHA-256, size and media type of a file for one acceptance record
+//!   (a round's id). The caller must be on an enrolled device and allowed to write some section
+//!   of the record (the rights of `sync::policy`). A hash the blob store already holds answers
+//!   at once: nothing is uploaded twice.
+//! - **append** writes a chunk at the upload's current offset as a part in the blob store, and
+//!   only then advances the stored offset, in one write guarded by the offset the chunk was
+//!   sent at: a chunk at another offset, or a duplicate that lost the race, gets 409 with the
+//!   current offset, and a server that dies in between leaves the offset where it was (the
+//!   part is written again by the retry).
+//! - **finish** joins the parts, checks size and SHA-256 (off the async threads), stores the
+//!   blob, marks the upload complete and deletes the parts. Finishing again answers the same.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+use crate::{
+    AppState,
+    blobs::{BlobError, BlobHash},
+    error::{AppError, ErrorCode, Result},
+    identity::auth::{AuthUser, visible_mine},
+    model::{
+        Role,
+        record::{EXPERT_SECTION, HEADER_SECTION, TOWNSHIP_SECTION},
+    },
+    store::{StoreError, Upload},
+    sync::policy::SyncPolicy,
+};
+
+/// What the server accepts, announced before a phone relies on a photo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest chunk of one `append`.
+    pub chunk_max_bytes: u64,
+    /// Largest file.
+    pub file_max_bytes: u64,
+    /// Accepted media types.
+    pub content_types: &'static [&'static str],
+}
+
+/// The limits of this server.
+pub const LIMITS: Limits = Limits {
+    chunk_max_bytes: 1024 * 1024,
+    file_max_bytes: 30_000_000,
+    content_types: &["image/jpeg", "image/png"],
+};
+
+/// A new upload as declared by the phone.
+#[derive(Debug, Clone)]
+pub struct NewUpload {
+    pub sha256: String,
+    pub size: u64,
+    pub content_type: String,
+    pub record_id: Uuid,
+}
+
+/// What `create` answers.
+#[derive(Debug, Clone)]
+pub enum Created {
+    /// Send the bytes to this upload.
+    Started(Upload),
+    /// The server already holds these bytes: nothing to send.
+    AlreadyStored { sha256: BlobHash, size: u64 },
+}
+
+/// Declare an upload.
+pub async fn create(state: &AppState, caller: &AuthUser, new: NewUpload) -> Result<Created> {
+    let device = enrolled_device(caller)?;
+    let hash: BlobHash = new
+        .sha256
+        .parse()
+        .map_err(|_| AppError::invalid_field("sha256", "64 lowercase hexadecimal digits"))?;
+    if new.size == 0 {
+        return Err(AppError::invalid_field(
+            "size",
+            "an empty file is not a photo",
+        ));
+    }
+    if new.size > LIMITS.file_max_bytes {
+        return Err(AppError::TooLarge(format!(
+            "the file has {} bytes; at most {} are accepted",
+            new.size, LIMITS.file_max_bytes
+        )));
+    }
+    if !LIMITS.content_types.contains(&new.content_type.as_str()) {
+        return Err(AppError::invalid_field(
+            "content_type",
+            format!("accepted types: {}", LIMITS.content_types.join(", ")),
+        ));
+    }
+    check_may_write_record(state, caller, new.record_id).await?;
+    if state.blobs.size(hash).await? == Some(new.size) {
+        return Ok(Created::AlreadyStored {
+            sha256: hash,
+            size: new.size,
+        });
+    }
+    let now = state.clock.now_ms();
+    let upload = Upload {
+        id: Uuid::now_v7(),
+        user_id: caller.id(),
+        device_id: device,
+        record_id: new.record_id,
+        sha256: hash.hex(),
+        size: new.size,
+        content_type: new.content_type,
+        received: 0,
+        created_at: now,
+        updated_at: now,
+        completed_at: None,
+    };
+    state.store.create_upload(&upload).await?;
+    Ok(Created::Started(upload))
+}
+
+/// The upload `id` of the caller's device (another's is "not found").
+pub async fn get(state: &AppState, caller: &AuthUser, id: Uuid) -> Result<Upload> {
+    let device = enrolled_device(caller)?;
+    match state.store.get_upload(id).await {
+        Ok(u) if u.user_id == caller.id() && u.device_id == device => Ok(u),
+        Ok(_) | Err(StoreError::NotFound) => Err(AppError::NotFound("upload")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Append `chunk` at `offset`; returns the new offset.
+pub async fn append(
+    state: &AppState,
+    caller: &AuthUser,
+    id: Uuid,
+    offset: u64,
+    chunk: Bytes,
+) -> Result<u64> {
+    let upload = get(state, caller, id).await?;
+    if upload.completed_at.is_some() || offset != upload.received {
+        return Err(AppError::UploadOffset {
+            code: ErrorCode::UploadOffsetMismatch,
+            offset: upload.received,
+        });
+    }
+    let len = chunk.len() as u64;
+    if len > LIMITS.chunk_max_bytes {
+        return Err(AppError::TooLarge(format!(
+            "a chunk has at most {} bytes",
+            LIMITS.chunk_max_bytes
+        )));
+    }
+    if offset + len > upload.size {
+        return Err(AppError::TooLarge(format!(
+            "the chunk ends at {}, past the declared size {}",
+            offset + len,
+            upload.size
+        )));
+    }
+    if len == 0 {
+        return Ok(offset);
+    }
+    state.blobs.put_part(id, offset, chunk).await?;
+    let now = state.clock.now_ms();
+    if state
+        .store
+        .advance_upload(id, offset, offset + len, now)
+        .await?
+    {
+        Ok(offset + len)
+    } else {
+        // Another chunk for this offset got there first.
+        let current = state.store.get_upload(id).await?;
+        Err(AppError::UploadOffset {
+            code: ErrorCode::UploadOffsetMismatch,
+            offset: current.received,
+        })
+    }
+}
+
+/// Verify and store the uploaded file; returns its hash and size.
+pub async fn finish(state: &AppState, caller: &AuthUser, id: Uuid) -> Result<(BlobHash, u64)> {
+    let upload = get(state, caller, id).await?;
+    let hash: BlobHash = upload
+        .sha256
+        .parse()
+        .map_err(|e: BlobError| AppError::Internal(e.to_string()))?;
+    if upload.completed_at.is_some() {
+        return Ok((hash, upload.size));
+    }
+    if upload.received < upload.size {
+        return Err(AppError::UploadOffset {
+            code: ErrorCode::UploadIncomplete,
+            offset: upload.received,
+        });
+    }
+    let bytes = state.blobs.read_parts(id, upload.size).await?;
+    if bytes.len() as u64 != upload.size {
+        // A concurrent finish of this upload may have stored the blob and deleted the parts.
+        if state.store.get_upload(id).await?.completed_at.is_some() {
+            return Ok((hash, upload.size));
+        }
+        state.blobs.delete_parts(id).await?;
+        return Err(mismatch(format!(
+            "only {} of the {} bytes of this upload are kept; start a new upload",
+            bytes.len(),
+            upload.size
+        )));
+    }
+    if let Err(e) = ingest(&upload, &bytes) {
+        // A file the server will not keep: its parts are of no use either.
+        state.blobs.delete_parts(id).await?;
+        return Err(e);
+    }
+    match state.blobs.put_expecting(hash, bytes).await {
+        Ok(()) => {}
+        Err(BlobError::HashMismatch { actual, .. }) => {
+            // Nothing is stored; the parts are of no use to anyone.
+            state.blobs.delete_parts(id).await?;
+            return Err(mismatch(format!(
+                "the bytes hash to {actual}, not the declared {hash}; start a new upload"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    state
+        .store
+        .complete_upload(id, state.clock.now_ms())
+        .await?;
+    if let Err(e) = state.blobs.delete_parts(id).await {
+        tracing::warn!(upload = %id, error = %e, "could not delete the parts of an upload");
+    }
+    Ok((hash, upload.size))
+}
+
+/// Content checks of an upload before its blob is stored: the file must be the type it was
+/// declared as, by its magic bytes (a text file named `.jpg` is refused, HEIC with its own
+/// message), within the byte and pixel caps read from its header (a decompression bomb never
+/// reaches a decoder). Reads headers only, so it runs inline. EXIF, thumbnails and the place and
+/// time verdicts ([`super::ingest`]) are stored with the record's photos, the next step.
+fn ingest(upload: &Upload, bytes: &Bytes) -> Result<()> {
+    let refused = |message: String| AppError::Unprocessable {
+        code: ErrorCode::PhotoRefused,
+        message,
+    };
+    let sniffed = super::sniff::sniff(bytes, &super::sniff::Limits::default())
+        .map_err(|e| refused(e.to_string()))?;
+    if sniffed.kind.media_type() != upload.content_type {
+        return Err(refused(format!(
+            "the file is {}, not the declared {}",
+            sniffed.kind.media_type(),
+            upload.content_type
+        )));
+    }
+    Ok(())
+}
+
+fn mismatch(message: String) -> AppError {
+    AppError::Unprocessable {
+        code: ErrorCode::HashMismatch,
+        message,
+    }
+}
+
+/// Uploads come from enrolled phones only: the caller's device, or 403.
+pub fn enrolled_device(caller: &AuthUser) -> Result<Uuid> {
+    caller.device().ok_or_else(|| {
+        AppError::Forbidden(
+            "uploads need a session bound to an enrolled device (log in with device_id)".into(),
+        )
+    })
+}
+
+/// The record must exist and be visible to the caller (else "not found"), and the caller must
+/// be allowed to write a section of it (else 403): county office and admins the header, a
+/// township officer the township section (of its own township's records), an expert the
+/// expert section, an inspector its department's section.
+async fn check_may_write_record(state: &AppState, caller: &AuthUser, record: Uuid) -> Result<()> {
+    let round = match state.store.get_round(record).await {
+        Ok(r) => r,
+        Err(StoreError::NotFound) => return Err(AppError::NotFound("record")),
+        Err(e) => return Err(e.into()),
+    };
+    visible_mine(state, caller, round.mine_id)
+        .await
+        .map_err(|e| match e {
+            AppError::NotFound(_) => AppError::NotFound("record"),
+            e => e,
+        })?;
+    let section = match caller.role() {
+        Role::Admin | Role::CountyOffice => HEADER_SECTION,
+        Role::TownshipOfficer => TOWNSHIP_SECTION,
+        Role::Expert => EXPERT_SECTION,
+        Role::DepartmentInspector => caller.claims.dept.as_deref().unwrap_or_default(),
+        Role::Operator => {
+            return Err(AppError::Forbidden(
+                "a holder may not add photos to an acceptance record".into(),
+            ));
+        }
+    };
+    let policy = SyncPolicy {
+        role: caller.role(),
+        department: caller.claims.dept.clone(),
+        township: caller.claims.town,
+        departments: &state.inspecting_departments,
+        scopes: HashMap::new(),
+        templates: Default::default(),
+    };
+    policy
+        .may_write(section)
+        .map_err(|reject| AppError::Forbidden(reject.message))
+}
