@@ -12,39 +12,6 @@ use sync_protocol::{EntityId, OpResult, RejectCode, Value};
 use uuid::Uuid;
 use yanshou_server::model::Role;
 
-async fn approved_cancel_mine(app: &TestApp, office: &str, township: &str) -> String {
-    let township_id = app.store.list_townships().await.unwrap()[0].id;
-    let (s, mine) = app
-        .call(
-            Method::POST,
-            "/api/v1/mines",
-            Some(office),
-            Some(json!({"name": "大岭石灰岩矿", "licence_no": "C-ROUND-1", "holder": "某公司",
-                        "township_id": township_id, "mineral": "石灰岩", "mining_method": "露天开采"})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{mine}");
-    let id = mine["id"].as_str().unwrap().to_owned();
-    for (token, t) in [
-        (
-            township,
-            json!({"transition": "propose", "disposition": "cancel"}),
-        ),
-        (office, json!({"transition": "approve"})),
-    ] {
-        let (s, body) = app
-            .call(
-                Method::POST,
-                &format!("/api/v1/mines/{id}/transitions"),
-                Some(token),
-                Some(t),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{body}");
-    }
-    id
-}
-
 async fn a_round_is_filled_offline_against_its_template_and_judged(b: Backend) {
     let app = TestApp::new(b).await;
     app.user("office", Role::CountyOffice).await;
@@ -59,7 +26,9 @@ async fn a_round_is_filled_offline_against_its_template_and_judged(b: Backend) {
         .unwrap()
         .to_owned();
 
-    let mine = approved_cancel_mine(&app, &office, &township).await;
+    let mine = app
+        .approved_cancel_mine(&office, &township, "C-ROUND-1")
+        .await;
     let (s, round) = app
         .call(
             Method::POST,
@@ -226,7 +195,9 @@ async fn inspectors_write_a_remark_and_a_rectification_requirement_per_item(b: B
         .as_str()
         .unwrap()
         .to_owned();
-    let mine = approved_cancel_mine(&app, &office, &township).await;
+    let mine = app
+        .approved_cancel_mine(&office, &township, "C-ROUND-1")
+        .await;
     let (s, round) = app
         .call(
             Method::POST,
@@ -375,7 +346,9 @@ async fn new_rounds_use_the_configured_template_and_old_records_keep_theirs(b: B
         .as_str()
         .unwrap()
         .to_owned();
-    let mine = approved_cancel_mine(&app, &office, &township).await;
+    let mine = app
+        .approved_cancel_mine(&office, &township, "C-ROUND-1")
+        .await;
     let (s, round) = app
         .call(
             Method::POST,

@@ -56,35 +56,9 @@ async fn county_with_record(app: &TestApp) -> String {
         .as_str()
         .unwrap()
         .to_owned();
-    let township_id = app.first_township().await;
-    let (s, mine) = app
-        .call(
-            Method::POST,
-            "/api/v1/mines",
-            Some(&office),
-            Some(json!({"name": "大岭石灰岩矿", "licence_no": "C-UPLOAD-1", "holder": "某公司",
-                        "township_id": township_id, "mineral": "石灰岩", "mining_method": "露天开采"})),
-        )
+    let mine = app
+        .approved_cancel_mine(&office, &township, "C-UPLOAD-1")
         .await;
-    assert_eq!(s, StatusCode::CREATED, "{mine}");
-    let mine = mine["id"].as_str().unwrap().to_owned();
-    for (token, t) in [
-        (
-            &township,
-            json!({"transition": "propose", "disposition": "cancel"}),
-        ),
-        (&office, json!({"transition": "approve"})),
-    ] {
-        let (s, body) = app
-            .call(
-                Method::POST,
-                &format!("/api/v1/mines/{mine}/transitions"),
-                Some(token),
-                Some(t),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{body}");
-    }
     let (s, round) = app
         .call(
             Method::POST,

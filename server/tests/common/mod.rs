@@ -205,6 +205,45 @@ pub struct TestApp {
 pub const PASSWORD: &str = "field-work-2024";
 
 impl TestApp {
+    /// A 注销 mine registered by `office`, proposed by `township` and approved: ready for its
+    /// acceptance rounds. Returns its id.
+    pub async fn approved_cancel_mine(
+        &self,
+        office: &str,
+        township: &str,
+        licence_no: &str,
+    ) -> String {
+        let township_id = self.store.list_townships().await.unwrap()[0].id;
+        let (s, mine) = self
+            .call(
+                Method::POST,
+                "/api/v1/mines",
+                Some(office),
+                Some(json!({"name": "大岭石灰岩矿", "licence_no": licence_no, "holder": "某公司",
+                            "township_id": township_id, "mineral": "石灰岩", "mining_method": "露天开采"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{mine}");
+        let id = mine["id"].as_str().unwrap().to_owned();
+        for (token, t) in [
+            (
+                township,
+                json!({"transition": "propose", "disposition": "cancel"}),
+            ),
+            (office, json!({"transition": "approve"})),
+        ] {
+            let (s, body) = self
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/mines/{id}/transitions"),
+                    Some(token),
+                    Some(t),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{body}");
+        }
+        id
+    }
     pub async fn new(backend: Backend) -> Self {
         Self::with_settings(backend, |_| {}).await
     }
