@@ -17,6 +17,9 @@
 # its own threading code under Python 3.11.7 with four. Bounded by --max-examples (and
 # --max-time per role) to stay within a few minutes.
 #
+# tests/schemathesis/hooks.py teaches schemathesis the media types it lacks (tus's
+# application/offset+octet-stream upload chunks).
+#
 # Per-role results are printed as "schemathesis <role>: passed|failed" lines (tests/run counts
 # them). YANSHOU_BIN overrides the binary; SCHEMATHESIS_MAX_EXAMPLES the examples per operation.
 set -euo pipefail
@@ -45,6 +48,7 @@ if [ -z "${YANSHOU_BIN:-}" ]; then
 fi
 
 config=$PWD/tests/schemathesis/schemathesis.toml
+hooks=$PWD/tests/schemathesis/hooks.py
 work=$(mktemp -d)
 server_pid=
 cleanup() {
@@ -88,7 +92,7 @@ for role in "${roles[@]}"; do
   start=$(date +%s)
   set +e
   # From the temporary directory: schemathesis keeps a .schemathesis/ cache where it runs.
-  (cd "$work" && "$venv/bin/schemathesis" --config-file "$config" run \
+  (cd "$work" && SCHEMATHESIS_HOOKS="$hooks" "$venv/bin/schemathesis" --config-file "$config" run \
     "$base/api/v1/openapi.json" --url "$base" \
     -H "Authorization: Bearer ${tokens[$role]}" \
     --workers 1 --max-examples "$max_examples" --max-time "$max_time" \
