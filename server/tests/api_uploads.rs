@@ -46,16 +46,8 @@ fn photo(len: usize, seed: u8) -> Vec<u8> {
 
 /// A county with one open acceptance record; returns the app and the record id.
 async fn county_with_record(app: &TestApp) -> String {
-    app.user("office", Role::CountyOffice).await;
-    app.user("sixi", Role::TownshipOfficer).await;
-    let office = app.login("office").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let township = app.login("sixi").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let office = app.token_for("office", Role::CountyOffice).await;
+    let township = app.token_for("sixi", Role::TownshipOfficer).await;
     let mine = app
         .approved_cancel_mine(&office, &township, "C-UPLOAD-1")
         .await;
