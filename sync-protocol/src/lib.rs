@@ -20,7 +20,7 @@
 //! The crate does no I/O and reads no clock or randomness: ids and times are passed in, and
 //! every state ([`Replica`], [`Clock`], [`EntityState`]) is serialisable. Modules:
 //! [`ids`], [`hlc`], [`value`], [`canonical`], [`op`], [`state`], [`merge`], [`series`],
-//! [`change`], [`batch`], [`wire`], [`client`], [`server`]. The full rules are in
+//! [`change`], [`batch`], [`wire`], [`client`], [`server`], [`signature`]. The full rules are in
 //! `PROTOCOL.md`.
 //!
 //! # A whole exchange
@@ -92,6 +92,7 @@ pub mod merge;
 pub mod op;
 pub mod series;
 pub mod server;
+pub mod signature;
 pub mod state;
 pub mod value;
 pub mod wire;
@@ -109,6 +110,7 @@ pub use merge::{
 pub use op::{Op, OpBody, section_of};
 pub use series::{Admission, SeriesState};
 pub use server::Authority;
+pub use signature::{DeviceSignature, PhotoClaim, SignatureError};
 pub use state::{
     Candidate, Conflict, EntityState, FieldState, OrSet, Resolution, SectionSignature, SetElement,
 };

@@ -15,3 +15,4 @@ export * from './merge';
 export * from './change';
 export * from './wire';
 export * from './client';
+export * from './signature';
