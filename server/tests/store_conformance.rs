@@ -48,6 +48,8 @@
 //! - create_upload, get_upload, advance_upload, complete_upload:
 //!   `uploads_advance_only_from_the_expected_offset`,
 //!   `parallel_chunks_at_one_offset_let_exactly_one_through`
+//! - add_photo, link_photo, get_photo, list_photo_records, list_record_photos:
+//!   `photos_are_kept_once_and_linked_to_each_record`, `parallel_adds_of_one_photo_keep_one_row`
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -70,8 +72,8 @@ use yanshou_server::{
         Role, Stage, Township,
     },
     store::{
-        ChangeRow, ConflictRow, EntityRow, RefreshToken, RoundEntity, SigningKey, StoreError,
-        StoreResult, StoredOp, SyncLoaded, SyncWrites, Upload, Visibility,
+        ChangeRow, ConflictRow, EntityRow, Photo, RefreshToken, RoundEntity, SigningKey,
+        StoreError, StoreResult, StoredOp, StoredThumb, SyncLoaded, SyncWrites, Upload, Visibility,
     },
 };
 
@@ -2774,6 +2776,130 @@ async fn parallel_chunks_at_one_offset_let_exactly_one_through(b: Backend) {
     assert!(got.received > 0 && got.received % 10 == 0);
 }
 
+fn photo_row(sha: &str) -> Photo {
+    let thumb = |c: char, w: u32, h: u32| StoredThumb {
+        sha256: c.to_string().repeat(64),
+        bytes: u64::from(w),
+        width: w,
+        height: h,
+    };
+    Photo {
+        sha256: sha.into(),
+        content_type: "image/jpeg".into(),
+        bytes: 3_456_789,
+        width: 4000,
+        height: 3000,
+        exif: r#"{"lat":28.2,"lon":114.8,"warnings":[]}"#.into(),
+        small: thumb('1', 320, 240),
+        large: thumb('2', 1280, 960),
+        created_at: NOW,
+    }
+}
+
+/// Another round of the mine of round `of`.
+async fn next_round(db: &TestDb, of: Uuid) -> Uuid {
+    let mine = db.store.get_round(of).await.unwrap().mine_id;
+    let town = db.store.get_mine(mine).await.unwrap().township_id;
+    db.store
+        .create_round(
+            new_round(mine, "county-2024@1"),
+            "source",
+            Some(town),
+            round_record(Some(town)),
+        )
+        .await
+        .unwrap()
+        .id
+}
+
+async fn photos_are_kept_once_and_linked_to_each_record(b: Backend) {
+    let db = TestDb::new(b).await;
+    let first = new_upload(&db).await.record_id;
+    let second = next_round(&db, first).await;
+    let p = photo_row(&"c".repeat(64));
+    assert!(matches!(
+        db.store.get_photo(&p.sha256).await,
+        Err(StoreError::NotFound)
+    ));
+    db.store.add_photo(&p, first, NOW).await.unwrap();
+    assert_eq!(db.store.get_photo(&p.sha256).await.unwrap(), p);
+    // Again (a retried finish), with other facts: the first row stays, one link.
+    let mut later = p.clone();
+    later.created_at = NOW + 9;
+    later.exif = "{}".into();
+    db.store.add_photo(&later, first, NOW + 9).await.unwrap();
+    assert_eq!(db.store.get_photo(&p.sha256).await.unwrap(), p);
+    assert_eq!(
+        db.store.list_photo_records(&p.sha256).await.unwrap(),
+        vec![first]
+    );
+    // Another record links the held photo.
+    assert!(
+        db.store
+            .link_photo(&p.sha256, second, NOW + 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        db.store
+            .link_photo(&p.sha256, second, NOW + 2)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        db.store.list_photo_records(&p.sha256).await.unwrap(),
+        vec![first, second]
+    );
+    // A hash not held links nothing.
+    assert!(
+        !db.store
+            .link_photo(&"d".repeat(64), second, NOW)
+            .await
+            .unwrap()
+    );
+    // A record lists its photos in the order they were linked.
+    let q = photo_row(&"e".repeat(64));
+    db.store.add_photo(&q, second, NOW + 5).await.unwrap();
+    assert_eq!(
+        db.store.list_record_photos(second).await.unwrap(),
+        vec![p.clone(), q.clone()]
+    );
+    assert_eq!(db.store.list_record_photos(first).await.unwrap(), vec![p]);
+    assert!(
+        db.store
+            .list_record_photos(Uuid::now_v7())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A link names an existing record.
+    assert!(matches!(
+        db.store.add_photo(&q, Uuid::now_v7(), NOW).await,
+        Err(StoreError::Conflict { .. })
+    ));
+}
+
+async fn parallel_adds_of_one_photo_keep_one_row(b: Backend) {
+    let db = TestDb::new(b).await;
+    let record = new_upload(&db).await.record_id;
+    let tasks: Vec<_> = (0..8)
+        .map(|n| {
+            let store = Arc::clone(&db.store);
+            let mut p = photo_row(&"f".repeat(64));
+            p.created_at = NOW + n;
+            tokio::spawn(async move { store.add_photo(&p, record, NOW + n).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        db.store.list_photo_records(&"f".repeat(64)).await.unwrap(),
+        vec![record]
+    );
+    assert_eq!(db.store.list_record_photos(record).await.unwrap().len(), 1);
+}
+
 #[test]
 fn every_store_method_is_covered() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store");
@@ -2857,4 +2983,6 @@ both_backends!(
     ensure_template_keeps_the_first_source,
     uploads_advance_only_from_the_expected_offset,
     parallel_chunks_at_one_offset_let_exactly_one_through,
+    photos_are_kept_once_and_linked_to_each_record,
+    parallel_adds_of_one_photo_keep_one_row,
 );

@@ -7,7 +7,8 @@
 //!   specialties, townships, campaigns, templates), [`IdentityStore`] (`identity.rs`: users, login
 //!   throttle, signing key, refresh tokens, devices), [`SyncStore`] (`sync.rs`), [`MineStore`]
 //!   (`mines.rs`: mines, transitions, events, case records), [`RoundStore`] (`rounds.rs`) and
-//!   [`UploadStore`] (`uploads.rs`: resumable photo uploads).
+//!   [`UploadStore`] (`uploads.rs`: resumable photo uploads) and [`PhotoStore`] (`photos.rs`:
+//!   ingested photos and the records they belong to).
 //!   Calling any of their methods on `dyn Store` needs no import.
 //! - **SqlStore**: the one implementation. Its SQL is written once over the backend-dispatch
 //!   layer in `sql.rs` (see there why not generic code); `sqlite.rs` (embedded default) and
@@ -26,6 +27,7 @@
 mod catalog;
 mod identity;
 mod mines;
+mod photos;
 pub mod postgres;
 mod rounds;
 mod sql;
@@ -41,6 +43,7 @@ pub use self::{
     catalog::CatalogStore,
     identity::{IdentityStore, PrincipalStatus, RefreshToken, SigningKey},
     mines::MineStore,
+    photos::{Photo, PhotoStore, StoredThumb},
     rounds::{RoundEntity, RoundStore},
     sync::{
         ChangeRow, ConflictRow, EntityRow, FeedPage, StoredOp, SyncLoaded, SyncProcess, SyncStore,
@@ -120,6 +123,7 @@ pub trait Store:
     + MineStore
     + RoundStore
     + UploadStore
+    + PhotoStore
     + Send
     + Sync
     + std::fmt::Debug
