@@ -868,6 +868,10 @@ async fn health_and_openapi(b: Backend) {
         "/api/v1/uploads/limits",
         "/api/v1/uploads/{id}",
         "/api/v1/uploads/{id}/finish",
+        "/api/v1/photos/{sha256}",
+        "/api/v1/photos/{sha256}/thumb/{size}",
+        "/api/v1/photos/{sha256}/meta",
+        "/api/v1/rounds/{id}/photos",
         "/healthz",
         "/readyz",
     ] {
@@ -999,8 +1003,72 @@ async fn authorization_matrix(b: Backend) {
         Role::TownshipOfficer | Role::Operator => S::NOT_FOUND,
         _ => S::OK,
     };
+    // A photo of a round of the holder's mine (first township), and one of another township's.
+    let office = &tokens
+        .iter()
+        .find(|(r, _)| *r == Some(Role::CountyOffice))
+        .unwrap()
+        .1;
+    let (photo, photo_round) =
+        photo_fixture(&app, office, township_id, Some(holder_id), "PH-1", 1).await;
+    let (other_photo, _) = photo_fixture(&app, office, other_township, None, "PH-2", 2).await;
     type Expect = Box<dyn Fn(Role) -> S>;
     let table: Vec<(Method, &str, &str, Expect)> = vec![
+        // Photos: whoever sees one of the photo's records; a holder no original; else 404.
+        (
+            Method::GET,
+            "/api/v1/photos/{photo}",
+            "",
+            Box::new(not_operator(S::OK, S::NOT_FOUND)),
+        ),
+        (
+            Method::GET,
+            "/api/v1/photos/{photo}/thumb/small",
+            "",
+            Box::new(everyone(S::OK)),
+        ),
+        (
+            Method::GET,
+            "/api/v1/photos/{photo}/meta",
+            "",
+            Box::new(everyone(S::OK)),
+        ),
+        (
+            Method::GET,
+            "/api/v1/photos/{other_photo}",
+            "",
+            Box::new(elsewhere),
+        ),
+        (
+            Method::GET,
+            "/api/v1/photos/{other_photo}/thumb/large",
+            "",
+            Box::new(elsewhere),
+        ),
+        (
+            Method::GET,
+            "/api/v1/photos/{other_photo}/meta",
+            "",
+            Box::new(elsewhere),
+        ),
+        (
+            Method::GET,
+            "/api/v1/photos/{random_sha}/meta",
+            "",
+            Box::new(everyone(S::NOT_FOUND)),
+        ),
+        (
+            Method::GET,
+            "/api/v1/rounds/{photo_round}/photos",
+            "",
+            Box::new(everyone(S::OK)),
+        ),
+        (
+            Method::GET,
+            "/api/v1/rounds/{random}/photos",
+            "",
+            Box::new(everyone(S::NOT_FOUND)),
+        ),
         (Method::GET, "/api/v1/me", "", Box::new(everyone(S::OK))),
         (
             Method::GET,
@@ -1358,6 +1426,10 @@ async fn authorization_matrix(b: Backend) {
                 .replace("{approved_mine}", &approved.id.to_string())
                 .replace("{other_mine}", &other_mine.id.to_string())
                 .replace("{held_mine}", &held_mine.id.to_string())
+                .replace("{photo}", &photo)
+                .replace("{other_photo}", &other_photo)
+                .replace("{photo_round}", &photo_round)
+                .replace("{random_sha}", &"0f".repeat(32))
                 .replace("{random}", &Uuid::now_v7().to_string());
             let body = match *body_kind {
                 "new_user" => Some(
@@ -1488,6 +1560,51 @@ async fn authorization_matrix(b: Backend) {
         }
     }
     assert!(operations >= 35, "{operations} operations in the document");
+}
+
+/// A photo (ingested and kept as an upload's finish does) of a new round of a new approved
+/// mine in `township`; returns the photo's hash and the round's id.
+async fn photo_fixture(
+    app: &TestApp,
+    office: &str,
+    township: Uuid,
+    holder: Option<Uuid>,
+    licence_no: &str,
+    seed: u32,
+) -> (String, String) {
+    app.store
+        .ensure_campaign(
+            "shanggao-2023",
+            "t",
+            yanshou_server::rules::campaign::SHANGGAO_2023_TOML,
+            app.state.clock.now_ms(),
+        )
+        .await
+        .unwrap();
+    let mine = fixture_mine(township, licence_no, true, holder);
+    app.store
+        .create_mines(std::slice::from_ref(&mine))
+        .await
+        .unwrap();
+    let (s, round) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/mines/{}/rounds", mine.id),
+            Some(office),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{round}");
+    let round = round["id"].as_str().unwrap().to_owned();
+    let jpeg = yanshou_server::photos::sample::sample_jpeg(40 + seed, 30, None, 80);
+    let ingested =
+        yanshou_server::photos::ingest(&jpeg, &yanshou_server::photos::sniff::Limits::default())
+            .unwrap();
+    yanshou_server::photos::evidence::keep(&app.state, &ingested, round.parse().unwrap())
+        .await
+        .unwrap();
+    app.state.blobs.put(jpeg.into()).await.unwrap();
+    (ingested.sha256, round)
 }
 
 /// A mine registered directly in the store (approved for cancellation when `approved`).

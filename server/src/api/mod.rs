@@ -7,6 +7,7 @@ pub mod devices;
 pub mod health;
 pub mod mines;
 pub mod org;
+pub mod photos;
 pub mod sync;
 pub mod templates;
 pub mod uploads;
@@ -190,7 +191,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(sync::router())
         .merge(mines::router())
         .merge(templates::router())
-        .merge(uploads::router());
+        .merge(uploads::router())
+        .merge(photos::router());
     let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .merge(health::router())

@@ -12,10 +12,13 @@
 //! - [`thumbs`]: two oriented JPEG thumbnails without metadata, from a DCT-scaled decode;
 //! - [`geofence`]: location verdict against the mine's boundary, time verdict against the
 //!   visit, and EXIF-versus-phone position disagreement;
+//! - [`evidence`]: a record's photos as kept (thumbnails, facts, the records they belong to),
+//!   who may see them (an original never to a holder), and their verdicts;
 //! - [`sample`]: synthetic JPEGs with EXIF for tests, fuzz seeds and the benchmark.
 //!
 //! [`ingest`] (pure: no database, no HTTP) runs sniff, EXIF and thumbnails on one file.
 
+pub mod evidence;
 pub mod exif;
 pub mod geofence;
 pub mod sample;

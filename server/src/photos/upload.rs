@@ -3,20 +3,23 @@
 //! - **create** declares the SHA-256, size and media type of a file for one acceptance record
 //!   (a round's id). The caller must be on an enrolled device and allowed to write some section
 //!   of the record (the rights of `sync::policy`). A hash the blob store already holds answers
-//!   at once: nothing is uploaded twice.
+//!   at once (and links the photo to this record too): nothing is uploaded twice.
 //! - **append** writes a chunk at the upload's current offset as a part in the blob store, and
 //!   only then advances the stored offset, in one write guarded by the offset the chunk was
 //!   sent at: a chunk at another offset, or a duplicate that lost the race, gets 409 with the
 //!   current offset, and a server that dies in between leaves the offset where it was (the
 //!   part is written again by the retry).
-//! - **finish** joins the parts, checks size and SHA-256 (off the async threads), stores the
-//!   blob, marks the upload complete and deletes the parts. Finishing again answers the same.
+//! - **finish** joins the parts, checks size and SHA-256 and ingests the file (off the async
+//!   threads: type, caps, EXIF, both thumbnails; an undecodable image is refused and nothing is
+//!   kept), stores the thumbnails, the photo's facts and its link to the record, then the blob,
+//!   marks the upload complete and deletes the parts. Finishing again answers the same.
 
 use std::collections::HashMap;
 
 use bytes::Bytes;
 use uuid::Uuid;
 
+use super::evidence;
 use crate::{
     AppState,
     blobs::{BlobError, BlobHash},
@@ -93,6 +96,8 @@ pub async fn create(state: &AppState, caller: &AuthUser, new: NewUpload) -> Resu
     }
     check_may_write_record(state, caller, new.record_id).await?;
     if state.blobs.size(hash).await? == Some(new.size) {
+        // Already held: this record is one more the photo belongs to.
+        evidence::link_held(state, hash, new.record_id).await?;
         return Ok(Created::AlreadyStored {
             sha256: hash,
             size: new.size,
@@ -205,11 +210,24 @@ pub async fn finish(state: &AppState, caller: &AuthUser, id: Uuid) -> Result<(Bl
             upload.size
         )));
     }
-    if let Err(e) = ingest(&upload, &bytes) {
-        // A file the server will not keep: its parts are of no use either.
+    let photo = match ingest(&upload, bytes.clone()).await {
+        Ok(photo) => photo,
+        Err(e) => {
+            // A file the server will not keep: its parts are of no use either.
+            state.blobs.delete_parts(id).await?;
+            return Err(e);
+        }
+    };
+    if photo.sha256 != hash.hex() {
         state.blobs.delete_parts(id).await?;
-        return Err(e);
+        return Err(mismatch(format!(
+            "the bytes hash to {}, not the declared {hash}; start a new upload",
+            photo.sha256
+        )));
     }
+    // The thumbnails and facts first: a stored original always has them (a crash in between
+    // leaves unreferenced thumbnails, and a retry makes the same ones).
+    evidence::keep(state, &photo, upload.record_id).await?;
     match state.blobs.put_expecting(hash, bytes).await {
         Ok(()) => {}
         Err(BlobError::HashMismatch { actual, .. }) => {
@@ -231,26 +249,24 @@ pub async fn finish(state: &AppState, caller: &AuthUser, id: Uuid) -> Result<(Bl
     Ok((hash, upload.size))
 }
 
-/// Content checks of an upload before its blob is stored: the file must be the type it was
-/// declared as, by its magic bytes (a text file named `.jpg` is refused, HEIC with its own
-/// message), within the byte and pixel caps read from its header (a decompression bomb never
-/// reaches a decoder). Reads headers only, so it runs inline. EXIF, thumbnails and the place and
-/// time verdicts ([`super::ingest`]) are stored with the record's photos, the next step.
-fn ingest(upload: &Upload, bytes: &Bytes) -> Result<()> {
-    let refused = |message: String| AppError::Unprocessable {
-        code: ErrorCode::PhotoRefused,
-        message,
-    };
-    let sniffed = super::sniff::sniff(bytes, &super::sniff::Limits::default())
-        .map_err(|e| refused(e.to_string()))?;
-    if sniffed.kind.media_type() != upload.content_type {
-        return Err(refused(format!(
-            "the file is {}, not the declared {}",
-            sniffed.kind.media_type(),
-            upload.content_type
-        )));
+/// Content checks of an upload before its blob is stored, by the full [`super::ingest`] on the
+/// blocking pool: the file must be the type it was declared as, by its magic bytes (a text file
+/// named `.jpg` is refused, HEIC with its own message), within the byte and pixel caps read from
+/// its header (a decompression bomb never reaches a decoder), and decode to its thumbnails (a
+/// truncated or corrupt image is refused).
+async fn ingest(upload: &Upload, bytes: Bytes) -> Result<super::Ingested> {
+    let photo = evidence::ingest_off_thread(bytes).await?;
+    if photo.kind.media_type() != upload.content_type {
+        return Err(AppError::Unprocessable {
+            code: ErrorCode::PhotoRefused,
+            message: format!(
+                "the file is {}, not the declared {}",
+                photo.kind.media_type(),
+                upload.content_type
+            ),
+        });
     }
-    Ok(())
+    Ok(photo)
 }
 
 fn mismatch(message: String) -> AppError {
