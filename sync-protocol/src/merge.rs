@@ -80,6 +80,10 @@ pub enum RejectCode {
     UnknownField,
     /// Policy: the device's user may not make this change.
     Forbidden,
+    /// Policy: a device signature the op carries (a section signature, a photo's capture
+    /// attestation) does not hold: wrong key, tampered statement, or a statement about
+    /// something else (PROTOCOL.md §12).
+    InvalidSignature,
 }
 
 impl RejectCode {
@@ -104,6 +108,7 @@ impl RejectCode {
             RejectCode::SeqReused => "seq_reused",
             RejectCode::UnknownField => "unknown_field",
             RejectCode::Forbidden => "forbidden",
+            RejectCode::InvalidSignature => "invalid_signature",
         }
     }
 }

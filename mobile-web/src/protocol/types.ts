@@ -198,7 +198,8 @@ export type RejectCode =
   | 'wrong_device'
   | 'seq_reused'
   | 'unknown_field'
-  | 'forbidden';
+  | 'forbidden'
+  | 'invalid_signature';
 
 /** Every {@link RejectCode}, in the Rust declaration order. */
 export const REJECT_CODES: readonly RejectCode[] = [
@@ -220,6 +221,7 @@ export const REJECT_CODES: readonly RejectCode[] = [
   'seq_reused',
   'unknown_field',
   'forbidden',
+  'invalid_signature',
 ];
 
 /** A rejection: code plus a message for the person who made the op. */

@@ -79,6 +79,7 @@ export const REJECT_CODES: Record<string, string> = {
   seq_reused: '操作序号已被使用（可能从旧备份恢复）',
   unknown_field: '不是验收表中的项目',
   forbidden: '无权修改',
+  invalid_signature: '签名无法验证（设备密钥不符或内容被改动）',
 };
 
 export function label(map: Record<string, string>, code: string | null | undefined): string {
