@@ -2074,7 +2074,11 @@ async fn audit_trails_are_listed_per_mine_and_township(b: Backend) {
             .await
             .unwrap();
     }
-    let all = db.store.list_township_mine_events(None).await.unwrap();
+    let all = db
+        .store
+        .list_township_mine_events(None, "2099-12-31")
+        .await
+        .unwrap();
     let mut by_mine: BTreeMap<Uuid, Vec<Uuid>> = BTreeMap::new();
     for e in &all {
         by_mine.entry(e.mine_id).or_default().push(e.id);
@@ -2092,10 +2096,23 @@ async fn audit_trails_are_listed_per_mine_and_township(b: Backend) {
     );
     let one = db
         .store
-        .list_township_mine_events(Some(t1.id))
+        .list_township_mine_events(Some(t1.id), "2099-12-31")
         .await
         .unwrap();
     assert_eq!(one, vec![steps[1].2.clone()]);
+    // Steps dated after `until` are left out (the events here are dated 2024-03-10).
+    let until = |d: &'static str| {
+        let store = db.store.clone();
+        async move {
+            store
+                .list_township_mine_events(None, d)
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(until("2024-03-10").await, 3);
+    assert_eq!(until("2024-03-09").await, 0);
 }
 
 /// The migration that made approval documents records: each flag becomes a record dated by
@@ -2179,7 +2196,7 @@ async fn legacy_document_flags_migrate_to_records(b: Backend) {
     );
     assert!(
         db.store
-            .list_township_mine_events(None)
+            .list_township_mine_events(None, "2099-12-31")
             .await
             .unwrap()
             .len()

@@ -102,7 +102,12 @@ pub async fn dashboard(
             Role::TownshipOfficer => caller.claims.town,
             _ => None,
         };
-        for e in state.store.list_township_mine_events(township).await? {
+        let until = as_of.to_string();
+        for e in state
+            .store
+            .list_township_mine_events(township, &until)
+            .await?
+        {
             trails.entry(e.mine_id).or_default().push(e);
         }
     }

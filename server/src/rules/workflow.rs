@@ -759,12 +759,16 @@ pub fn facts_as_of(
             .get("transition")
             .filter(|t| t.is_object())
             .unwrap_or(&e.data);
-        let replayed = serde_json::from_value::<Transition>(step.clone())
-            .ok()
-            .and_then(|t| apply(&facts, &t, replayer, on, campaign).ok());
+        let parsed = serde_json::from_value::<Transition>(step.clone()).ok();
+        let replayed = parsed
+            .as_ref()
+            .and_then(|t| apply(&facts, t, replayer, on, campaign).ok());
         match replayed {
             Some(next) => facts = next,
             None => {
+                // A step recorded under older rules (or in an older shape): take what it says
+                // happened without the guards, and the stage the trail recorded.
+                record_unguarded(&mut facts, parsed.as_ref(), step, on);
                 facts.stage = Stage::parse(&e.to_stage).unwrap_or(facts.stage);
                 if facts.disposition.is_none() && facts.stage != Stage::Registered {
                     facts.disposition = mine.facts.disposition;
@@ -776,6 +780,72 @@ pub fn facts_as_of(
         facts.county_leader.clone_from(&mine.facts.county_leader);
     }
     facts
+}
+
+/// The facts a step records, without its guards (for replaying an older audit trail).
+fn record_unguarded(
+    facts: &mut MineFacts,
+    step: Option<&Transition>,
+    raw: &serde_json::Value,
+    on: NaiveDate,
+) {
+    use Transition as T;
+    match step {
+        Some(T::Propose { disposition }) => facts.disposition = Some(*disposition),
+        Some(T::Approve) => facts.approved_on = Some(on),
+        Some(T::IssueClosureDecision { decision }) => {
+            facts.closure_decision = Some(decision.clone());
+            facts.closure_decided_on = Some(on);
+        }
+        Some(T::GrantExtension) => facts.extensions_granted += 1,
+        Some(T::TakeOver) => facts.township_took_over = true,
+        Some(T::RecordAcceptance {
+            verdict: AcceptanceVerdict::Passed { .. },
+        }) => {
+            facts.accepted_on = Some(on);
+            facts.rectification = None;
+        }
+        Some(T::RecordAcceptance {
+            verdict:
+                AcceptanceVerdict::Rectify {
+                    requirements,
+                    reinspect_by,
+                },
+        }) => {
+            facts.rectification = Some(RectificationOrder {
+                requirements: requirements.clone(),
+                reinspect_by: *reinspect_by,
+                ordered_on: on,
+            });
+        }
+        Some(T::Announce) => facts.announced_on = Some(on),
+        Some(T::CancelLicence) => facts.cancelled_on = Some(on),
+        Some(T::RecordExecutiveMeeting { minutes }) => {
+            facts.executive_meeting = Some(minutes.clone());
+        }
+        Some(T::RecordApprovalDocument { document, record }) => {
+            facts.documents.insert(*document, record.clone());
+        }
+        None if raw.get("transition").and_then(|t| t.as_str())
+            == Some("record_approval_document") =>
+        {
+            // Recorded as a flag, before documents were records.
+            if let Some(document) = raw
+                .get("document")
+                .and_then(|d| serde_json::from_value::<ApprovalDocument>(d.clone()).ok())
+            {
+                facts.documents.insert(
+                    document,
+                    DocumentRecord {
+                        number: String::new(),
+                        issuer: String::new(),
+                        date: on,
+                    },
+                );
+            }
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -1399,6 +1469,76 @@ mod tests {
         assert_eq!(reinspection.due, date("2024-03-10"));
         assert_eq!(reinspection.status, DeadlineStatus::Overdue);
         assert_eq!(reinspection.responsible, Responsible::Holder);
+    }
+
+    #[test]
+    fn a_past_days_facts_are_replayed_from_the_trail_old_shapes_included() {
+        let c = campaign();
+        let mine = Mine {
+            id: Uuid::from_u128(1),
+            name: "河口砂石矿".into(),
+            licence_no: "C1".into(),
+            holder: "某公司".into(),
+            holder_user_id: None,
+            township_id: TOWN,
+            mineral: "建筑用砂".into(),
+            mining_method: "露天开采".into(),
+            area_ha: None,
+            boundary: None,
+            campaign_id: c.id.clone(),
+            facts: MineFacts::new(TOWN),
+            version: 0,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let event = |transition: serde_json::Value, to: Stage, on: &str| MineEvent {
+            id: Uuid::now_v7(),
+            mine_id: mine.id,
+            transition: String::new(),
+            from_stage: String::new(),
+            to_stage: to.code().into(),
+            actor_id: None,
+            reason: String::new(),
+            data: serde_json::json!({ "transition": transition }),
+            as_of: on.into(),
+            recorded_on: on.into(),
+            created_at: 0,
+        };
+        let trail = [
+            event(
+                serde_json::json!({"transition": "propose", "disposition": "continue"}),
+                S::DispositionProposed,
+                "2023-08-20",
+            ),
+            event(
+                serde_json::json!({"transition": "approve"}),
+                S::DispositionApproved,
+                "2023-08-31",
+            ),
+            // The shape before documents were records.
+            event(
+                serde_json::json!({"transition": "record_approval_document",
+                                   "document": "development_plan"}),
+                S::DispositionApproved,
+                "2023-10-01",
+            ),
+            event(
+                serde_json::json!({"transition": "grant_extension"}),
+                S::DispositionApproved,
+                "2024-03-01",
+            ),
+        ];
+        let before = facts_as_of(&mine, &trail, date("2023-08-25"), &c);
+        assert_eq!(before.stage, S::DispositionProposed);
+        let autumn = facts_as_of(&mine, &trail, date("2023-12-01"), &c);
+        assert_eq!(autumn.approved_on, Some(date("2023-08-31")));
+        assert_eq!(
+            autumn.documents[&ApprovalDocument::DevelopmentPlan].date,
+            date("2023-10-01")
+        );
+        assert_eq!(autumn.extensions_granted, 0);
+        let spring = facts_as_of(&mine, &trail, date("2024-03-01"), &c);
+        assert_eq!(spring.extensions_granted, 1);
     }
 
     #[test]

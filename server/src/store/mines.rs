@@ -35,11 +35,13 @@ pub trait MineStore {
         record: Option<&CaseRecord>,
     ) -> StoreResult<()>;
     async fn list_mine_events(&self, mine_id: Uuid) -> StoreResult<Vec<MineEvent>>;
-    /// The audit trails of all mines, or of one township's, grouped by mine, each in order (the
-    /// dashboard's snapshot of a past date replays them).
+    /// The audit trails of all mines, or of one township's, up to the steps dated `until`
+    /// (`YYYY-MM-DD`, inclusive), grouped by mine, each in order (the dashboard's snapshot of a
+    /// past date replays them).
     async fn list_township_mine_events(
         &self,
         township: Option<Uuid>,
+        until: &str,
     ) -> StoreResult<Vec<MineEvent>>;
     async fn add_case_record(&self, record: &CaseRecord) -> StoreResult<()>;
     async fn list_case_records(&self, mine_id: Uuid) -> StoreResult<Vec<CaseRecord>>;
@@ -211,6 +213,7 @@ impl MineStore for SqlStore {
     async fn list_township_mine_events(
         &self,
         township: Option<Uuid>,
+        until: &str,
     ) -> StoreResult<Vec<MineEvent>> {
         let rows = self
             .db
@@ -218,10 +221,11 @@ impl MineStore for SqlStore {
                 "select e.id, e.mine_id, e.transition, e.from_stage, e.to_stage, e.actor_id, \
                  e.reason, e.data_json, e.as_of, e.recorded_on, e.created_at \
                  from mine_events e join mines m on m.id = e.mine_id \
-                 where $1 is null or m.township_id = $1 \
+                 where ($1 is null or m.township_id = $1) and e.as_of <= $2 \
                  order by e.mine_id, e.created_at, e.id",
             )
             .bind(township)
+            .bind(until)
             .fetch_all(&self.db)
             .await?;
         rows.iter().map(event_from_row).collect()
