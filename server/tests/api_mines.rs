@@ -1763,3 +1763,138 @@ both_backends!(
     csv_import_reports_every_bad_row_then_imports_and_exports,
     case_records_and_the_generated_announcement,
 );
+
+/// What a dashboard of a past day costs against today's, on N mines with a six-step trail each
+/// (`YANSHOU_BENCH_MINES`, default 1000). Not part of the suite: run with
+/// `cargo test -p yanshou-server --test api_mines dashboard_snapshot_cost -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test"]
+async fn dashboard_snapshot_cost() {
+    use yanshou_server::{
+        model::{AcceptanceVerdict, ClosureDecision, Disposition, Mine, MineEvent, MineFacts},
+        rules::{
+            campaign::Campaign,
+            workflow::{self, Actor, Transition},
+        },
+    };
+    let n: usize = std::env::var("YANSHOU_BENCH_MINES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    for b in [Backend::Sqlite, Backend::Postgres] {
+        let c = county(b).await;
+        c.clock.set(date("2024-06-01"));
+        let campaign = Campaign::shanggao_2023().unwrap();
+        let town = uuid::Uuid::parse_str(&c.township_id).unwrap();
+        let mines: Vec<Mine> = (0..n)
+            .map(|i| Mine {
+                id: uuid::Uuid::now_v7(),
+                name: format!("矿{i:05}"),
+                licence_no: format!("B-{i:05}"),
+                holder: "某公司".into(),
+                holder_user_id: None,
+                township_id: town,
+                mineral: "石灰岩".into(),
+                mining_method: "露天开采".into(),
+                area_ha: None,
+                boundary: None,
+                campaign_id: campaign.id.clone(),
+                facts: MineFacts::new(town),
+                version: 0,
+                created_at: 0,
+                updated_at: 0,
+            })
+            .collect();
+        c.app
+            .store
+            .ensure_campaign(
+                &campaign.id,
+                &campaign.title,
+                yanshou_server::rules::campaign::SHANGGAO_2023_TOML,
+                0,
+            )
+            .await
+            .unwrap();
+        c.app.store.create_mines(&mines).await.unwrap();
+        let steps = [
+            (
+                Transition::Propose {
+                    disposition: Disposition::Cancel,
+                },
+                "2023-11-02",
+            ),
+            (Transition::Approve, "2023-11-10"),
+            (
+                Transition::IssueClosureDecision {
+                    decision: ClosureDecision {
+                        document_no: "上府字〔2023〕88号".into(),
+                        responsible_party: "采矿权人".into(),
+                        restoration_deadline: date("2024-03-31"),
+                        supervisor: "泗溪镇人民政府".into(),
+                        cancellation_application_deadline: date("2024-04-30"),
+                        maintenance_party: "泗溪镇人民政府".into(),
+                    },
+                },
+                "2023-11-20",
+            ),
+            (Transition::CompilePlan, "2023-12-20"),
+            (Transition::PassPreliminary, "2024-02-01"),
+            (
+                Transition::RecordAcceptance {
+                    verdict: AcceptanceVerdict::Passed {
+                        expert_letter_signed: true,
+                    },
+                },
+                "2024-03-01",
+            ),
+        ];
+        let seeding = std::time::Instant::now();
+        for mine in &mines {
+            let mut facts = mine.facts.clone();
+            for (version, (t, on)) in steps.iter().enumerate() {
+                let actor = Actor {
+                    role: Role::Admin,
+                    township: None,
+                };
+                let next = workflow::apply(&facts, t, actor, date(on), &campaign).unwrap();
+                let event = MineEvent {
+                    id: uuid::Uuid::now_v7(),
+                    mine_id: mine.id,
+                    transition: t.name().into(),
+                    from_stage: facts.stage.code().into(),
+                    to_stage: next.stage.code().into(),
+                    actor_id: None,
+                    reason: String::new(),
+                    data: json!({ "transition": t }),
+                    as_of: (*on).into(),
+                    recorded_on: (*on).into(),
+                    created_at: 0,
+                };
+                c.app
+                    .store
+                    .transition_mine(mine.id, version as i64, &next, &event, None)
+                    .await
+                    .unwrap();
+                facts = next;
+            }
+        }
+        let seeded = seeding.elapsed();
+        let mut timings = Vec::new();
+        for as_of in ["2024-06-01", "2024-01-15"] {
+            let mut samples = Vec::new();
+            for _ in 0..5 {
+                let t = std::time::Instant::now();
+                let board = c.board(as_of).await;
+                samples.push(t.elapsed());
+                assert_eq!(board["mines"], n);
+            }
+            samples.sort();
+            timings.push((as_of, samples[2]));
+        }
+        println!(
+            "{b:?}: {n} mines × 6 steps seeded in {seeded:.1?}; dashboard median of 5: \
+             today {:.1?}, snapshot of {} {:.1?}",
+            timings[0].1, timings[1].0, timings[1].1
+        );
+    }
+}
