@@ -625,6 +625,17 @@ async fn csv_import_reports_every_bad_row_then_imports_and_exports(b: Backend) {
     let (s, report) = c.app.send(post_csv(good)).await;
     assert_eq!(s, StatusCode::OK, "{report}");
     assert_eq!(report["imported"], 2);
+    // 甲矿 declares 1.5 ha; its three corners enclose 2 ha: imported, with a warning.
+    assert_eq!(report["warnings"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(report["warnings"][0]["row"], 2);
+    assert_eq!(report["warnings"][0]["field"], "area_ha");
+    assert!(
+        report["warnings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("enclose 2 ha"),
+        "{report}"
+    );
 
     let res = tower::ServiceExt::oneshot(
         c.app.router.clone(),
@@ -1340,6 +1351,17 @@ async fn the_plan_calendar_with_closure_decisions_of_their_own(b: Backend) {
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{round}");
+    let round_id = uuid::Uuid::parse_str(round["id"].as_str().unwrap()).unwrap();
+    let record = c
+        .app
+        .store
+        .sync_entities(&[sync_protocol::EntityId(round_id)])
+        .await
+        .unwrap();
+    assert_eq!(
+        record[0].fields["purpose"].value,
+        sync_protocol::Value::from("maintenance_spot_check")
+    );
     c.clock.set(date("2027-08-02"));
     let (s, body) = c
         .app
