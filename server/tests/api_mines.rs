@@ -370,6 +370,23 @@ async fn a_failed_acceptance_then_a_passing_reinspection(b: Backend) {
     )
     .await;
     c.ok("office", &m, "2024-02-10", json!({"transition": "record_acceptance", "verdict": {"verdict": "rectify", "requirements": "截排水沟淤堵，沉淀池未清淤", "reinspect_by": "2024-03-10"}}), "rectification_required").await;
+    // The holder, bound to the mine, sees what to fix and by when.
+    let (s, body) = c.bind(&m, json!(c.holder_id().await)).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, seen) = c.get(&c.holder, &format!("/api/v1/mines/{m}")).await;
+    assert_eq!(s, StatusCode::OK, "{seen}");
+    assert_eq!(
+        seen["facts"]["rectification"]["requirements"],
+        "截排水沟淤堵，沉淀池未清淤"
+    );
+    let reinspection = seen["deadlines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["key"] == "reinspection")
+        .unwrap_or_else(|| panic!("{seen}"));
+    assert_eq!(reinspection["due"], "2024-03-10");
+    assert_eq!(reinspection["responsible"], "holder");
     c.ok(
         "township",
         &m,

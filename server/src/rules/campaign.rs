@@ -931,6 +931,12 @@ mod tests {
         assert_eq!(c.id, "shanggao-2023");
         assert_eq!(c.document.as_deref(), Some("上府办发〔2023〕35号"));
         assert_eq!(c.issued, Some(date("2023-10-11")));
+        assert_eq!(
+            c.plan_title.as_deref(),
+            Some("上高县停产非煤矿山生态环境整治专项行动方案")
+        );
+        assert_eq!(c.county.as_deref(), Some("上高县"));
+        assert_eq!(c.government.as_deref(), Some("上高县人民政府"));
         let fixed = |key: &str| c.deadline(key).unwrap().due_date(None, 0).unwrap();
         assert_eq!(fixed("restoration_plan"), date("2023-12-31"));
         assert_eq!(fixed("cancel_rectification"), date("2024-03-31"));
