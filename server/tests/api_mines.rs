@@ -201,6 +201,15 @@ async fn a_cancel_mine_from_disposition_to_licence_cancellation(b: Backend) {
     .await;
     let (s, body) = c.bind(&m, json!(c.holder_id().await)).await;
     assert_eq!(s, StatusCode::OK, "{body}");
+    // Officials date steps from paper; a holder acts on the day.
+    c.refused(
+        "holder",
+        &m,
+        "2024-04-10",
+        json!({"transition": "apply_cancellation", "effective_date": "2024-04-01"}),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
     c.ok(
         "holder",
         &m,

@@ -10,7 +10,7 @@ use crate::{
     AppState,
     error::{AppError, Result},
     identity::auth::{AuthUser, visible_mine},
-    model::{AcceptanceVerdict, CaseRecord, Mine, MineEvent, Stage},
+    model::{AcceptanceVerdict, CaseRecord, Mine, MineEvent, Role, Stage},
     rules::{
         campaign::Campaign,
         workflow::{self, Actor, Refusal, Transition},
@@ -62,6 +62,13 @@ pub async fn transition(
     }
     let campaign = campaign(state, &mine.campaign_id).await?;
     let today = state.clock.today();
+    if caller.role() == Role::Operator && req.effective_date.is_some_and(|d| d != today) {
+        // Officials enter steps from the paper trail; a holder acts in the app, on the day.
+        return Err(AppError::Forbidden(
+            "a holder's steps are dated the day the server receives them (no effective_date)"
+                .into(),
+        ));
+    }
     let on = step_date(state, &mine, req.effective_date, today).await?;
     let actor = Actor {
         role: caller.role(),
@@ -159,14 +166,16 @@ async fn step_date(
     if let Some(previous) = previous
         && on < previous
     {
-        return Err(AppError::invalid_field(
-            if effective.is_some() {
-                "effective_date"
-            } else {
-                "transition"
-            },
-            format!("{on} is before the mine's previous step ({previous})"),
-        ));
+        let message = format!("{on} is before the mine's previous step ({previous})");
+        return Err(if effective.is_some() {
+            AppError::invalid_field("effective_date", message)
+        } else {
+            // Only a clock set back (a drill) gets here: the trail stays in calendar order.
+            AppError::Conflict {
+                code: crate::error::ErrorCode::TransitionNotAllowed,
+                message,
+            }
+        });
     }
     Ok(on)
 }
