@@ -146,7 +146,14 @@ async fn migrations_seed_departments_and_specialties(b: Backend) {
         .collect();
     assert_eq!(
         observers,
-        ["国资办", "财政局", "检察院", "法院", "纪委监委"]
+        [
+            "国资办",
+            "财政局",
+            "检察院",
+            "法院",
+            "纪委监委",
+            "市场监督管理局"
+        ]
     );
     let specialties: Vec<String> = db
         .store
@@ -165,7 +172,7 @@ async fn migrations_seed_departments_and_specialties(b: Backend) {
 async fn migrating_twice_is_harmless(b: Backend) {
     let db = TestDb::new(b).await;
     db.store.migrate().await.unwrap();
-    assert_eq!(db.store.list_departments().await.unwrap().len(), 15);
+    assert_eq!(db.store.list_departments().await.unwrap().len(), 16);
 }
 
 async fn user_round_trips_with_scope(b: Backend) {
@@ -634,9 +641,13 @@ async fn departments_and_specialties_are_listed_in_order(b: Backend) {
     let db = TestDb::new(b).await;
     let departments = db.store.list_departments().await.unwrap();
     let orders: Vec<i32> = departments.iter().map(|d| d.sort_order).collect();
-    assert_eq!(orders, (1..=15).collect::<Vec<_>>());
+    assert_eq!(orders, (1..=16).collect::<Vec<_>>());
     assert_eq!(departments[0].code, "natural_resources");
     assert_eq!(departments[14].code, "discipline_inspection");
+    assert_eq!(
+        (departments[15].code.as_str(), departments[15].observer),
+        ("market_regulation", true)
+    );
     let codes: Vec<String> = db
         .store
         .list_specialties()
@@ -2152,7 +2163,8 @@ async fn legacy_document_flags_migrate_to_records(b: Backend) {
         env!("CARGO_MANIFEST_DIR")
     );
     let migration = std::fs::read_to_string(path).unwrap();
-    let documents_part = &migration[migration.find("-- 2.").unwrap()..];
+    let documents_part =
+        &migration[migration.find("-- 2.").unwrap()..migration.find("-- 3.").unwrap()];
     let url = db.settings.database_url.clone();
     match b {
         Backend::Sqlite => {

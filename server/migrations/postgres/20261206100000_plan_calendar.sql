@@ -31,3 +31,8 @@ set facts_json = jsonb_set(
     ), '{}'::jsonb)
 )::text
 where jsonb_typeof(facts_json::jsonb -> 'documents') = 'array';
+
+-- 3. 市场监督管理局: the plan names it among the bodies that cancel a closed mine's licences (it
+--    cancels the business licence, 营业执照). It inspects no items: an observer.
+insert into departments (code, name, observer, sort_order, created_at) values
+    ('market_regulation', '市场监督管理局', true, 16, (extract(epoch from now()) * 1000)::bigint);
