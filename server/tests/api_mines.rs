@@ -1487,6 +1487,29 @@ async fn mines_choose_their_campaign_and_are_warned_about_their_area(b: Backend)
     let c = county(b).await;
     let base = json!({"name": "大岭采石场", "licence_no": "CAMP-1", "holder": "某公司",
         "township_id": c.township_id, "mineral": "石灰岩", "mining_method": "露天开采"});
+    // The OpenAPI document says so.
+    let (_, doc) = c
+        .app
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
+    let schemas = &doc["components"]["schemas"];
+    assert!(
+        schemas["NewMine"]["properties"]["campaign_id"].is_object(),
+        "{}",
+        schemas["NewMine"]
+    );
+    assert!(
+        schemas["CreatedMine"].to_string().contains("warnings"),
+        "{}",
+        schemas["CreatedMine"]
+    );
+    assert!(
+        schemas["TransitionRequest"]
+            .to_string()
+            .contains("effective_date"),
+        "{}",
+        schemas["TransitionRequest"]
+    );
     let mut unknown = base.clone();
     unknown["campaign_id"] = json!("shanggao-2031");
     let (s, body) = c
