@@ -1,6 +1,8 @@
 //! The demo county: a fresh SQLite database seeded with Shanggao's townships and forest farms,
-//! one user per role (an inspector for every inspecting department) and a dozen sample mines
-//! walked through the default campaign to various stages (some overdue), so a newcomer can log in
+//! one user per role (an inspector for every inspecting department) and thirteen sample mines
+//! walked through the default campaign to various stages (some overdue, one with a closure
+//! decision of its own later deadline, one announced with its notice, a cancelled one
+//! spot-checked in its maintenance years, each with its county leader), so a newcomer can log in
 //! and look around. Demo data only; a real county enters its own townships, users and mines.
 
 use rand::{Rng, distributions::Alphanumeric};
@@ -9,7 +11,7 @@ use crate::{
     AppState,
     error::Result,
     identity::accounts::{self, NewUserInput},
-    model::{Mine, MineEvent, MineFacts, Role, Township},
+    model::{CaseRecord, Mine, MineEvent, MineFacts, Role, Township},
     rules::workflow::{self, Actor, Transition},
 };
 
@@ -147,6 +149,7 @@ const CANCEL_TO_CANCELLED: &[(&str, &str)] = &[
     ("accept", "2024-03-15"),
     ("apply_cancellation", "2024-04-01"),
     ("cancel_licence", "2024-04-20"),
+    ("business_licence", "2024-05-08"),
 ];
 
 const DEMO_MINES: &[DemoMine] = &[
@@ -228,7 +231,9 @@ const DEMO_MINES: &[DemoMine] = &[
             ("doc_soil", "2024-03-01"),
             ("pass_preliminary", "2024-03-20"),
             ("accept", "2024-04-10"),
+            ("equipment_decision", "2024-04-25"),
             ("joint_review", "2024-05-10"),
+            ("executive_meeting", "2024-05-20"),
             ("extend_licence", "2024-06-01"),
         ],
     },
@@ -253,6 +258,21 @@ const DEMO_MINES: &[DemoMine] = &[
         steps: &[
             ("propose_never_produced", "2023-10-30"),
             ("approve", "2023-11-08"),
+        ],
+    },
+    DemoMine {
+        name: "锦江镇茶山石灰岩矿",
+        licence: "C3609232021027130171013",
+        holder: "上高县茶山矿业有限公司",
+        township: "锦江镇",
+        mineral: "建筑用石灰岩",
+        // The closure decision gave this mine until 2024-06-30 (a steep slope to stabilise
+        // first): not overdue on the campaign's 2024-03-31.
+        steps: &[
+            ("propose_cancel", "2023-10-22"),
+            ("approve", "2023-11-01"),
+            ("closure_late", "2023-11-10"),
+            ("compile_plan", "2023-12-26"),
         ],
     },
     DemoMine {
@@ -284,7 +304,9 @@ const DEMO_MINES: &[DemoMine] = &[
             ("compile_plan", "2023-12-20"),
             ("pass_preliminary", "2024-01-20"),
             ("accept", "2024-01-31"),
-            ("announce", "2024-03-05"),
+            // 30 days after the acceptance end on 2024-03-01, but the closure decision gave the
+            // holder until 2024-04-30: the announcement follows the later date.
+            ("announce", "2024-05-06"),
         ],
     },
     DemoMine {
@@ -308,7 +330,10 @@ fn date(s: &str) -> Result<chrono::NaiveDate> {
 
 fn demo_transition(step: &str) -> Result<(Role, Transition)> {
     use crate::model::Disposition as D;
-    use crate::model::{AcceptanceVerdict, ApprovalDocument as A, ClosureDecision};
+    use crate::model::{
+        AcceptanceVerdict, ApprovalDocument as A, ClosureDecision, DocumentRecord,
+        EquipmentDecision,
+    };
     let t = match step {
         "propose_cancel" => Transition::Propose {
             disposition: D::Cancel,
@@ -328,6 +353,41 @@ fn demo_transition(step: &str) -> Result<(Role, Transition)> {
                 supervisor: "所在乡镇人民政府".into(),
                 cancellation_application_deadline: date("2024-04-30")?,
                 maintenance_party: "所在乡镇人民政府".into(),
+            },
+        },
+        "closure_late" => Transition::IssueClosureDecision {
+            decision: ClosureDecision {
+                document_no: "上府字〔2023〕102号".into(),
+                responsible_party: "采矿权人".into(),
+                restoration_deadline: date("2024-06-30")?,
+                supervisor: "所在乡镇人民政府".into(),
+                cancellation_application_deadline: date("2024-07-31")?,
+                maintenance_party: "所在乡镇人民政府".into(),
+            },
+        },
+        "business_licence" => Transition::RecordBusinessLicenceCancellation {
+            notice: DocumentRecord {
+                number: "（上）登记企销字〔2024〕第12号".into(),
+                issuer: "上高县市场监督管理局".into(),
+                date: date("2024-05-06")?,
+            },
+        },
+        "equipment_decision" => Transition::RecordEquipmentDecision {
+            decision: EquipmentDecision {
+                compliant: true,
+                findings: "保留的破碎、筛分生产线符合现行产业政策，淘汰颚式破碎机一台".into(),
+                document: DocumentRecord {
+                    number: "上工信字〔2024〕21号".into(),
+                    issuer: "上高县工业和信息化局".into(),
+                    date: date("2024-04-22")?,
+                },
+            },
+        },
+        "executive_meeting" => Transition::RecordExecutiveMeeting {
+            minutes: DocumentRecord {
+                number: "县政府常务会议纪要〔2024〕9号".into(),
+                issuer: "上高县人民政府".into(),
+                date: date("2024-05-18")?,
             },
         },
         "compile_plan" => Transition::CompilePlan,
@@ -351,15 +411,35 @@ fn demo_transition(step: &str) -> Result<(Role, Transition)> {
         "extend_licence" => Transition::ExtendLicence,
         "doc_development" => Transition::RecordApprovalDocument {
             document: A::DevelopmentPlan,
+            record: DocumentRecord {
+                number: "宜自然资矿审〔2023〕41号".into(),
+                issuer: "宜春市自然资源局".into(),
+                date: date("2023-11-28")?,
+            },
         },
         "doc_two_in_one" => Transition::RecordApprovalDocument {
             document: A::TwoInOnePlan,
+            record: DocumentRecord {
+                number: "上自然资字〔2024〕3号".into(),
+                issuer: "上高县自然资源局".into(),
+                date: date("2024-01-04")?,
+            },
         },
         "doc_eia" => Transition::RecordApprovalDocument {
             document: A::EnvironmentalImpactReport,
+            record: DocumentRecord {
+                number: "宜环评字〔2024〕15号".into(),
+                issuer: "宜春市生态环境局".into(),
+                date: date("2024-02-06")?,
+            },
         },
         "doc_soil" => Transition::RecordApprovalDocument {
             document: A::SoilConservationPlan,
+            record: DocumentRecord {
+                number: "上水保字〔2024〕7号".into(),
+                issuer: "上高县水利局".into(),
+                date: date("2024-02-27")?,
+            },
         },
         other => {
             return Err(crate::error::AppError::Internal(format!(
@@ -375,6 +455,9 @@ fn demo_transition(step: &str) -> Result<(Role, Transition)> {
     };
     Ok((role, t))
 }
+
+/// County leaders assigned to the demo mines (挂点县领导), in turn.
+const DEMO_COUNTY_LEADERS: &[&str] = &["刘副县长", "陈副县长", "黄副县长"];
 
 /// The demo holder's company: its mine (accepted, cancellation application due) is bound to the
 /// demo `holder` account.
@@ -398,7 +481,8 @@ async fn seed_mines(
         )
         .await?;
     let townships = store.list_townships().await?;
-    for demo in DEMO_MINES {
+    let today = state.clock.today();
+    for (i, demo) in DEMO_MINES.iter().enumerate() {
         let Some(township) = townships.iter().find(|t| t.name == demo.township) else {
             continue;
         };
@@ -414,7 +498,10 @@ async fn seed_mines(
             area_ha: Some("2.5".into()),
             boundary: None,
             campaign_id: campaign.id.clone(),
-            facts: MineFacts::new(township.id),
+            facts: MineFacts {
+                county_leader: Some(DEMO_COUNTY_LEADERS[i % DEMO_COUNTY_LEADERS.len()].into()),
+                ..MineFacts::new(township.id)
+            },
             version: 0,
             created_at: now,
             updated_at: now,
@@ -439,12 +526,26 @@ async fn seed_mines(
                 to_stage: next.stage.code().into(),
                 actor_id: office,
                 reason: "演示数据".into(),
-                data: serde_json::to_value(&transition).unwrap_or_default(),
+                data: serde_json::json!({ "transition": transition }),
+                // Entered today from the paper trail: dated as it happened.
                 as_of: on.to_string(),
+                recorded_on: today.to_string(),
                 created_at: now,
             };
+            // The announcement is published with its text, as the API does.
+            let notice = matches!(transition, Transition::Announce).then(|| CaseRecord {
+                id: uuid::Uuid::now_v7(),
+                mine_id: mine.id,
+                kind: "announcement".into(),
+                data: serde_json::json!({
+                    "text": crate::mines::announcement_text(&mine, &township.name, &campaign, on),
+                    "date": on.to_string(),
+                }),
+                created_by: office,
+                created_at: now,
+            });
             store
-                .transition_mine(mine.id, mine.version, &next, &event, None)
+                .transition_mine(mine.id, mine.version, &next, &event, notice.as_ref())
                 .await?;
             mine.facts = next;
             mine.version += 1;

@@ -21,7 +21,10 @@ use crate::{
     identity::auth::{AuthUser, visible_mine},
     model::{
         AcceptanceRound, Disposition, Role, Stage,
-        record::{DISPOSITION_FIELD, SCOPE_FIELD, SERVER_DEVICE, TEMPLATE_FIELD},
+        record::{
+            DISPOSITION_FIELD, PURPOSE_FIELD, SCOPE_FIELD, SERVER_DEVICE, SPOT_CHECK,
+            TEMPLATE_FIELD,
+        },
     },
     rules::template::{FailureConclusion, Verdict},
     store::StoreError,
@@ -37,14 +40,20 @@ pub async fn open(state: &AppState, caller: &AuthUser, mine_id: Uuid) -> Result<
             message: "the mine has no approved disposition yet".into(),
         });
     };
-    if !matches!(
-        mine.facts.stage,
-        Stage::DispositionApproved
-            | Stage::ClosureDecided
-            | Stage::PlanCompiled
-            | Stage::PreliminaryPassed
-            | Stage::RectificationRequired
-    ) {
+    // After the licence is cancelled, the restored land is spot-checked during its maintenance
+    // period (管护期).
+    let spot_check = mine.facts.stage == Stage::LicenceCancelled
+        && in_maintenance(state, &mine, state.clock.today()).await?;
+    if !spot_check
+        && !matches!(
+            mine.facts.stage,
+            Stage::DispositionApproved
+                | Stage::ClosureDecided
+                | Stage::PlanCompiled
+                | Stage::PreliminaryPassed
+                | Stage::RectificationRequired
+        )
+    {
         return Err(AppError::Conflict {
             code: crate::error::ErrorCode::NotInspectable,
             message: format!(
@@ -87,6 +96,9 @@ pub async fn open(state: &AppState, caller: &AuthUser, mine_id: Uuid) -> Result<
             Value::from(round.disposition.clone()),
         );
         fields.insert("round_no".to_owned(), Value::from(round.round_no));
+        if spot_check {
+            fields.insert(PURPOSE_FIELD.to_owned(), Value::from(SPOT_CHECK));
+        }
         fields.insert(
             "previous_round".to_owned(),
             round
@@ -134,6 +146,27 @@ pub async fn open(state: &AppState, caller: &AuthUser, mine_id: Uuid) -> Result<
         .create_round(round, &template_source, Some(township), make)
         .await?;
     Ok(round)
+}
+
+/// Whether a cancelled mine is in its maintenance period on `today`, by its campaign.
+async fn in_maintenance(
+    state: &AppState,
+    mine: &crate::model::Mine,
+    today: chrono::NaiveDate,
+) -> Result<bool> {
+    use crate::rules::campaign::{Campaign, DEFAULT_CAMPAIGN_ID, SHANGGAO_2023_TOML};
+    let source = if mine.campaign_id == DEFAULT_CAMPAIGN_ID {
+        SHANGGAO_2023_TOML.to_owned()
+    } else {
+        state.store.get_campaign(&mine.campaign_id).await?.1
+    };
+    let campaign = Campaign::parse(&source)
+        .map_err(|e| AppError::Internal(format!("campaign {}: {e}", mine.campaign_id)))?;
+    Ok(crate::rules::workflow::in_maintenance(
+        &mine.facts,
+        &campaign,
+        today,
+    ))
 }
 
 /// A round with its record's verdict as it stands.

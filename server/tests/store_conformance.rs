@@ -37,6 +37,8 @@
 //! - create_mines, get_mine, list_mines: `mines_round_trip_and_are_listed_by_name`,
 //!   `create_mines_is_all_or_nothing`
 //! - list_mines_of_holder, set_mine_holder: `mines_are_bound_to_their_holder`
+//! - list_township_mine_events: `audit_trails_are_listed_per_mine_and_township`,
+//!   `legacy_document_flags_migrate_to_records`
 //! - transition_mine, list_mine_events: `transition_mine_applies_only_at_the_expected_version`,
 //!   `concurrent_transitions_from_one_version_let_exactly_one_through`,
 //!   `a_transition_and_its_case_record_are_one_transaction`
@@ -145,7 +147,14 @@ async fn migrations_seed_departments_and_specialties(b: Backend) {
         .collect();
     assert_eq!(
         observers,
-        ["国资办", "财政局", "检察院", "法院", "纪委监委"]
+        [
+            "国资办",
+            "财政局",
+            "检察院",
+            "法院",
+            "纪委监委",
+            "市场监督管理局"
+        ]
     );
     let specialties: Vec<String> = db
         .store
@@ -164,7 +173,7 @@ async fn migrations_seed_departments_and_specialties(b: Backend) {
 async fn migrating_twice_is_harmless(b: Backend) {
     let db = TestDb::new(b).await;
     db.store.migrate().await.unwrap();
-    assert_eq!(db.store.list_departments().await.unwrap().len(), 15);
+    assert_eq!(db.store.list_departments().await.unwrap().len(), 16);
 }
 
 async fn user_round_trips_with_scope(b: Backend) {
@@ -564,6 +573,7 @@ async fn a_transition_and_its_case_record_are_one_transaction(b: Backend) {
         reason: String::new(),
         data: serde_json::json!({}),
         as_of: "2024-03-10".into(),
+        recorded_on: "2024-03-12".into(),
         created_at: 5,
     };
     let record = |kind: &str| CaseRecord {
@@ -632,9 +642,13 @@ async fn departments_and_specialties_are_listed_in_order(b: Backend) {
     let db = TestDb::new(b).await;
     let departments = db.store.list_departments().await.unwrap();
     let orders: Vec<i32> = departments.iter().map(|d| d.sort_order).collect();
-    assert_eq!(orders, (1..=15).collect::<Vec<_>>());
+    assert_eq!(orders, (1..=16).collect::<Vec<_>>());
     assert_eq!(departments[0].code, "natural_resources");
     assert_eq!(departments[14].code, "discipline_inspection");
+    assert_eq!(
+        (departments[15].code.as_str(), departments[15].observer),
+        ("market_regulation", true)
+    );
     let codes: Vec<String> = db
         .store
         .list_specialties()
@@ -2014,8 +2028,193 @@ fn event(mine: Uuid, transition: &str, from: Stage, to: Stage, created_at: i64) 
         reason: "依据方案".into(),
         data: serde_json::json!({"transition": {"transition": transition}}),
         as_of: "2024-03-10".into(),
+        recorded_on: "2024-03-10".into(),
         created_at,
     }
+}
+
+async fn audit_trails_are_listed_per_mine_and_township(b: Backend) {
+    let db = TestDb::new(b).await;
+    let t1 = mine_setup(&db).await;
+    let t2 = town(&db, "泗溪镇").await;
+    let a = mine(t1.id, "黄家山采石场", "C101");
+    let z = mine(t2.id, "大岭石灰岩矿", "C102");
+    db.store
+        .create_mines(&[a.clone(), z.clone()])
+        .await
+        .unwrap();
+    let mut facts = a.facts.clone();
+    facts.stage = Stage::DispositionProposed;
+    let steps = [
+        (
+            z.id,
+            1,
+            event(
+                z.id,
+                "propose",
+                Stage::Registered,
+                Stage::DispositionProposed,
+                10,
+            ),
+        ),
+        (
+            a.id,
+            1,
+            event(
+                a.id,
+                "propose",
+                Stage::Registered,
+                Stage::DispositionProposed,
+                20,
+            ),
+        ),
+        (
+            z.id,
+            2,
+            event(
+                z.id,
+                "refuse_proposal",
+                Stage::DispositionProposed,
+                Stage::Registered,
+                30,
+            ),
+        ),
+    ];
+    for (mine, version, e) in &steps {
+        db.store
+            .transition_mine(*mine, *version, &facts, e, None)
+            .await
+            .unwrap();
+    }
+    let all = db
+        .store
+        .list_township_mine_events(None, "2099-12-31")
+        .await
+        .unwrap();
+    let mut by_mine: BTreeMap<Uuid, Vec<Uuid>> = BTreeMap::new();
+    for e in &all {
+        by_mine.entry(e.mine_id).or_default().push(e.id);
+    }
+    assert_eq!(all.len(), 3);
+    assert_eq!(
+        by_mine[&z.id],
+        [steps[0].2.id, steps[2].2.id],
+        "in order per mine"
+    );
+    let grouped: Vec<Uuid> = all.iter().map(|e| e.mine_id).collect();
+    assert!(
+        grouped.windows(3).all(|w| w[0] != w[2] || w[0] == w[1]),
+        "grouped by mine: {grouped:?}"
+    );
+    let one = db
+        .store
+        .list_township_mine_events(Some(t1.id), "2099-12-31")
+        .await
+        .unwrap();
+    assert_eq!(one, vec![steps[1].2.clone()]);
+    // Steps dated after `until` are left out (the events here are dated 2024-03-10).
+    let until = |d: &'static str| {
+        let store = db.store.clone();
+        async move {
+            store
+                .list_township_mine_events(None, d)
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(until("2024-03-10").await, 3);
+    assert_eq!(until("2024-03-09").await, 0);
+}
+
+/// The migration that made approval documents records: each flag becomes a record dated by
+/// the audit trail (or by the approval), with number and issuer left empty.
+async fn legacy_document_flags_migrate_to_records(b: Backend) {
+    let db = TestDb::new(b).await;
+    let t = mine_setup(&db).await;
+    let m = mine(t.id, "河口砂石矿", "C201");
+    db.store
+        .create_mines(std::slice::from_ref(&m))
+        .await
+        .unwrap();
+    let mut e = event(
+        m.id,
+        "record_approval_document",
+        Stage::DispositionApproved,
+        Stage::DispositionApproved,
+        10,
+    );
+    e.data = serde_json::json!({"transition": {"transition": "record_approval_document",
+                                               "document": "development_plan"}});
+    e.as_of = "2023-12-01".into();
+    db.store
+        .transition_mine(m.id, 1, &m.facts, &e, None)
+        .await
+        .unwrap();
+    let mut legacy = serde_json::to_value(&m.facts).unwrap();
+    legacy["documents"] = serde_json::json!(["development_plan", "two_in_one_plan"]);
+    legacy["approved_on"] = serde_json::json!("2023-11-01");
+    let legacy = legacy.to_string();
+    let (dir, sql) = match b {
+        Backend::Sqlite => ("sqlite", "update mines set facts_json = $1"),
+        Backend::Postgres => ("postgres", "update mines set facts_json = $1"),
+    };
+    let path = format!(
+        "{}/migrations/{dir}/20261206100000_plan_calendar.sql",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let migration = std::fs::read_to_string(path).unwrap();
+    let documents_part =
+        &migration[migration.find("-- 2.").unwrap()..migration.find("-- 3.").unwrap()];
+    let url = db.settings.database_url.clone();
+    match b {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            sqlx::query(sql).bind(&legacy).execute(&pool).await.unwrap();
+            sqlx::raw_sql(documents_part).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            sqlx::query(sql).bind(&legacy).execute(&pool).await.unwrap();
+            sqlx::raw_sql(documents_part).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
+    let migrated = db.store.get_mine(m.id).await.unwrap().facts.documents;
+    let dates: Vec<(String, String, String)> = migrated
+        .iter()
+        .map(|(k, r)| {
+            (
+                serde_json::to_value(k)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                r.number.clone(),
+                r.date.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        dates,
+        [
+            (
+                "development_plan".into(),
+                String::new(),
+                "2023-12-01".into()
+            ),
+            ("two_in_one_plan".into(), String::new(), "2023-11-01".into()),
+        ]
+    );
+    assert!(
+        db.store
+            .list_township_mine_events(None, "2099-12-31")
+            .await
+            .unwrap()
+            .len()
+            == 1
+    );
 }
 
 async fn transition_mine_applies_only_at_the_expected_version(b: Backend) {
@@ -3037,6 +3236,8 @@ async fn server_writes_join_the_feed_after_device_pushes(b: Backend) {
 }
 
 both_backends!(
+    audit_trails_are_listed_per_mine_and_township,
+    legacy_document_flags_migrate_to_records,
     a_transition_and_its_case_record_are_one_transaction,
     migrations_seed_departments_and_specialties,
     migrating_twice_is_harmless,

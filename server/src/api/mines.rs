@@ -13,11 +13,11 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
-    error::{ApiJson, AppError, ErrorBody, Result},
+    error::{ApiJson, AppError, ErrorBody, FieldError, Result},
     identity::auth::AuthUser,
     mines::{
-        self, Dashboard, DeadlineItem, HolderBinding, ImportReport, MineDetail, NewCase, NewMine,
-        RowError, TownshipProgress, TransitionRequest,
+        self, CreatedMine, Dashboard, DeadlineItem, HolderBinding, ImportReport, MineDetail,
+        NewCase, NewMine, RowError, TownshipProgress, TransitionRequest, WaitingMine,
     },
     model::{AcceptanceRound, CaseRecord, Mine, MineEvent, MineFacts, Stage},
     rounds::{self, RoundState},
@@ -111,20 +111,22 @@ async fn list_mines(
 }
 
 /// Register a mine (county office, admin). Boundary corner points may be CGCS2000 Gauss-Krüger
-/// (as on the licence) or latitude/longitude with a declared datum.
+/// (as on the licence) or latitude/longitude with a declared datum. `campaign_id` chooses a
+/// stored campaign (unknown: 400 naming the field). `warnings` lists what was accepted but
+/// deserves a look (the declared area far from the boundary's).
 #[utoipa::path(post, path = "/mines", tag = "mines", security(("bearer" = [])),
     request_body = NewMine,
-    responses((status = 201, body = MineView), (status = 400, body = ErrorBody),
+    responses((status = 201, body = CreatedMineView), (status = 400, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn create_mine(
     State(state): State<AppState>,
     caller: AuthUser,
     ApiJson(input): ApiJson<NewMine>,
-) -> Result<(StatusCode, Json<MineView>)> {
+) -> Result<(StatusCode, Json<CreatedMineView>)> {
     Ok((
         StatusCode::CREATED,
-        Json(MineView::from(
-            &mines::create(&state, &caller, input).await?,
+        Json(CreatedMineView::from(
+            mines::create(&state, &caller, input).await?,
         )),
     ))
 }
@@ -322,6 +324,25 @@ impl From<&Mine> for MineView {
     }
 }
 
+/// A registered mine with the warnings its data raised.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = CreatedMine)]
+pub struct CreatedMineView {
+    #[serde(flatten)]
+    pub mine: MineView,
+    /// Accepted, but worth a second look (e.g. `area_ha` against the boundary).
+    pub warnings: Vec<FieldError>,
+}
+
+impl From<CreatedMine> for CreatedMineView {
+    fn from(c: CreatedMine) -> Self {
+        CreatedMineView {
+            mine: MineView::from(&c.mine),
+            warnings: c.warnings,
+        }
+    }
+}
+
 /// One workflow transition of a mine (the audit trail).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[schema(as = MineEvent)]
@@ -335,8 +356,11 @@ pub struct MineEventView {
     pub reason: String,
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
-    /// The date the transition counts as of (server date).
+    /// The date the transition counts as of: the date it happened on paper
+    /// (`effective_date`) or, without one, the day the server received it.
     pub as_of: String,
+    /// The county date on which the server received the transition.
+    pub recorded_on: String,
     pub created_at: i64,
 }
 
@@ -352,6 +376,7 @@ impl From<&MineEvent> for MineEventView {
             reason: e.reason.clone(),
             data: e.data.clone(),
             as_of: e.as_of.clone(),
+            recorded_on: e.recorded_on.clone(),
             created_at: e.created_at,
         }
     }
@@ -472,6 +497,8 @@ pub struct ImportReportView {
     pub imported: usize,
     pub rows: usize,
     pub errors: Vec<RowErrorView>,
+    /// Imported rows worth a second look (a declared area far from the boundary's).
+    pub warnings: Vec<RowErrorView>,
 }
 
 /// One problem of one CSV row.
@@ -489,6 +516,7 @@ impl From<ImportReport> for ImportReportView {
         ImportReportView {
             imported: r.imported,
             rows: r.rows,
+            warnings: r.warnings.into_iter().map(row_error_view).collect(),
             errors: r
                 .errors
                 .into_iter()
@@ -508,6 +536,14 @@ impl From<ImportReport> for ImportReportView {
     }
 }
 
+fn row_error_view(e: RowError) -> RowErrorView {
+    RowErrorView {
+        row: e.row,
+        field: e.field,
+        message: e.message,
+    }
+}
+
 /// A mine's deadline as the dashboard lists it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[schema(as = DeadlineItem)]
@@ -518,6 +554,43 @@ pub struct DeadlineItemView {
     pub stage: Stage,
     #[serde(flatten)]
     pub deadline: MineDeadline,
+    /// Who must act, by name (the holder's company, the township, 县政府办, the maintenance
+    /// body).
+    pub responsible_name: String,
+    /// 挂点县领导.
+    pub county_leader: Option<String>,
+}
+
+/// A mine waiting for a step that is not a deadline.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = WaitingMine)]
+pub struct WaitingMineView {
+    pub mine_id: Uuid,
+    pub mine: String,
+    pub township: String,
+    pub stage: Stage,
+    /// The transition it waits for.
+    pub next_step: String,
+    pub responsible: crate::rules::campaign::Responsible,
+    #[schema(value_type = Option<String>, format = Date)]
+    pub announced_on: Option<NaiveDate>,
+    /// 挂点县领导.
+    pub county_leader: Option<String>,
+}
+
+impl From<WaitingMine> for WaitingMineView {
+    fn from(w: WaitingMine) -> Self {
+        WaitingMineView {
+            mine_id: w.mine_id,
+            mine: w.mine,
+            township: w.township,
+            stage: w.stage,
+            next_step: w.next_step.to_owned(),
+            responsible: w.responsible,
+            announced_on: w.announced_on,
+            county_leader: w.county_leader,
+        }
+    }
 }
 
 /// One township's progress.
@@ -538,11 +611,20 @@ pub struct TownshipProgressView {
 pub struct DashboardView {
     #[schema(value_type = String, format = Date)]
     pub as_of: NaiveDate,
+    /// True for a date before today: every figure is rebuilt from the audit trail as of that
+    /// day (mines registered later count as registered).
+    pub snapshot: bool,
     pub mines: usize,
     pub by_disposition: std::collections::BTreeMap<String, usize>,
     pub by_stage: std::collections::BTreeMap<String, usize>,
+    /// Overdue deadlines, with who must act; a 限期整改's re-inspection date is one
+    /// (`key: "reinspection"`).
     pub overdue: Vec<DeadlineItemView>,
     pub due_soon: Vec<DeadlineItemView>,
+    /// Mines with no approved disposition yet.
+    pub awaiting_disposition: Vec<WaitingMineView>,
+    /// Announced mines waiting for their next step.
+    pub announced: Vec<WaitingMineView>,
     pub townships: Vec<TownshipProgressView>,
 }
 
@@ -554,6 +636,8 @@ impl From<DeadlineItem> for DeadlineItemView {
             township: d.township,
             stage: d.stage,
             deadline: d.deadline,
+            responsible_name: d.responsible_name,
+            county_leader: d.county_leader,
         }
     }
 }
@@ -562,11 +646,14 @@ impl From<Dashboard> for DashboardView {
     fn from(d: Dashboard) -> Self {
         DashboardView {
             as_of: d.as_of,
+            snapshot: d.snapshot,
             mines: d.mines,
             by_disposition: d.by_disposition,
             by_stage: d.by_stage,
             overdue: d.overdue.into_iter().map(Into::into).collect(),
             due_soon: d.due_soon.into_iter().map(Into::into).collect(),
+            awaiting_disposition: d.awaiting_disposition.into_iter().map(Into::into).collect(),
+            announced: d.announced.into_iter().map(Into::into).collect(),
             townships: d
                 .townships
                 .into_iter()

@@ -13,7 +13,7 @@ use crate::{
     model::{Disposition, Role},
 };
 
-use super::registry::{BoundaryInput, NewMine, validate_mine, visible_mines};
+use super::registry::{BoundaryInput, NewMine, mine_warnings, validate_mine, visible_mines};
 /// Row-level problems of an import.
 #[derive(Debug, Clone)]
 pub struct ImportReport {
@@ -21,6 +21,9 @@ pub struct ImportReport {
     pub imported: usize,
     pub rows: usize,
     pub errors: Vec<RowError>,
+    /// Rows imported with something worth a second look (the declared area against the
+    /// boundary's).
+    pub warnings: Vec<RowError>,
 }
 
 #[derive(Debug, Clone)]
@@ -101,11 +104,13 @@ pub async fn import_csv(state: &AppState, caller: &AuthUser, text: &str) -> Resu
             imported: 0,
             rows: 0,
             errors,
+            warnings: Vec::new(),
         });
     }
     let now = state.clock.now_ms();
     let mut mines = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut warnings = Vec::new();
     let mut rows = 0;
     for record in reader.records() {
         rows += 1;
@@ -185,6 +190,8 @@ pub async fn import_csv(state: &AppState, caller: &AuthUser, text: &str) -> Resu
             mining_method: cell("mining_method"),
             area_ha: Some(cell("area_ha")),
             boundary,
+            campaign_id: None,
+            county_leader: None,
         };
         if let Some(first) = seen.insert(input.licence_no.clone(), row)
             && !input.licence_no.is_empty()
@@ -201,7 +208,14 @@ pub async fn import_csv(state: &AppState, caller: &AuthUser, text: &str) -> Resu
             });
         }
         match validate_mine(&input, &townships, &campaign.id, now) {
-            Ok(m) if row_errors.is_empty() => mines.push(m),
+            Ok(m) if row_errors.is_empty() => {
+                warnings.extend(mine_warnings(&m).into_iter().map(|w| RowError {
+                    row,
+                    field: w.field,
+                    message: w.message,
+                }));
+                mines.push(m);
+            }
             Ok(_) => {}
             Err(mut e) => row_errors.append(&mut e),
         }
@@ -222,6 +236,7 @@ pub async fn import_csv(state: &AppState, caller: &AuthUser, text: &str) -> Resu
             imported: 0,
             rows,
             errors,
+            warnings: Vec::new(),
         });
     }
     state.store.create_mines(&mines).await?;
@@ -229,6 +244,7 @@ pub async fn import_csv(state: &AppState, caller: &AuthUser, text: &str) -> Resu
         imported: mines.len(),
         rows,
         errors,
+        warnings,
     })
 }
 

@@ -17,12 +17,12 @@ use std::{collections::HashMap, sync::Arc};
 
 pub use cases::{NewCase, add_case};
 pub use csv::{ImportReport, RowError, export_csv, import_csv};
-pub use dashboard::{Dashboard, DeadlineItem, TownshipProgress, dashboard};
+pub use dashboard::{Dashboard, DeadlineItem, TownshipProgress, WaitingMine, dashboard};
 pub use registry::{
-    BoundaryInput, HolderBinding, MineDetail, NewMine, bind_holder, create, detail, validate_mine,
-    visible_mines,
+    BoundaryInput, CreatedMine, HolderBinding, MineDetail, NewMine, bind_holder, create, detail,
+    mine_warnings, validate_mine, visible_mines,
 };
-pub use transitions::{TransitionRequest, announcement_text, transition};
+pub use transitions::{TransitionRequest, announcement_text, official_date, transition};
 
 use crate::{
     AppState,
@@ -80,6 +80,11 @@ pub async fn default_campaign(state: &AppState) -> Result<Arc<Campaign>> {
 pub async fn campaign(state: &AppState, id: &str) -> Result<Arc<Campaign>> {
     if let Some(c) = state.campaigns.get(id) {
         return Ok(c);
+    }
+    if id == crate::rules::campaign::DEFAULT_CAMPAIGN_ID {
+        // The built-in campaign as this server knows it (its deadlines never change; a server
+        // may know more about it than an older stored copy, such as the notice's wording).
+        return default_campaign(state).await;
     }
     let (_, source) = state.store.get_campaign(id).await?;
     let parsed = Campaign::parse(&source)

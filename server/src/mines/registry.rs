@@ -51,6 +51,55 @@ pub struct NewMine {
     pub area_ha: Option<String>,
     #[serde(default)]
     pub boundary: Option<BoundaryInput>,
+    /// The campaign the mine follows (one stored with `yanshou campaign import`); default: the
+    /// built-in campaign.
+    #[serde(default)]
+    pub campaign_id: Option<String>,
+    /// The county leader assigned to the mine (挂点县领导).
+    #[serde(default)]
+    pub county_leader: Option<String>,
+}
+
+/// A created mine with what deserves a second look but does not stop it (the declared area
+/// far from the boundary's).
+#[derive(Debug, Clone)]
+pub struct CreatedMine {
+    pub mine: Mine,
+    pub warnings: Vec<FieldError>,
+}
+
+/// How far (relative) the declared 矿区面积 may be from the area the corner points enclose
+/// before a warning: licences state both, so more than rounding is a typo or the wrong list.
+const AREA_TOLERANCE: f64 = 0.05;
+
+/// Warnings about a valid mine: the declared area against the boundary's.
+pub fn mine_warnings(mine: &Mine) -> Vec<FieldError> {
+    let mut out = Vec::new();
+    let declared = mine.area_ha.as_deref().and_then(|a| a.parse::<f64>().ok());
+    let boundary = mine
+        .boundary
+        .as_ref()
+        .and_then(|b| serde_json::from_value::<crate::rules::geo::Boundary>(b.clone()).ok());
+    if let (Some(declared), Some(boundary)) = (declared, boundary) {
+        let enclosed = boundary.area_m2() / 10_000.0;
+        if enclosed > 0.0 && ((declared - enclosed) / enclosed).abs() > AREA_TOLERANCE {
+            out.push(FieldError {
+                field: "area_ha".into(),
+                message: format!(
+                    "the declared area is {declared} ha but the boundary's corner points enclose \
+                     {} ha; check the area and the corner list",
+                    hectares(enclosed)
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// Hectares with up to four decimals, trailing zeros dropped (101.8, 3.2561).
+fn hectares(ha: f64) -> String {
+    let s = format!("{ha:.4}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 fn require(field: &str, value: &str, errors: &mut Vec<FieldError>) -> String {
@@ -106,9 +155,17 @@ pub fn validate_mine(
             }
         },
     };
+    let county_leader = input
+        .county_leader
+        .as_deref()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned);
     if !errors.is_empty() {
         return Err(errors);
     }
+    let mut facts = MineFacts::new(input.township_id);
+    facts.county_leader = county_leader;
     Ok(Mine {
         id: Uuid::now_v7(),
         name,
@@ -121,7 +178,7 @@ pub fn validate_mine(
         area_ha,
         boundary,
         campaign_id: campaign_id.to_owned(),
-        facts: MineFacts::new(input.township_id),
+        facts,
         version: 0,
         created_at: now_ms,
         updated_at: now_ms,
@@ -201,10 +258,25 @@ fn boundary_json(b: &BoundaryInput) -> std::result::Result<serde_json::Value, Ve
     Ok(value)
 }
 
-/// Create one mine.
-pub async fn create(state: &AppState, caller: &AuthUser, input: NewMine) -> Result<Mine> {
+/// Create one mine, following the campaign it names (default: the built-in one).
+pub async fn create(state: &AppState, caller: &AuthUser, input: NewMine) -> Result<CreatedMine> {
     caller.require(&[Role::Admin, Role::CountyOffice])?;
-    let campaign = default_campaign(state).await?;
+    let campaign = match input.campaign_id.as_deref().map(str::trim) {
+        None | Some("") => default_campaign(state).await?,
+        Some(id) => match campaign(state, id).await {
+            Ok(c) => c,
+            Err(AppError::NotFound(_)) => {
+                return Err(AppError::invalid_field(
+                    "campaign_id",
+                    format!(
+                        "there is no campaign {id:?}; import its file with `yanshou campaign \
+                         import` first"
+                    ),
+                ));
+            }
+            Err(e) => return Err(e),
+        },
+    };
     let townships = state.store.list_townships().await?;
     let mine = validate_mine(&input, &townships, &campaign.id, state.clock.now_ms()).map_err(
         |fields| AppError::BadRequest {
@@ -216,7 +288,10 @@ pub async fn create(state: &AppState, caller: &AuthUser, input: NewMine) -> Resu
         .store
         .create_mines(std::slice::from_ref(&mine))
         .await?;
-    Ok(mine)
+    Ok(CreatedMine {
+        warnings: mine_warnings(&mine),
+        mine,
+    })
 }
 
 /// Mines the caller may see: county-wide roles all, township officers their township's,
@@ -299,13 +374,18 @@ pub async fn detail(
 ) -> Result<MineDetail> {
     let mine = visible_mine(state, caller, id).await?;
     let c = campaign(state, &mine.campaign_id).await?;
-    let deadlines = workflow::open_deadlines(
-        &mine.facts,
-        &c,
-        as_of.unwrap_or_else(|| state.clock.today()),
-    );
+    let events = state.store.list_mine_events(id).await?;
+    let today = state.clock.today();
+    let as_of = as_of.unwrap_or(today);
+    // A past date shows the deadlines as they stood that day (the facts rebuilt from the trail).
+    let deadlines = if as_of < today {
+        let facts = workflow::facts_as_of(&mine, &events, as_of, &c);
+        workflow::open_deadlines(&facts, &c, as_of)
+    } else {
+        workflow::open_deadlines(&mine.facts, &c, as_of)
+    };
     Ok(MineDetail {
-        events: state.store.list_mine_events(id).await?,
+        events,
         cases: state.store.list_case_records(id).await?,
         deadlines,
         mine,

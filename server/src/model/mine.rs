@@ -1,7 +1,7 @@
 //! A stopped mine: its disposition, where its workflow stands, what the workflow remembers, its
 //! audit trail and case log.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -200,6 +200,51 @@ pub struct ClosureDecision {
     pub maintenance_party: String,
 }
 
+/// A document on record (an approval, minutes, a notice): its number (文号), the body that
+/// issued it, and its date. Approvals are records, never flags: a clerk can find the paper.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DocumentRecord {
+    /// 文号, e.g. 上自然资审〔2024〕5号. Empty only for documents recorded before numbers were
+    /// kept (migrated data).
+    pub number: String,
+    /// 发文机关, e.g. 上高县自然资源局.
+    pub issuer: String,
+    /// The document's date (成文日期).
+    #[schema(value_type = String, format = Date)]
+    pub date: NaiveDate,
+}
+
+impl DocumentRecord {
+    /// Whether number and issuer are filled in.
+    pub fn is_complete(&self) -> bool {
+        !self.number.trim().is_empty() && !self.issuer.trim().is_empty()
+    }
+}
+
+/// 限期整改: what an acceptance required and when the mine is re-inspected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RectificationOrder {
+    pub requirements: String,
+    /// The re-inspection date the acceptance set.
+    #[schema(value_type = String, format = Date)]
+    pub reinspect_by: NaiveDate,
+    /// The day the order was given.
+    #[schema(value_type = String, format = Date)]
+    pub ordered_on: NaiveDate,
+}
+
+/// The decision on the production process and equipment a mine keeps (保留的生产工艺、生产设备):
+/// led by 工信局, approved jointly with 自然资源、生态环境、应急管理, reported to the county.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EquipmentDecision {
+    /// Whether the retained process and equipment comply with current policy.
+    pub compliant: bool,
+    /// What was found and what follows (e.g. which equipment is removed).
+    pub findings: String,
+    /// The decision document (issuer normally 上高县工业和信息化局).
+    pub document: DocumentRecord,
+}
+
 /// Outcome of an on-site acceptance as recorded in the workflow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
@@ -234,8 +279,26 @@ pub struct MineFacts {
     pub cancelled_on: Option<NaiveDate>,
     pub extensions_granted: u32,
     pub township_took_over: bool,
-    pub documents: BTreeSet<ApprovalDocument>,
+    /// The approval documents of a 延续 mine recorded so far, each with its number, issuer and
+    /// date.
+    #[serde(default)]
+    pub documents: BTreeMap<ApprovalDocument, DocumentRecord>,
     pub closure_decision: Option<ClosureDecision>,
+    /// The county leader assigned to the mine (挂点县领导), who urges the holder on.
+    #[serde(default)]
+    pub county_leader: Option<String>,
+    /// The open 限期整改 order (cleared when the acceptance passes).
+    #[serde(default)]
+    pub rectification: Option<RectificationOrder>,
+    /// The 县政府常务会议's approval a 延续 licence extension needs (its minutes).
+    #[serde(default)]
+    pub executive_meeting: Option<DocumentRecord>,
+    /// The 工信局-led decision on retained production process and equipment.
+    #[serde(default)]
+    pub equipment_decision: Option<EquipmentDecision>,
+    /// The business licence (营业执照) cancelled by 市场监督管理局 after the mining licence.
+    #[serde(default)]
+    pub business_licence_cancellation: Option<DocumentRecord>,
 }
 
 impl MineFacts {
@@ -251,8 +314,13 @@ impl MineFacts {
             cancelled_on: None,
             extensions_granted: 0,
             township_took_over: false,
-            documents: BTreeSet::new(),
+            documents: BTreeMap::new(),
             closure_decision: None,
+            county_leader: None,
+            rectification: None,
+            executive_meeting: None,
+            equipment_decision: None,
+            business_licence_cancellation: None,
         }
     }
 }
@@ -296,8 +364,11 @@ pub struct MineEvent {
     pub actor_id: Option<Uuid>,
     pub reason: String,
     pub data: serde_json::Value,
-    /// The date the transition counts as of (server date).
+    /// The date the transition counts as of: the date it happened on paper when the request
+    /// gave one (`effective_date`), else the server's date.
     pub as_of: String,
+    /// The server's date when it received the transition (county calendar).
+    pub recorded_on: String,
     pub created_at: i64,
 }
 

@@ -35,7 +35,13 @@ pub const RESERVED_HEADER: &[&str] = &[
     DISPOSITION_FIELD,
     "round_no",
     "previous_round",
+    PURPOSE_FIELD,
 ];
+
+/// Header field of a round opened as a spot check during the maintenance period (管护期抽查):
+/// [`SPOT_CHECK`]. Absent on acceptance rounds.
+pub const PURPOSE_FIELD: &str = "purpose";
+pub const SPOT_CHECK: &str = "maintenance_spot_check";
 
 /// The device id under which the server itself creates records (no device's series).
 pub const SERVER_DEVICE: DeviceId = DeviceId(Uuid::nil());

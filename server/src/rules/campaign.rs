@@ -59,6 +59,9 @@ use super::datafile::{
     DataErrorKind as K, DataFileErrors, LoadError, Node, NodeValue, Reader, TableCursor,
 };
 
+/// The id of the built-in campaign ([`SHANGGAO_2023_TOML`]).
+pub const DEFAULT_CAMPAIGN_ID: &str = "shanggao-2023";
+
 /// The built-in default campaign (the 2023 Shanggao plan), as TOML text.
 pub const SHANGGAO_2023_TOML: &str = include_str!("../../campaigns/shanggao-2023.toml");
 
@@ -414,6 +417,12 @@ pub struct Campaign {
     /// Issue date of the document.
     #[schema(value_type = Option<String>, format = Date)]
     pub issued: Option<NaiveDate>,
+    /// The plan's full title as published (《…方案》 without the brackets), cited by notices.
+    pub plan_title: Option<String>,
+    /// The county (e.g. 上高县): written before township names in notices.
+    pub county: Option<String>,
+    /// The government that issues closure decisions and notices (e.g. 上高县人民政府).
+    pub government: Option<String>,
     /// Look-ahead for "due soon", in days.
     pub due_soon_days: u32,
     /// The deadlines, in file order.
@@ -430,6 +439,9 @@ impl Campaign {
             title: String::new(),
             document: None,
             issued: None,
+            plan_title: None,
+            county: None,
+            government: None,
             due_soon_days: DEFAULT_DUE_SOON_DAYS,
             deadlines: Vec::new(),
         };
@@ -484,7 +496,16 @@ impl Campaign {
 // ---------------------------------------------------------------------------------------------
 // Reading the file.
 
-const CAMPAIGN_KEYS: &[&str] = &["id", "title", "document", "issued", "due_soon_days"];
+const CAMPAIGN_KEYS: &[&str] = &[
+    "id",
+    "title",
+    "document",
+    "issued",
+    "plan_title",
+    "county",
+    "government",
+    "due_soon_days",
+];
 const DEADLINE_KEYS: &[&str] = &[
     "key",
     "title",
@@ -560,6 +581,7 @@ fn read_campaign(r: &mut Reader, root: &BTreeMap<String, Node>) -> Option<Campai
         .required(&root, "campaign")
         .and_then(|n| r.table(n, "campaign"));
     let (mut id, mut title, mut document, mut issued) = (None, None, None, None);
+    let (mut plan_title, mut county, mut government) = (None, None, None);
     let mut due_soon_days = Some(DEFAULT_DUE_SOON_DAYS);
     if let Some(h) = &header {
         r.deny_unknown(h, CAMPAIGN_KEYS);
@@ -578,6 +600,9 @@ fn read_campaign(r: &mut Reader, root: &BTreeMap<String, Node>) -> Option<Campai
         }
         title = r.req_text(h, "title");
         document = r.opt_text(h, "document");
+        plan_title = r.opt_text(h, "plan_title");
+        county = r.opt_text(h, "county");
+        government = r.opt_text(h, "government");
         issued = h
             .get("issued")
             .and_then(|n| read_date(r, n, &h.child("issued")));
@@ -619,6 +644,9 @@ fn read_campaign(r: &mut Reader, root: &BTreeMap<String, Node>) -> Option<Campai
         title: title?,
         document,
         issued,
+        plan_title,
+        county,
+        government,
         due_soon_days: due_soon_days?,
         deadlines,
     })
@@ -903,6 +931,12 @@ mod tests {
         assert_eq!(c.id, "shanggao-2023");
         assert_eq!(c.document.as_deref(), Some("上府办发〔2023〕35号"));
         assert_eq!(c.issued, Some(date("2023-10-11")));
+        assert_eq!(
+            c.plan_title.as_deref(),
+            Some("上高县停产非煤矿山生态环境整治专项行动方案")
+        );
+        assert_eq!(c.county.as_deref(), Some("上高县"));
+        assert_eq!(c.government.as_deref(), Some("上高县人民政府"));
         let fixed = |key: &str| c.deadline(key).unwrap().due_date(None, 0).unwrap();
         assert_eq!(fixed("restoration_plan"), date("2023-12-31"));
         assert_eq!(fixed("cancel_rectification"), date("2024-03-31"));

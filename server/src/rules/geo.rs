@@ -350,6 +350,26 @@ impl GeoPolygon {
         (ring, gk_forward(point.lat, point.lon, cm))
     }
 
+    /// The enclosed area in square metres, on the polygon's local plane (shoelace formula).
+    pub fn area_m2(&self) -> f64 {
+        let Some(first) = self.vertices.first() else {
+            return 0.0;
+        };
+        let (ring, _) = self.local_plane(GeoPoint {
+            lat: first.lat,
+            lon: first.lon,
+            datum: self.datum,
+        });
+        let n = ring.len();
+        let twice: f64 = (0..n)
+            .map(|i| {
+                let (a, b) = (ring[i], ring[(i + 1) % n]);
+                a.0 * b.1 - b.0 * a.1
+            })
+            .sum();
+        (twice / 2.0).abs()
+    }
+
     /// Whether `point` lies inside the polygon or on its boundary.
     ///
     /// CGCS2000 and WGS-84 are treated as the same frame (centimetres apart), so a phone's WGS-84
@@ -463,6 +483,32 @@ pub struct Boundary {
     pub corners: Vec<Corner>,
     /// The zone of Gauss-Krüger input.
     pub zone: Option<Zone3>,
+}
+
+impl Boundary {
+    /// The enclosed area in square metres: on the licence's Gauss-Krüger plane when the corners
+    /// came as licence coordinates (the plane the licence's 矿区面积 is computed on), else on the
+    /// polygon's local plane.
+    pub fn area_m2(&self) -> f64 {
+        let plane: Option<Vec<(f64, f64)>> = self
+            .corners
+            .iter()
+            .map(|c| c.projected.map(|p| (p.x_north, p.y_east)))
+            .collect();
+        match plane {
+            Some(ring) if ring.len() >= 3 => {
+                let n = ring.len();
+                let twice: f64 = (0..n)
+                    .map(|i| {
+                        let (a, b) = (ring[i], ring[(i + 1) % n]);
+                        a.0 * b.1 - b.0 * a.1
+                    })
+                    .sum();
+                (twice / 2.0).abs()
+            }
+            _ => self.polygon.area_m2(),
+        }
+    }
 }
 
 /// The smallest area a boundary may enclose, m²: less is points on one line (or a typo).

@@ -7,8 +7,14 @@
 //!   an extension still available). Anything else is refused with a reason ([`Refusal`]).
 //! - **facts**: what the workflow remembers about the mine besides its stage ([`MineFacts`]):
 //!   disposition, dates of the events deadlines count from, extensions granted, whether the
-//!   township took the rectification over, the four approval documents of a 延续 mine, and the
-//!   closure decision (关闭决定文书) of a 注销 mine.
+//!   township took the rectification over, the four approval documents of a 延续 mine (records:
+//!   number, issuer, date), the closure decision (关闭决定文书) of a 注销 mine, an open 限期整改
+//!   order, the county leader (挂点县领导), the 县政府常务会议's minutes, 工信局's equipment
+//!   decision and 市场监督管理局's cancellation of the business licence.
+//! - **dates**: every step counts as of a date the caller passes in (the server's day, or the
+//!   day it happened on paper); a closure decision's own deadlines override the campaign's for
+//!   its mine ([`due_date`]); a past day's facts are rebuilt by replaying the audit trail
+//!   ([`facts_as_of`]).
 //!
 //! Paths, per disposition:
 //! - 注销 `cancel`: proposed → approved → closure_decided → plan_compiled → preliminary_passed
@@ -18,7 +24,7 @@
 //!   announcement (公告) → right deemed abandoned → the township applies → licence_cancelled.
 //! - 延续 `continue`: proposed → approved (four approval documents within 6 months; one 3-month
 //!   extension) → preliminary_passed → acceptance_passed | rectification_required →
-//!   joint_review_passed (联审联批) → licence_extended. Missed after the extension: right deemed
+//!   joint_review_passed (联审联批) → (县政府常务会议) → licence_extended. Missed after the extension: right deemed
 //!   abandoned → the township applies → licence_cancelled.
 //! - 未生产 `never_produced`: proposed → approved → protected (keep the original landform).
 
@@ -29,9 +35,10 @@ use uuid::Uuid;
 
 use crate::{
     model::{
-        AcceptanceVerdict, ApprovalDocument, ClosureDecision, Disposition, MineFacts, Role, Stage,
+        AcceptanceVerdict, ApprovalDocument, ClosureDecision, Disposition, DocumentRecord,
+        EquipmentDecision, Mine, MineEvent, MineFacts, RectificationOrder, Role, Stage,
     },
-    rules::campaign::{Anchor, Campaign, Deadline, Due, Work},
+    rules::campaign::{Anchor, Campaign, Deadline, Due, Responsible, Work},
 };
 
 /// A requested step.
@@ -48,8 +55,11 @@ pub enum Transition {
     IssueClosureDecision { decision: ClosureDecision },
     /// The restoration plan (生态修复方案) is compiled (注销).
     CompilePlan,
-    /// One of the four approval documents is complete (延续).
-    RecordApprovalDocument { document: ApprovalDocument },
+    /// One of the four approval documents is complete (延续), with its number, issuer and date.
+    RecordApprovalDocument {
+        document: ApprovalDocument,
+        record: DocumentRecord,
+    },
     /// The one 3-month extension after a missed 6-month deadline (延续).
     GrantExtension,
     /// The township takes the overdue rectification over.
@@ -68,8 +78,16 @@ pub enum Transition {
     DeemAbandoned,
     /// The joint review (联审联批) passed (延续).
     PassJointReview,
-    /// The licence is extended (延续).
+    /// The licence is extended (延续), after the 县政府常务会议 agreed.
     ExtendLicence,
+    /// The county assigns the mine its county leader (挂点县领导); any stage.
+    AssignCountyLeader { leader: String },
+    /// The 县政府常务会议 agreed to the extension (延续, after the joint review): its minutes.
+    RecordExecutiveMeeting { minutes: DocumentRecord },
+    /// The 工信局-led decision on the retained production process and equipment.
+    RecordEquipmentDecision { decision: EquipmentDecision },
+    /// 市场监督管理局 cancelled the business licence (营业执照), after the mining licence.
+    RecordBusinessLicenceCancellation { notice: DocumentRecord },
 }
 
 impl Transition {
@@ -91,6 +109,12 @@ impl Transition {
             Transition::DeemAbandoned => "deem_abandoned",
             Transition::PassJointReview => "pass_joint_review",
             Transition::ExtendLicence => "extend_licence",
+            Transition::AssignCountyLeader { .. } => "assign_county_leader",
+            Transition::RecordExecutiveMeeting { .. } => "record_executive_meeting",
+            Transition::RecordEquipmentDecision { .. } => "record_equipment_decision",
+            Transition::RecordBusinessLicenceCancellation { .. } => {
+                "record_business_licence_cancellation"
+            }
         }
     }
 }
@@ -173,7 +197,7 @@ pub fn apply(
     let overdue = |work: Work| {
         d.into_iter()
             .flat_map(|d| campaign.tracking(d, work))
-            .filter_map(|dl| due_date(facts, dl))
+            .filter_map(|dl| due_date(facts, dl, campaign))
             .any(|date| as_of > date)
     };
 
@@ -223,6 +247,12 @@ pub fn apply(
                     "the cancellation application deadline cannot precede the restoration deadline",
                 ));
             }
+            if decision.restoration_deadline < as_of {
+                return Err(not_now(format!(
+                    "a closure decision issued on {as_of} cannot set a restoration deadline                      already past ({})",
+                    decision.restoration_deadline
+                )));
+            }
             next.closure_decision = Some(decision.clone());
             next.closure_decided_on = Some(as_of);
             next.stage = S::ClosureDecided;
@@ -234,14 +264,16 @@ pub fn apply(
             }
             next.stage = S::PlanCompiled;
         }
-        T::RecordApprovalDocument { document } => {
+        T::RecordApprovalDocument { document, record } => {
             needs(Disposition::Continue)?;
             if stage != S::DispositionApproved {
                 return Err(wrong_stage());
             }
-            if !next.documents.insert(*document) {
+            check_record(record, as_of, "the approval document")?;
+            if next.documents.contains_key(document) {
                 return Err(not_now("this approval document is already recorded"));
             }
+            next.documents.insert(*document, record.clone());
         }
         T::GrantExtension => {
             needs(Disposition::Continue)?;
@@ -324,6 +356,7 @@ pub fn apply(
                         ));
                     }
                     next.accepted_on = Some(as_of);
+                    next.rectification = None;
                     next.stage = S::AcceptancePassed;
                 }
                 AcceptanceVerdict::Rectify {
@@ -335,6 +368,11 @@ pub fn apply(
                             "限期整改 needs requirements and a re-inspection date in the future",
                         ));
                     }
+                    next.rectification = Some(RectificationOrder {
+                        requirements: requirements.trim().to_owned(),
+                        reinspect_by: *reinspect_by,
+                        ordered_on: as_of,
+                    });
                     next.stage = S::RectificationRequired;
                 }
                 AcceptanceVerdict::Failed { reason } => {
@@ -358,6 +396,11 @@ pub fn apply(
         }
         T::Announce => {
             needs(Disposition::Cancel)?;
+            if facts.closure_decision.is_none() {
+                return Err(not_now(
+                    "the announcement rests on the closure decision (关闭决定文书); issue it first",
+                ));
+            }
             let lapsed = (stage == S::AcceptancePassed && overdue(Work::CancellationApplication))
                 || (stage.before_acceptance() && overdue(Work::Rectification));
             if !lapsed {
@@ -399,10 +442,79 @@ pub fn apply(
             if stage != S::JointReviewPassed {
                 return Err(wrong_stage());
             }
+            if facts.executive_meeting.is_none() {
+                return Err(not_now(
+                    "the licence is extended only after the 县政府常务会议 agreed \
+                     (record_executive_meeting)",
+                ));
+            }
             next.stage = S::LicenceExtended;
+        }
+        T::AssignCountyLeader { leader } => {
+            let leader = leader.trim();
+            if leader.is_empty() {
+                return Err(not_now("name the county leader (挂点县领导)"));
+            }
+            next.county_leader = Some(leader.to_owned());
+        }
+        T::RecordExecutiveMeeting { minutes } => {
+            needs(Disposition::Continue)?;
+            if stage != S::JointReviewPassed {
+                return Err(not_now(
+                    "the 县政府常务会议 studies the extension after the joint review (联审联批)",
+                ));
+            }
+            check_record(minutes, as_of, "the meeting minutes")?;
+            next.executive_meeting = Some(minutes.clone());
+        }
+        T::RecordEquipmentDecision { decision } => {
+            if !matches!(d, Some(Disposition::Cancel | Disposition::Continue))
+                || matches!(
+                    stage,
+                    S::Registered | S::DispositionProposed | S::LicenceCancelled
+                )
+            {
+                return Err(wrong_stage());
+            }
+            if decision.findings.trim().is_empty() {
+                return Err(not_now("the equipment decision needs its findings"));
+            }
+            check_record(&decision.document, as_of, "the equipment decision")?;
+            next.equipment_decision = Some(decision.clone());
+        }
+        T::RecordBusinessLicenceCancellation { notice } => {
+            if stage != S::LicenceCancelled {
+                return Err(not_now(
+                    "市场监督管理局 cancels the business licence after the mining licence is \
+                     cancelled",
+                ));
+            }
+            if facts.business_licence_cancellation.is_some() {
+                return Err(not_now(
+                    "the business licence cancellation is already recorded",
+                ));
+            }
+            check_record(notice, as_of, "the business licence cancellation")?;
+            next.business_licence_cancellation = Some(notice.clone());
         }
     }
     Ok(next)
+}
+
+/// A document recorded by a step: number and issuer given, dated no later than the step.
+fn check_record(record: &DocumentRecord, as_of: NaiveDate, what: &str) -> Result<(), Refusal> {
+    if !record.is_complete() {
+        return Err(not_now(format!(
+            "{what} needs its document number and issuing body"
+        )));
+    }
+    if record.date > as_of {
+        return Err(not_now(format!(
+            "{what} is dated {}, after the step ({as_of})",
+            record.date
+        )));
+    }
+    Ok(())
 }
 
 /// Who may apply for cancellation from where: the holder (or the county for them) after a passed
@@ -423,8 +535,45 @@ fn needs_cancel_path(d: Option<Disposition>, stage: Stage, role: Role) -> Option
 }
 
 /// The due date of `deadline` for this mine: fixed, or counted from the mine's event (with the
-/// extensions granted, for the approval documents). `None` while the event has not happened.
-pub fn due_date(facts: &MineFacts, deadline: &Deadline) -> Option<NaiveDate> {
+/// extensions granted, for the approval documents), then adjusted by the mine's closure decision
+/// (关闭决定文书), which is the individual act the holder was served:
+/// - rectification: the decision's restoration deadline replaces the campaign's date;
+/// - cancellation application: the later of the campaign's period (30 days after the acceptance)
+///   and the decision's application deadline;
+/// - township takeover: when the decision's restoration deadline is later than the campaign's,
+///   the takeover deadline moves by as many days.
+///
+/// `None` while the event has not happened.
+pub fn due_date(facts: &MineFacts, deadline: &Deadline, campaign: &Campaign) -> Option<NaiveDate> {
+    let due = campaign_due_date(facts, deadline)?;
+    let Some(decision) = facts
+        .closure_decision
+        .as_ref()
+        .filter(|_| facts.disposition == Some(Disposition::Cancel))
+    else {
+        return Some(due);
+    };
+    Some(match deadline.tracks {
+        Work::Rectification => decision.restoration_deadline,
+        Work::CancellationApplication => due.max(decision.cancellation_application_deadline),
+        Work::TownshipTakeover => {
+            let campaign_rectification = campaign
+                .tracking(Disposition::Cancel, Work::Rectification)
+                .filter_map(|dl| campaign_due_date(facts, dl))
+                .max();
+            match campaign_rectification {
+                Some(c) if decision.restoration_deadline > c => {
+                    due + (decision.restoration_deadline - c)
+                }
+                _ => due,
+            }
+        }
+        _ => due,
+    })
+}
+
+/// The due date by the campaign file alone.
+fn campaign_due_date(facts: &MineFacts, deadline: &Deadline) -> Option<NaiveDate> {
     let anchor = match deadline.due {
         Due::On { .. } => None,
         Due::After { anchor, .. } => match anchor {
@@ -460,6 +609,9 @@ pub enum DeadlineStatus {
 pub struct MineDeadline {
     pub key: String,
     pub title: String,
+    /// Who must act: `holder`, `township` (also for the holder's work once the township took
+    /// the rectification over), `county_office`, `maintenance_body`.
+    pub responsible: Responsible,
     #[schema(value_type = String, format = Date)]
     pub due: NaiveDate,
     pub status: DeadlineStatus,
@@ -513,29 +665,187 @@ pub fn open_deadlines(
         if !open(deadline.tracks) {
             continue;
         }
-        let Some(due) = due_date(facts, deadline) else {
+        let Some(due) = due_date(facts, deadline, campaign) else {
             continue;
         };
-        let days_left = (due - as_of).num_days();
-        let status = if deadline.tracks == Work::Maintenance {
-            // The end of the maintenance period is not a debt.
-            DeadlineStatus::Pending
-        } else if days_left < 0 {
-            DeadlineStatus::Overdue
-        } else if days_left <= i64::from(campaign.due_soon_days) {
-            DeadlineStatus::DueSoon
+        // The holder's rectification is the township's once it took it over.
+        let responsible = if facts.township_took_over
+            && deadline.responsible == Responsible::Holder
+            && matches!(deadline.tracks, Work::Rectification)
+        {
+            Responsible::Township
         } else {
-            DeadlineStatus::Pending
+            deadline.responsible
         };
         out.push(MineDeadline {
             key: deadline.key.clone(),
             title: deadline.title.clone(),
+            responsible,
             due,
-            status,
-            days_left,
+            status: status(deadline.tracks, due, as_of, campaign),
+            days_left: (due - as_of).num_days(),
+        });
+    }
+    // The re-inspection a 限期整改 set is a deadline of its own.
+    if let (S::RectificationRequired, Some(order)) = (facts.stage, &facts.rectification) {
+        out.push(MineDeadline {
+            key: REINSPECTION_KEY.into(),
+            title: format!("限期整改后复验：{}", order.requirements),
+            responsible: if facts.township_took_over {
+                Responsible::Township
+            } else {
+                Responsible::Holder
+            },
+            due: order.reinspect_by,
+            status: status(Work::Other, order.reinspect_by, as_of, campaign),
+            days_left: (order.reinspect_by - as_of).num_days(),
         });
     }
     out
+}
+
+/// The key of the re-inspection deadline a 限期整改 sets (not a campaign deadline).
+pub const REINSPECTION_KEY: &str = "reinspection";
+
+fn status(work: Work, due: NaiveDate, as_of: NaiveDate, campaign: &Campaign) -> DeadlineStatus {
+    let days_left = (due - as_of).num_days();
+    if work == Work::Maintenance {
+        // The end of the maintenance period is not a debt.
+        DeadlineStatus::Pending
+    } else if days_left < 0 {
+        DeadlineStatus::Overdue
+    } else if days_left <= i64::from(campaign.due_soon_days) {
+        DeadlineStatus::DueSoon
+    } else {
+        DeadlineStatus::Pending
+    }
+}
+
+/// Whether a mine whose licence was cancelled is in its maintenance period (管护期) on `as_of`:
+/// the period a campaign deadline tracking `maintenance` sets, counted from the cancellation.
+pub fn in_maintenance(facts: &MineFacts, campaign: &Campaign, as_of: NaiveDate) -> bool {
+    facts.stage == Stage::LicenceCancelled
+        && facts.disposition.is_some_and(|d| {
+            campaign
+                .tracking(d, Work::Maintenance)
+                .filter_map(|dl| due_date(facts, dl, campaign))
+                .any(|end| as_of <= end)
+        })
+}
+
+/// A mine's facts on `as_of`, rebuilt from its audit trail: the steps dated on or before that
+/// day, replayed through the workflow. A step the workflow cannot replay (an older trail) keeps
+/// the stage the trail recorded.
+pub fn facts_as_of(
+    mine: &Mine,
+    events: &[MineEvent],
+    as_of: NaiveDate,
+    campaign: &Campaign,
+) -> MineFacts {
+    let mut facts = MineFacts::new(mine.township_id);
+    let replayer = Actor {
+        role: Role::Admin,
+        township: None,
+    };
+    for e in events {
+        let Ok(on) = NaiveDate::parse_from_str(&e.as_of, "%Y-%m-%d") else {
+            continue;
+        };
+        if on > as_of {
+            break;
+        }
+        let step = e
+            .data
+            .get("transition")
+            .filter(|t| t.is_object())
+            .unwrap_or(&e.data);
+        let parsed = serde_json::from_value::<Transition>(step.clone()).ok();
+        let replayed = parsed
+            .as_ref()
+            .and_then(|t| apply(&facts, t, replayer, on, campaign).ok());
+        match replayed {
+            Some(next) => facts = next,
+            None => {
+                // A step recorded under older rules (or in an older shape): take what it says
+                // happened without the guards, and the stage the trail recorded.
+                record_unguarded(&mut facts, parsed.as_ref(), step, on);
+                facts.stage = Stage::parse(&e.to_stage).unwrap_or(facts.stage);
+                if facts.disposition.is_none() && facts.stage != Stage::Registered {
+                    facts.disposition = mine.facts.disposition;
+                }
+            }
+        }
+    }
+    if facts.county_leader.is_none() {
+        facts.county_leader.clone_from(&mine.facts.county_leader);
+    }
+    facts
+}
+
+/// The facts a step records, without its guards (for replaying an older audit trail).
+fn record_unguarded(
+    facts: &mut MineFacts,
+    step: Option<&Transition>,
+    raw: &serde_json::Value,
+    on: NaiveDate,
+) {
+    use Transition as T;
+    match step {
+        Some(T::Propose { disposition }) => facts.disposition = Some(*disposition),
+        Some(T::Approve) => facts.approved_on = Some(on),
+        Some(T::IssueClosureDecision { decision }) => {
+            facts.closure_decision = Some(decision.clone());
+            facts.closure_decided_on = Some(on);
+        }
+        Some(T::GrantExtension) => facts.extensions_granted += 1,
+        Some(T::TakeOver) => facts.township_took_over = true,
+        Some(T::RecordAcceptance {
+            verdict: AcceptanceVerdict::Passed { .. },
+        }) => {
+            facts.accepted_on = Some(on);
+            facts.rectification = None;
+        }
+        Some(T::RecordAcceptance {
+            verdict:
+                AcceptanceVerdict::Rectify {
+                    requirements,
+                    reinspect_by,
+                },
+        }) => {
+            facts.rectification = Some(RectificationOrder {
+                requirements: requirements.clone(),
+                reinspect_by: *reinspect_by,
+                ordered_on: on,
+            });
+        }
+        Some(T::Announce) => facts.announced_on = Some(on),
+        Some(T::CancelLicence) => facts.cancelled_on = Some(on),
+        Some(T::RecordExecutiveMeeting { minutes }) => {
+            facts.executive_meeting = Some(minutes.clone());
+        }
+        Some(T::RecordApprovalDocument { document, record }) => {
+            facts.documents.insert(*document, record.clone());
+        }
+        None if raw.get("transition").and_then(|t| t.as_str())
+            == Some("record_approval_document") =>
+        {
+            // Recorded as a flag, before documents were records.
+            if let Some(document) = raw
+                .get("document")
+                .and_then(|d| serde_json::from_value::<ApprovalDocument>(d.clone()).ok())
+            {
+                facts.documents.insert(
+                    document,
+                    DocumentRecord {
+                        number: String::new(),
+                        issuer: String::new(),
+                        date: on,
+                    },
+                );
+            }
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -592,6 +902,14 @@ mod tests {
             supervisor: "泗溪镇人民政府".into(),
             cancellation_application_deadline: date("2024-04-30"),
             maintenance_party: "泗溪镇人民政府".into(),
+        }
+    }
+
+    fn doc(on: &str) -> DocumentRecord {
+        DocumentRecord {
+            number: "宜自然资审〔2023〕17号".into(),
+            issuer: "宜春市自然资源局".into(),
+            date: date(on),
         }
     }
 
@@ -731,6 +1049,7 @@ mod tests {
                 TOWNSHIP,
                 T::RecordApprovalDocument {
                     document: ApprovalDocument::DevelopmentPlan,
+                    record: doc("2023-09-28"),
                 },
                 "2023-10-01",
                 Ok(S::DispositionApproved),
@@ -739,6 +1058,7 @@ mod tests {
                 TOWNSHIP,
                 T::RecordApprovalDocument {
                     document: ApprovalDocument::DevelopmentPlan,
+                    record: doc("2023-09-28"),
                 },
                 "2023-10-02",
                 Err("already recorded"),
@@ -818,7 +1138,10 @@ mod tests {
         for document in ApprovalDocument::ALL {
             steps.push((
                 TOWNSHIP,
-                T::RecordApprovalDocument { document },
+                T::RecordApprovalDocument {
+                    document,
+                    record: doc("2024-01-05"),
+                },
                 "2024-01-10",
                 Ok(S::DispositionApproved),
             ));
@@ -845,6 +1168,24 @@ mod tests {
                 OFFICE,
                 T::PassJointReview,
                 "2024-02-20",
+                Ok(S::JointReviewPassed),
+            ),
+            (
+                OFFICE,
+                T::ExtendLicence,
+                "2024-02-25",
+                Err("县政府常务会议"),
+            ),
+            (
+                OFFICE,
+                T::RecordExecutiveMeeting {
+                    minutes: DocumentRecord {
+                        number: "县政府常务会议纪要〔2024〕3号".into(),
+                        issuer: "上高县人民政府".into(),
+                        date: date("2024-02-27"),
+                    },
+                },
+                "2024-02-28",
                 Ok(S::JointReviewPassed),
             ),
             (
@@ -962,28 +1303,300 @@ mod tests {
                 "2024-01-31",
                 Ok(S::AcceptancePassed),
             ),
-            // 30 days after 2024-01-31 is 2024-03-01 (leap February).
+            // 30 days after 2024-01-31 is 2024-03-01 (leap February), but the closure decision
+            // gave the holder until 2024-04-30: the later date holds.
             (
                 OFFICE,
                 T::Announce,
-                "2024-03-01",
+                "2024-03-02",
                 Err("announcement is published only"),
             ),
-            (OFFICE, T::Announce, "2024-03-02", Ok(S::Announced)),
+            (
+                OFFICE,
+                T::Announce,
+                "2024-04-30",
+                Err("announcement is published only"),
+            ),
+            (OFFICE, T::Announce, "2024-05-01", Ok(S::Announced)),
             (
                 OFFICE,
                 T::DeemAbandoned,
-                "2024-04-02",
+                "2024-06-01",
                 Ok(S::RightAbandoned),
             ),
             (
                 TOWNSHIP,
                 T::ApplyCancellation,
-                "2024-04-05",
+                "2024-06-05",
                 Ok(S::CancellationApplied),
             ),
         ]);
-        assert_eq!(facts.announced_on, Some(date("2024-03-02")));
+        assert_eq!(facts.announced_on, Some(date("2024-05-01")));
+    }
+
+    #[test]
+    fn the_thirty_days_count_when_they_end_after_the_decisions_application_deadline() {
+        let mut facts = MineFacts::new(TOWN);
+        facts.disposition = Some(Disposition::Cancel);
+        facts.stage = S::AcceptancePassed;
+        facts.closure_decision = Some(decision());
+        facts.accepted_on = Some(date("2024-04-20"));
+        // 2024-04-20 + 30 days = 2024-05-20, later than the decision's 2024-04-30.
+        let c = campaign();
+        assert!(apply(&facts, &T::Announce, OFFICE, date("2024-05-20"), &c).is_err());
+        assert!(apply(&facts, &T::Announce, OFFICE, date("2024-05-21"), &c).is_ok());
+    }
+
+    #[test]
+    fn a_closure_decision_with_a_later_deadline_moves_the_mines_deadlines() {
+        let c = campaign();
+        let later = ClosureDecision {
+            restoration_deadline: date("2024-06-30"),
+            cancellation_application_deadline: date("2024-07-31"),
+            ..decision()
+        };
+        let facts = run(&[
+            (
+                TOWNSHIP,
+                T::Propose {
+                    disposition: Disposition::Cancel,
+                },
+                "2023-11-01",
+                Ok(S::DispositionProposed),
+            ),
+            (OFFICE, T::Approve, "2023-11-10", Ok(S::DispositionApproved)),
+            (
+                OFFICE,
+                T::IssueClosureDecision {
+                    decision: later.clone(),
+                },
+                "2023-11-20",
+                Ok(S::ClosureDecided),
+            ),
+        ]);
+        let open = |on: &str| {
+            open_deadlines(&facts, &c, date(on))
+                .into_iter()
+                .map(|d| (d.key, d.due.to_string(), d.status))
+                .collect::<Vec<_>>()
+        };
+        // Not overdue on the campaign's 2024-03-31, nor on 2024-04-01.
+        assert!(open("2024-04-01").contains(&(
+            "cancel_rectification".into(),
+            "2024-06-30".into(),
+            DeadlineStatus::Pending
+        )));
+        for on in ["2024-04-01", "2024-06-30"] {
+            for t in [T::TakeOver, T::Announce] {
+                let refused = apply(&facts, &t, OFFICE, date(on), &c);
+                assert!(refused.is_err(), "{} on {on}", t.name());
+            }
+        }
+        assert!(apply(&facts, &T::TakeOver, TOWNSHIP, date("2024-07-01"), &c).is_ok());
+        assert!(apply(&facts, &T::Announce, OFFICE, date("2024-07-01"), &c).is_ok());
+        // The township's two months after the holder's deadline move with it: 2024-05-31 +
+        // (2024-06-30 − 2024-03-31 = 91 days) = 2024-08-30.
+        let mut taken = apply(&facts, &T::TakeOver, TOWNSHIP, date("2024-07-01"), &c).unwrap();
+        taken.stage = S::PlanCompiled;
+        let takeover = open_deadlines(&taken, &c, date("2024-07-01"))
+            .into_iter()
+            .find(|d| d.key == "township_takeover")
+            .unwrap();
+        assert_eq!(takeover.due, date("2024-08-30"));
+        let rectification = open_deadlines(&taken, &c, date("2024-07-01"))
+            .into_iter()
+            .find(|d| d.key == "cancel_rectification")
+            .unwrap();
+        assert_eq!(rectification.responsible, Responsible::Township);
+    }
+
+    #[test]
+    fn a_decision_issued_today_cannot_be_announced_as_lapsed_today() {
+        let c = campaign();
+        let mut facts = MineFacts::new(TOWN);
+        facts.disposition = Some(Disposition::Cancel);
+        facts.stage = S::DispositionApproved;
+        facts.approved_on = Some(date("2023-11-10"));
+        let late = ClosureDecision {
+            restoration_deadline: date("2027-06-30"),
+            cancellation_application_deadline: date("2027-07-31"),
+            ..decision()
+        };
+        let issued = apply(
+            &facts,
+            &T::IssueClosureDecision { decision: late },
+            OFFICE,
+            date("2024-04-05"),
+            &c,
+        )
+        .unwrap();
+        let refused = apply(&issued, &T::Announce, OFFICE, date("2024-04-05"), &c);
+        assert!(refused.unwrap_err().to_string().contains("only when"));
+        // A decision cannot give a deadline that has already passed.
+        let past = apply(
+            &facts,
+            &T::IssueClosureDecision {
+                decision: decision(),
+            },
+            OFFICE,
+            date("2024-04-05"),
+            &c,
+        );
+        assert!(past.unwrap_err().to_string().contains("already past"));
+        // Without a decision there is nothing to announce on.
+        let bare = apply(&facts, &T::Announce, OFFICE, date("2024-04-05"), &c);
+        assert!(bare.unwrap_err().to_string().contains("关闭决定文书"));
+    }
+
+    #[test]
+    fn a_rectification_order_sets_a_reinspection_deadline() {
+        let c = campaign();
+        let mut facts = MineFacts::new(TOWN);
+        facts.disposition = Some(Disposition::Cancel);
+        facts.stage = S::PreliminaryPassed;
+        facts.closure_decision = Some(decision());
+        let rectify = T::RecordAcceptance {
+            verdict: AcceptanceVerdict::Rectify {
+                requirements: "截排水沟淤堵".into(),
+                reinspect_by: date("2024-03-10"),
+            },
+        };
+        let ordered = apply(&facts, &rectify, OFFICE, date("2024-02-10"), &c).unwrap();
+        let reinspection = open_deadlines(&ordered, &c, date("2024-03-11"))
+            .into_iter()
+            .find(|d| d.key == REINSPECTION_KEY)
+            .unwrap();
+        assert_eq!(reinspection.due, date("2024-03-10"));
+        assert_eq!(reinspection.status, DeadlineStatus::Overdue);
+        assert_eq!(reinspection.responsible, Responsible::Holder);
+    }
+
+    #[test]
+    fn a_past_days_facts_are_replayed_from_the_trail_old_shapes_included() {
+        let c = campaign();
+        let mine = Mine {
+            id: Uuid::from_u128(1),
+            name: "河口砂石矿".into(),
+            licence_no: "C1".into(),
+            holder: "某公司".into(),
+            holder_user_id: None,
+            township_id: TOWN,
+            mineral: "建筑用砂".into(),
+            mining_method: "露天开采".into(),
+            area_ha: None,
+            boundary: None,
+            campaign_id: c.id.clone(),
+            facts: MineFacts::new(TOWN),
+            version: 0,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let event = |transition: serde_json::Value, to: Stage, on: &str| MineEvent {
+            id: Uuid::now_v7(),
+            mine_id: mine.id,
+            transition: String::new(),
+            from_stage: String::new(),
+            to_stage: to.code().into(),
+            actor_id: None,
+            reason: String::new(),
+            data: serde_json::json!({ "transition": transition }),
+            as_of: on.into(),
+            recorded_on: on.into(),
+            created_at: 0,
+        };
+        let trail = [
+            event(
+                serde_json::json!({"transition": "propose", "disposition": "continue"}),
+                S::DispositionProposed,
+                "2023-08-20",
+            ),
+            event(
+                serde_json::json!({"transition": "approve"}),
+                S::DispositionApproved,
+                "2023-08-31",
+            ),
+            // The shape before documents were records.
+            event(
+                serde_json::json!({"transition": "record_approval_document",
+                                   "document": "development_plan"}),
+                S::DispositionApproved,
+                "2023-10-01",
+            ),
+            event(
+                serde_json::json!({"transition": "grant_extension"}),
+                S::DispositionApproved,
+                "2024-03-01",
+            ),
+        ];
+        let before = facts_as_of(&mine, &trail, date("2023-08-25"), &c);
+        assert_eq!(before.stage, S::DispositionProposed);
+        let autumn = facts_as_of(&mine, &trail, date("2023-12-01"), &c);
+        assert_eq!(autumn.approved_on, Some(date("2023-08-31")));
+        assert_eq!(
+            autumn.documents[&ApprovalDocument::DevelopmentPlan].date,
+            date("2023-10-01")
+        );
+        assert_eq!(autumn.extensions_granted, 0);
+        let spring = facts_as_of(&mine, &trail, date("2024-03-01"), &c);
+        assert_eq!(spring.extensions_granted, 1);
+    }
+
+    #[test]
+    fn documents_are_records_with_number_issuer_and_date() {
+        let c = campaign();
+        let mut facts = MineFacts::new(TOWN);
+        facts.disposition = Some(Disposition::Continue);
+        facts.stage = S::DispositionApproved;
+        facts.approved_on = Some(date("2023-11-10"));
+        let with = |record: DocumentRecord| T::RecordApprovalDocument {
+            document: ApprovalDocument::EnvironmentalImpactReport,
+            record,
+        };
+        let unnumbered = DocumentRecord {
+            number: " ".into(),
+            ..doc("2024-01-05")
+        };
+        let e = apply(&facts, &with(unnumbered), TOWNSHIP, date("2024-01-10"), &c);
+        assert!(e.unwrap_err().to_string().contains("document number"));
+        let e = apply(
+            &facts,
+            &with(doc("2024-01-11")),
+            TOWNSHIP,
+            date("2024-01-10"),
+            &c,
+        );
+        assert!(e.unwrap_err().to_string().contains("after the step"));
+        let ok = apply(
+            &facts,
+            &with(doc("2024-01-05")),
+            TOWNSHIP,
+            date("2024-01-10"),
+            &c,
+        )
+        .unwrap();
+        assert_eq!(
+            ok.documents[&ApprovalDocument::EnvironmentalImpactReport].issuer,
+            "宜春市自然资源局"
+        );
+        let leader = T::AssignCountyLeader {
+            leader: "刘副县长".into(),
+        };
+        assert!(apply(&ok, &leader, TOWNSHIP, date("2024-01-11"), &c).is_err());
+        let led = apply(&ok, &leader, OFFICE, date("2024-01-11"), &c).unwrap();
+        assert_eq!(led.county_leader.as_deref(), Some("刘副县长"));
+        let mut cancelled = led.clone();
+        cancelled.stage = S::LicenceCancelled;
+        let notice = T::RecordBusinessLicenceCancellation {
+            notice: DocumentRecord {
+                number: "（上）登记企销字〔2024〕第88号".into(),
+                issuer: "上高县市场监督管理局".into(),
+                date: date("2024-06-20"),
+            },
+        };
+        assert!(apply(&led, &notice, OFFICE, date("2024-06-21"), &c).is_err());
+        let done = apply(&cancelled, &notice, OFFICE, date("2024-06-21"), &c).unwrap();
+        assert!(done.business_licence_cancellation.is_some());
+        assert!(apply(&done, &notice, OFFICE, date("2024-06-22"), &c).is_err());
     }
 
     #[test]

@@ -35,6 +35,14 @@ pub trait MineStore {
         record: Option<&CaseRecord>,
     ) -> StoreResult<()>;
     async fn list_mine_events(&self, mine_id: Uuid) -> StoreResult<Vec<MineEvent>>;
+    /// The audit trails of all mines, or of one township's, up to the steps dated `until`
+    /// (`YYYY-MM-DD`, inclusive), grouped by mine, each in order (the dashboard's snapshot of a
+    /// past date replays them).
+    async fn list_township_mine_events(
+        &self,
+        township: Option<Uuid>,
+        until: &str,
+    ) -> StoreResult<Vec<MineEvent>>;
     async fn add_case_record(&self, record: &CaseRecord) -> StoreResult<()>;
     async fn list_case_records(&self, mine_id: Uuid) -> StoreResult<Vec<CaseRecord>>;
 }
@@ -166,8 +174,8 @@ impl MineStore for SqlStore {
         }
         tx.query(
             "insert into mine_events (id, mine_id, transition, from_stage, to_stage, \
-             actor_id, reason, data_json, as_of, created_at) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             actor_id, reason, data_json, as_of, recorded_on, created_at) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(event.id)
         .bind(event.mine_id)
@@ -178,6 +186,7 @@ impl MineStore for SqlStore {
         .bind(&event.reason)
         .bind(to_json(&event.data)?)
         .bind(&event.as_of)
+        .bind(&event.recorded_on)
         .bind(event.created_at)
         .execute(&mut tx)
         .await?;
@@ -192,28 +201,34 @@ impl MineStore for SqlStore {
             .db
             .query(
                 "select id, mine_id, transition, from_stage, to_stage, actor_id, reason, \
-                 data_json, as_of, created_at from mine_events where mine_id = $1 \
+                 data_json, as_of, recorded_on, created_at from mine_events where mine_id = $1 \
                  order by created_at, id",
             )
             .bind(mine_id)
             .fetch_all(&self.db)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(MineEvent {
-                    id: r.get("id")?,
-                    mine_id: r.get("mine_id")?,
-                    transition: r.get("transition")?,
-                    from_stage: r.get("from_stage")?,
-                    to_stage: r.get("to_stage")?,
-                    actor_id: r.get("actor_id")?,
-                    reason: r.get("reason")?,
-                    data: from_json(&r.get::<String>("data_json")?)?,
-                    as_of: r.get("as_of")?,
-                    created_at: r.get("created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn list_township_mine_events(
+        &self,
+        township: Option<Uuid>,
+        until: &str,
+    ) -> StoreResult<Vec<MineEvent>> {
+        let rows = self
+            .db
+            .query(
+                "select e.id, e.mine_id, e.transition, e.from_stage, e.to_stage, e.actor_id, \
+                 e.reason, e.data_json, e.as_of, e.recorded_on, e.created_at \
+                 from mine_events e join mines m on m.id = e.mine_id \
+                 where ($1 is null or m.township_id = $1) and e.as_of <= $2 \
+                 order by e.mine_id, e.created_at, e.id",
+            )
+            .bind(township)
+            .bind(until)
+            .fetch_all(&self.db)
+            .await?;
+        rows.iter().map(event_from_row).collect()
     }
 
     async fn add_case_record(&self, c: &CaseRecord) -> StoreResult<()> {
@@ -284,5 +299,21 @@ fn mine_from_row(r: &Row) -> StoreResult<Mine> {
         version: r.get("version")?,
         created_at: r.get("created_at")?,
         updated_at: r.get("updated_at")?,
+    })
+}
+
+fn event_from_row(r: &Row) -> StoreResult<MineEvent> {
+    Ok(MineEvent {
+        id: r.get("id")?,
+        mine_id: r.get("mine_id")?,
+        transition: r.get("transition")?,
+        from_stage: r.get("from_stage")?,
+        to_stage: r.get("to_stage")?,
+        actor_id: r.get("actor_id")?,
+        reason: r.get("reason")?,
+        data: from_json(&r.get::<String>("data_json")?)?,
+        as_of: r.get("as_of")?,
+        recorded_on: r.get("recorded_on")?,
+        created_at: r.get("created_at")?,
     })
 }
