@@ -481,8 +481,101 @@ async fn a_signature_covers_the_photos_of_its_section(b: Backend) {
     assert_eq!(claimed, json!(sync_protocol::content_hash(&value).unwrap()));
 }
 
+async fn a_signer_withdraws_with_a_reason_and_racing_edits_keep_the_rule(b: Backend) {
+    let mut c = county(b).await;
+    c.app.user("lin2", Role::DepartmentInspector).await;
+    let mut colleague = Phone::enroll(&c.app, "lin2").await;
+    colleague.sync(&c.app).await;
+    c.forestry.answer_section(c.record, "forestry");
+    c.forestry.sync(&c.app).await;
+    colleague.sync(&c.app).await;
+
+    // The colleague edits offline while the inspector signs online: the signature got there
+    // first, so the edit comes back with the reason.
+    let late = colleague.set(c.record, "forestry/19.coverage", "70");
+    c.forestry.sign(c.record, "forestry");
+    let results = c.forestry.sync(&c.app).await;
+    assert!(
+        matches!(results[0], OpResult::Applied { .. }),
+        "{results:?}"
+    );
+    let results = colleague.sync(&c.app).await;
+    assert_eq!(rejected_code(&results[0]), "section_signed");
+    assert!(
+        colleague
+            .replica
+            .rejections()
+            .iter()
+            .any(|r| r.op.id == late)
+    );
+
+    // Only the signer may take the signature back.
+    let now = colleague.tick();
+    colleague
+        .replica
+        .withdraw(
+            sync_protocol::OpId(Uuid::now_v7()),
+            now,
+            c.record,
+            "forestry",
+            "不是我签的",
+        )
+        .unwrap();
+    let results = colleague.sync(&c.app).await;
+    assert_eq!(rejected_code(&results[0]), "forbidden", "{results:?}");
+
+    // The signer withdraws, with the reason kept on record.
+    let now = c.forestry.tick();
+    c.forestry
+        .replica
+        .withdraw(
+            sync_protocol::OpId(Uuid::now_v7()),
+            now,
+            c.record,
+            "forestry",
+            "19 号项目郁闭度需复测",
+        )
+        .unwrap();
+    let results = c.forestry.sync(&c.app).await;
+    assert!(
+        matches!(results[0], OpResult::Applied { .. }),
+        "{results:?}"
+    );
+    let state = &c.forestry.replica.confirmed()[&c.record];
+    assert!(!state.is_signed("forestry"));
+    assert_eq!(state.withdrawals.len(), 1);
+    assert_eq!(state.withdrawals[0].reason, "19 号项目郁闭度需复测");
+    assert_eq!(state.withdrawals[0].section, "forestry");
+
+    // The section changes again, and must be signed again over its new hash.
+    colleague.sync(&c.app).await;
+    colleague.set(c.record, "forestry/19.coverage", "72");
+    let results = colleague.sync(&c.app).await;
+    assert!(
+        matches!(results[0], OpResult::Applied { .. }),
+        "{results:?}"
+    );
+    c.forestry.sync(&c.app).await;
+    c.forestry.sign(c.record, "forestry");
+    let results = c.forestry.sync(&c.app).await;
+    assert!(
+        matches!(results[0], OpResult::Applied { .. }),
+        "{results:?}"
+    );
+    let state = &c.forestry.replica.confirmed()[&c.record];
+    assert_eq!(
+        state.signatures["forestry"].content_hash,
+        sync_protocol::section_hash(state, "forestry").unwrap()
+    );
+    assert_ne!(
+        state.signatures["forestry"].content_hash, state.withdrawals[0].signature.content_hash,
+        "the new signature covers the changed section"
+    );
+}
+
 both_backends!(
     an_attested_photo_reaches_the_record_and_its_findings_follow_the_upload,
     evidence_that_does_not_hold_is_rejected_with_its_reason,
     a_signature_covers_the_photos_of_its_section,
+    a_signer_withdraws_with_a_reason_and_racing_edits_keep_the_rule,
 );

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hlc::Hlc;
 use crate::ids::{DeviceId, EntityId, OpId};
-use crate::state::{EntityState, FieldState, OrSet, SectionSignature};
+use crate::state::{EntityState, FieldState, OrSet, SectionSignature, Withdrawal};
 
 /// One committed change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +71,13 @@ pub enum ChangeBody {
         /// The signature.
         signature: SectionSignature,
     },
+    /// A section's signature was withdrawn by its signer.
+    Withdrawn {
+        /// Section name.
+        section: String,
+        /// The withdrawn signature, who withdrew it and why.
+        withdrawal: Withdrawal,
+    },
 }
 
 /// A change refers to an entity the mirror does not have: changes were skipped or reordered.
@@ -108,6 +115,13 @@ pub fn apply_change(
         ChangeBody::Tombstoned => state.tombstoned = true,
         ChangeBody::Signed { section, signature } => {
             state.signatures.insert(section.clone(), signature.clone());
+        }
+        ChangeBody::Withdrawn {
+            section,
+            withdrawal,
+        } => {
+            state.signatures.remove(section);
+            state.withdrawals.push(withdrawal.clone());
         }
     }
     Ok(())

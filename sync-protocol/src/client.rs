@@ -343,6 +343,23 @@ impl Replica {
         self.make(id, now_ms, entity, body)
     }
 
+    /// Withdraws this signer's signature of `section` (the server checks that the signer is
+    /// the person withdrawing), giving the reason.
+    pub fn withdraw(
+        &mut self,
+        id: OpId,
+        now_ms: u64,
+        entity: EntityId,
+        section: &str,
+        reason: &str,
+    ) -> Result<&Op, ClientError> {
+        let body = OpBody::Withdraw {
+            section: section.to_owned(),
+            reason: reason.to_owned(),
+        };
+        self.make(id, now_ms, entity, body)
+    }
+
     /// Resolves a conflicted field, based on its confirmed revision.
     #[allow(clippy::too_many_arguments)]
     pub fn resolve(

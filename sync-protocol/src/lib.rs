@@ -113,6 +113,7 @@ pub use server::Authority;
 pub use signature::{DeviceSignature, PhotoClaim, SignatureError};
 pub use state::{
     Candidate, Conflict, EntityState, FieldState, OrSet, Resolution, SectionSignature, SetElement,
+    Withdrawal,
 };
 pub use value::{MAX_SAFE_INTEGER, Value, ValueError};
 pub use wire::{

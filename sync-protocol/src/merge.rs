@@ -35,6 +35,7 @@ use crate::ids::OpId;
 use crate::op::{Op, OpBody, section_of};
 use crate::state::{
     Candidate, Conflict, EntityState, FieldState, Resolution, SectionSignature, SetElement,
+    Withdrawal,
 };
 use crate::value::Value;
 
@@ -86,6 +87,8 @@ pub enum RejectCode {
     InvalidSignature,
     /// Policy: `sign` of a section whose required answers are missing.
     IncompleteSection,
+    /// `withdraw` of a section that is not signed (never, or already withdrawn).
+    NotSigned,
 }
 
 impl RejectCode {
@@ -112,6 +115,7 @@ impl RejectCode {
             RejectCode::Forbidden => "forbidden",
             RejectCode::InvalidSignature => "invalid_signature",
             RejectCode::IncompleteSection => "incomplete_section",
+            RejectCode::NotSigned => "not_signed",
         }
     }
 }
@@ -440,6 +444,30 @@ fn merge_checked(
                 signature,
             })
         }
+        OpBody::Withdraw { section, reason } => {
+            let Some(signature) = state.signatures.get(section) else {
+                return Err(Reject::new(
+                    RejectCode::NotSigned,
+                    format!("section {section:?} is not signed; there is nothing to withdraw"),
+                ));
+            };
+            ctx.policy.check_sign(state, op)?;
+            let withdrawal = Withdrawal {
+                section: section.clone(),
+                signature: signature.clone(),
+                op: op.id,
+                device: op.device,
+                hlc: op.hlc,
+                reason: reason.clone(),
+                withdrawn_at_commit: ctx.commit_seq,
+            };
+            state.signatures.remove(section);
+            state.withdrawals.push(withdrawal.clone());
+            applied(ChangeBody::Withdrawn {
+                section: section.clone(),
+                withdrawal,
+            })
+        }
     }
 }
 
@@ -495,6 +523,14 @@ fn validate(op: &Op) -> Result<(), Reject> {
                 return invalid("a resolution needs a reason".to_owned());
             }
         }
+        OpBody::Withdraw { section, reason } => {
+            if section.is_empty() {
+                return invalid("the section is empty".to_owned());
+            }
+            if reason.trim().is_empty() {
+                return invalid("withdrawing a signature needs a reason".to_owned());
+            }
+        }
     }
     Ok(())
 }
@@ -518,7 +554,9 @@ fn is_duplicate(state: &EntityState, op: &Op) -> bool {
             .is_some_and(|s| s.elements.values().any(|e| e.tags.contains(&op.id))),
         OpBody::Sign { section, .. } => {
             state.signatures.get(section).is_some_and(|s| s.op == op.id)
+                || state.withdrawals.iter().any(|w| w.signature.op == op.id)
         }
+        OpBody::Withdraw { .. } => state.withdrawals.iter().any(|w| w.op == op.id),
         OpBody::Create { .. } | OpBody::Remove { .. } | OpBody::Tombstone => false,
     }
 }
@@ -597,6 +635,7 @@ fn create(
             .collect(),
         sets: Default::default(),
         signatures: Default::default(),
+        withdrawals: Vec::new(),
     }
 }
 

@@ -97,6 +97,14 @@ pub enum OpBody {
         /// protocol stores it, the server's policy may verify it.
         signature: Value,
     },
+    /// Withdraws the signer's own signature of a section (audited, with the reason): the
+    /// section can change again and must be signed again.
+    Withdraw {
+        /// The signed section.
+        section: String,
+        /// Why — kept with the withdrawn signature. Must not be empty.
+        reason: String,
+    },
     /// Resolves a conflicted scalar field; itself audited.
     Resolve {
         /// Field key.
@@ -122,6 +130,7 @@ impl OpBody {
             OpBody::Remove { .. } => "remove",
             OpBody::Tombstone => "tombstone",
             OpBody::Sign { .. } => "sign",
+            OpBody::Withdraw { .. } => "withdraw",
             OpBody::Resolve { .. } => "resolve",
         }
     }
@@ -133,14 +142,17 @@ impl OpBody {
             | OpBody::Add { field, .. }
             | OpBody::Remove { field, .. }
             | OpBody::Resolve { field, .. } => Some(field),
-            OpBody::Create { .. } | OpBody::Tombstone | OpBody::Sign { .. } => None,
+            OpBody::Create { .. }
+            | OpBody::Tombstone
+            | OpBody::Sign { .. }
+            | OpBody::Withdraw { .. } => None,
         }
     }
 
     /// The section the op touches: the field's section, or the signed section.
     pub fn section(&self) -> Option<&str> {
         match self {
-            OpBody::Sign { section, .. } => Some(section),
+            OpBody::Sign { section, .. } | OpBody::Withdraw { section, .. } => Some(section),
             other => other.field().map(section_of),
         }
     }

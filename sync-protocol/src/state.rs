@@ -40,6 +40,10 @@ pub struct EntityState {
     pub sets: BTreeMap<String, OrSet>,
     /// Signatures by section name.
     pub signatures: BTreeMap<String, SectionSignature>,
+    /// Signatures withdrawn by their signers, oldest first (the audit trail of `withdraw`).
+    /// Absent on the wire while empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub withdrawals: Vec<Withdrawal>,
 }
 
 impl EntityState {
@@ -170,6 +174,25 @@ pub struct SetElement {
     pub value: Value,
     /// Ids of the `add` ops that put it there and have not been removed.
     pub tags: BTreeSet<OpId>,
+}
+
+/// A signature its signer withdrew.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Withdrawal {
+    /// The section that was signed.
+    pub section: String,
+    /// The signature as it stood.
+    pub signature: SectionSignature,
+    /// The `withdraw` op.
+    pub op: OpId,
+    /// Device that withdrew.
+    pub device: DeviceId,
+    /// HLC of the `withdraw` op.
+    pub hlc: Hlc,
+    /// Why.
+    pub reason: String,
+    /// The server commit sequence number at which the withdrawal took effect.
+    pub withdrawn_at_commit: u64,
 }
 
 /// A signature on a section.

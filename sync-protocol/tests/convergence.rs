@@ -494,6 +494,9 @@ fn check_invariants(world: &World) -> Result<(), TestCaseError> {
             ChangeBody::Signed { section, .. } => {
                 signed.insert(section, change.commit_seq);
             }
+            ChangeBody::Withdrawn { section, .. } => {
+                signed.remove(section.as_str());
+            }
             ChangeBody::Field { field, .. } | ChangeBody::SetField { field, .. } => {
                 prop_assert!(
                     !signed.contains_key(section_of(field)),

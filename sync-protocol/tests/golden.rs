@@ -170,6 +170,7 @@ pub fn example_response() -> SyncResponse {
         )]),
         sets: BTreeMap::new(),
         signatures: BTreeMap::new(),
+        withdrawals: Vec::new(),
     };
     let photos = OrSet {
         elements: BTreeMap::from([(

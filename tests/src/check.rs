@@ -237,6 +237,10 @@ pub fn check_feed(feed: &[Change], ops: &HashMap<OpId, Op>, acked: &BTreeSet<OpI
                     ));
                 }
             }
+            ChangeBody::Withdrawn { section, .. } => {
+                // The signer took it back: the section may change again.
+                signed.remove(&(c.entity, section.clone()));
+            }
         }
     }
     problems

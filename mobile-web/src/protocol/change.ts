@@ -4,8 +4,8 @@
  * mirror reproduces the server's state exactly.
  */
 
-import { getOwn, setOwn, withKey } from './record';
-import type { Change, ChangeBody, ChangeHeader, EntityState, Op } from './types';
+import { getOwn, setOwn, withKey, withoutKey } from './record';
+import type { Change, ChangeBody, ChangeHeader, EntityState, Op, Withdrawal } from './types';
 
 /** A change refers to an entity the mirror has not seen created: changes were skipped or reordered. */
 export class MissingEntityError extends Error {
@@ -16,6 +16,15 @@ export class MissingEntityError extends Error {
   ) {
     super(`change ${commitSeq} refers to entity ${entity}, which this replica has not seen created`);
   }
+}
+
+/** `state` with the signature of `w.section` withdrawn and `w` appended to its withdrawals. */
+export function withdrawn(state: EntityState, w: Withdrawal): EntityState {
+  return {
+    ...state,
+    signatures: withoutKey(state.signatures, w.section),
+    withdrawals: [...(state.withdrawals ?? []), w],
+  };
 }
 
 /**
@@ -34,6 +43,8 @@ export function applyChangeToEntity(state: EntityState | null, change: Change): 
       return { ...state, tombstoned: true };
     case 'signed':
       return { ...state, signatures: withKey(state.signatures, change.section, change.signature) };
+    case 'withdrawn':
+      return withdrawn(state, change.withdrawal);
   }
 }
 

@@ -21,6 +21,7 @@
 
 import { compareHlc } from './hlc';
 import { canonical, conflictedField, sectionHash } from './canonical';
+import { withdrawn } from './change';
 import { cmpCodePoints, getOwn, hasOwn, setOwn, withKey } from './record';
 import {
   opField,
@@ -36,6 +37,7 @@ import {
   type ResolveBody,
   type SetBody,
   type SetElement,
+  type Withdrawal,
 } from './types';
 import { ValueError, validateValue, valueEquals, type Value } from './value';
 
@@ -221,6 +223,23 @@ function mergeChecked(slot: EntityState | null, op: Op, ctx: MergeContext): Effe
         { kind: 'signed', section, signature },
       );
     }
+    case 'withdraw': {
+      const { section, reason } = op;
+      const signature = getOwn(state.signatures, section);
+      if (signature === undefined) {
+        return reject('not_signed', `section ${q(section)} is not signed; there is nothing to withdraw`);
+      }
+      const withdrawal: Withdrawal = {
+        section,
+        signature,
+        op: op.id,
+        device: op.device,
+        hlc: op.hlc,
+        reason,
+        withdrawn_at_commit: ctx.commitSeq,
+      };
+      return applied(withdrawn(state, withdrawal), { kind: 'withdrawn', section, withdrawal });
+    }
   }
 }
 
@@ -270,6 +289,10 @@ function validate(op: Op): void {
       checkValue(op.value);
       if (isBlank(op.reason)) reject('invalid_op', 'a resolution needs a reason');
       return;
+    case 'withdraw':
+      if (op.section === '') reject('invalid_op', 'the section is empty');
+      if (isBlank(op.reason)) reject('invalid_op', 'withdrawing a signature needs a reason');
+      return;
   }
 }
 
@@ -291,7 +314,12 @@ function isDuplicate(state: EntityState, op: Op): boolean {
       return s !== undefined && Object.values(s.elements).some((e) => e.tags.includes(op.id));
     }
     case 'sign':
-      return getOwn(state.signatures, op.section)?.op === op.id;
+      return (
+        getOwn(state.signatures, op.section)?.op === op.id ||
+        (state.withdrawals ?? []).some((w) => w.signature.op === op.id)
+      );
+    case 'withdraw':
+      return (state.withdrawals ?? []).some((w) => w.op === op.id);
     case 'create':
     case 'remove':
     case 'tombstone':

@@ -67,6 +67,13 @@ export interface SignBody {
   /** Opaque payload (signer, stroke blob ref, device signature …). */
   signature: Value;
 }
+/** Withdraws the signer's own signature of a section (audited, with the reason). */
+export interface WithdrawBody {
+  kind: 'withdraw';
+  section: string;
+  /** Why; must not be blank. */
+  reason: string;
+}
 /** Resolves a conflicted scalar field; itself audited. */
 export interface ResolveBody {
   kind: 'resolve';
@@ -79,7 +86,15 @@ export interface ResolveBody {
 }
 
 /** What an op does, tagged by `kind`. */
-export type OpBody = CreateBody | SetBody | AddBody | RemoveBody | TombstoneBody | SignBody | ResolveBody;
+export type OpBody =
+  | CreateBody
+  | SetBody
+  | AddBody
+  | RemoveBody
+  | TombstoneBody
+  | SignBody
+  | ResolveBody
+  | WithdrawBody;
 /** One field-level change by one device: a flat object on the wire. */
 export type Op = OpHeader & OpBody;
 /** The op kinds. */
@@ -146,6 +161,17 @@ export interface SectionSignature {
   signature: Value;
 }
 
+/** A signature its signer withdrew. */
+export interface Withdrawal {
+  section: string;
+  signature: SectionSignature;
+  op: OpId;
+  device: DeviceId;
+  hlc: Hlc;
+  reason: string;
+  withdrawn_at_commit: number;
+}
+
 /** The state of one entity. */
 export interface EntityState {
   id: EntityId;
@@ -156,6 +182,8 @@ export interface EntityState {
   fields: Record<string, FieldState>;
   sets: Record<string, OrSet>;
   signatures: Record<string, SectionSignature>;
+  /** Withdrawn signatures, oldest first; absent while empty (as on the wire). */
+  withdrawals?: Withdrawal[];
 }
 
 /** The snapshot part of a change, tagged by `kind`. */
@@ -164,7 +192,8 @@ export type ChangeBody =
   | { kind: 'field'; field: string; state: FieldState }
   | { kind: 'set_field'; field: string; state: OrSet }
   | { kind: 'tombstoned' }
-  | { kind: 'signed'; section: string; signature: SectionSignature };
+  | { kind: 'signed'; section: string; signature: SectionSignature }
+  | { kind: 'withdrawn'; section: string; withdrawal: Withdrawal };
 
 /** What every change carries besides its snapshot. Field order is the wire order. */
 export interface ChangeHeader {
@@ -200,7 +229,8 @@ export type RejectCode =
   | 'unknown_field'
   | 'forbidden'
   | 'invalid_signature'
-  | 'incomplete_section';
+  | 'incomplete_section'
+  | 'not_signed';
 
 /** Every {@link RejectCode}, in the Rust declaration order. */
 export const REJECT_CODES: readonly RejectCode[] = [
@@ -224,6 +254,7 @@ export const REJECT_CODES: readonly RejectCode[] = [
   'forbidden',
   'invalid_signature',
   'incomplete_section',
+  'not_signed',
 ];
 
 /** A rejection: code plus a message for the person who made the op. */
@@ -285,13 +316,14 @@ export function opField(op: OpBody): string | null {
     case 'create':
     case 'tombstone':
     case 'sign':
+    case 'withdraw':
       return null;
   }
 }
 
 /** The section an op touches: the field's section, or the signed section; else null. */
 export function opSection(op: OpBody): string | null {
-  if (op.kind === 'sign') return op.section;
+  if (op.kind === 'sign' || op.kind === 'withdraw') return op.section;
   const field = opField(op);
   return field === null ? null : sectionOf(field);
 }

@@ -30,6 +30,7 @@ import {
   type RejectCode,
   type Resolution,
   type SectionSignature,
+  type Withdrawal,
   type SetElement,
   type SyncRequest,
   type SyncResponse,
@@ -225,6 +226,9 @@ export function decodeOp(x: JsonTree | undefined, path = 'op'): Op {
         signature: value(field(o, 'signature'), p('signature')),
       };
       break;
+    case 'withdraw':
+      body = { kind, section: str(field(o, 'section'), p('section')), reason: str(field(o, 'reason'), p('reason')) };
+      break;
     case 'resolve':
       body = {
         kind,
@@ -309,11 +313,26 @@ export function decodeSectionSignature(x: JsonTree | undefined, path = 'signatur
   };
 }
 
+/** Decodes a withdrawn signature. */
+export function decodeWithdrawal(x: JsonTree | undefined, path = 'withdrawal'): Withdrawal {
+  const o = obj(x, path);
+  const p = (k: string): string => `${path}.${k}`;
+  return {
+    section: str(field(o, 'section'), p('section')),
+    signature: decodeSectionSignature(field(o, 'signature'), p('signature')),
+    op: uuid(field(o, 'op'), p('op')),
+    device: uuid(field(o, 'device'), p('device')),
+    hlc: decodeHlc(field(o, 'hlc'), p('hlc')),
+    reason: str(field(o, 'reason'), p('reason')),
+    withdrawn_at_commit: uint(field(o, 'withdrawn_at_commit'), p('withdrawn_at_commit')),
+  };
+}
+
 /** Decodes an entity state. */
 export function decodeEntityState(x: JsonTree | undefined, path = 'state'): EntityState {
   const o = obj(x, path);
   const p = (k: string): string => `${path}.${k}`;
-  return {
+  const state: EntityState = {
     id: uuid(field(o, 'id'), p('id')),
     entity_type: str(field(o, 'entity_type'), p('entity_type')),
     created_by: uuid(field(o, 'created_by'), p('created_by')),
@@ -322,6 +341,12 @@ export function decodeEntityState(x: JsonTree | undefined, path = 'state'): Enti
     sets: map(field(o, 'sets'), p('sets'), decodeOrSet),
     signatures: map(field(o, 'signatures'), p('signatures'), decodeSectionSignature),
   };
+  const withdrawals = field(o, 'withdrawals');
+  if (withdrawals !== undefined) {
+    const list_ = list(withdrawals, p('withdrawals')).map((w, i) => decodeWithdrawal(w, `${p('withdrawals')}[${i}]`));
+    if (list_.length > 0) state.withdrawals = list_;
+  }
+  return state;
 }
 
 /** Decodes a change snapshot without its header (`{"kind": …}`), e.g. a merge fixture's `change`. */
@@ -343,6 +368,12 @@ export function decodeChangeBody(x: JsonTree | undefined, path = 'change'): Chan
         kind,
         section: str(field(o, 'section'), p('section')),
         signature: decodeSectionSignature(field(o, 'signature'), p('signature')),
+      };
+    case 'withdrawn':
+      return {
+        kind,
+        section: str(field(o, 'section'), p('section')),
+        withdrawal: decodeWithdrawal(field(o, 'withdrawal'), p('withdrawal')),
       };
     default:
       return fail(p('kind'), `unknown variant ${JSON.stringify(kind)}`);

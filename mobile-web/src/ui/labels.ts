@@ -81,6 +81,7 @@ export const REJECT_CODES: Record<string, string> = {
   forbidden: '无权修改',
   invalid_signature: '签名无法验证（设备密钥不符或内容被改动）',
   incomplete_section: '本部分还有必填项未填写，不能签字',
+  not_signed: '该部分尚未签字（或签字已撤回），无可撤回',
 };
 
 export function label(map: Record<string, string>, code: string | null | undefined): string {

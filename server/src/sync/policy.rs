@@ -18,6 +18,8 @@ use crate::{
 /// Who may write what, for one caller.
 #[derive(Debug, Clone)]
 pub struct SyncPolicy<'a> {
+    /// The signed-in user (only a signature's own signer may withdraw it).
+    pub user: Uuid,
     pub role: Role,
     pub department: Option<String>,
     pub township: Option<Uuid>,
@@ -39,6 +41,7 @@ impl<'a> SyncPolicy<'a> {
     /// The caller's section rights alone (no records loaded): for [`Self::may_write`].
     pub fn for_caller(caller: &AuthUser, departments: &'a [String]) -> Self {
         SyncPolicy {
+            user: caller.id(),
             role: caller.role(),
             department: caller.claims.dept.clone(),
             township: caller.claims.town,
@@ -81,6 +84,31 @@ impl<'a> SyncPolicy<'a> {
                     } else {
                         section
                     }
+                ),
+            ))
+        }
+    }
+
+    /// Only the person a section signature names as its signer may withdraw it.
+    fn check_withdraw(&self, state: &EntityState, section: &str) -> Result<(), Reject> {
+        let signer = state
+            .signatures
+            .get(section)
+            .and_then(|s| sync_protocol::DeviceSignature::from_value(&s.signature).ok())
+            .and_then(|sig| match sig.statement.get("signer") {
+                Some(sync_protocol::Value::Map(m)) => m
+                    .get("user")
+                    .and_then(sync_protocol::Value::as_str)
+                    .map(str::to_owned),
+                _ => None,
+            });
+        if signer.as_deref() == Some(self.user.to_string().as_str()) {
+            Ok(())
+        } else {
+            Err(Reject::new(
+                RejectCode::Forbidden,
+                format!(
+                    "only the person who signed the {section} section may withdraw the signature"
                 ),
             ))
         }
@@ -156,6 +184,7 @@ impl Policy for SyncPolicy<'_> {
                 self.may_write(section)?;
                 self.signature_holds(op)
             }
+            OpBody::Withdraw { section, .. } => self.may_write(section),
             other => match other.field() {
                 Some(field) => {
                     self.may_write(section_of(field))?;
@@ -168,7 +197,10 @@ impl Policy for SyncPolicy<'_> {
     }
 
     fn check_sign(&self, state: &EntityState, op: &Op) -> Result<(), Reject> {
-        self.templates.check_sign(state, op)
+        match &op.body {
+            OpBody::Withdraw { section, .. } => self.check_withdraw(state, section),
+            _ => self.templates.check_sign(state, op),
+        }
     }
 }
 

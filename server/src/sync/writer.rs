@@ -223,6 +223,7 @@ pub(crate) fn process_group(
             .filter_map(|id| loaded.entities.remove(id).map(|s| (*id, s)))
             .collect();
         let policy = SyncPolicy {
+            user: job.claims.sub,
             role: job.claims.role,
             department: job.claims.dept.clone(),
             township: job.claims.town,
