@@ -1,7 +1,7 @@
 /** What the screens read from the phone (never the network). */
 import type { Department, MineDetail, Template, Township, User } from '../api/types';
 import type { EntityState } from '../protocol';
-import type { YanshouDb, MineRow, RejectionRow } from './db';
+import type { YanshouDb, MineRow, PhotoRow, RejectionRow, UploadRow } from './db';
 import { loadRecord, viewOf } from './replica';
 
 export async function departments(db: YanshouDb): Promise<Department[]> {
@@ -136,4 +136,39 @@ export async function rejections(db: YanshouDb): Promise<RejectionRow[]> {
 
 export async function dismissRejection(db: YanshouDb, id: string): Promise<void> {
   await db.rejections.delete(id);
+}
+
+/** This phone's photos of a record and their uploads, by SHA-256. */
+export async function photosOf(
+  db: YanshouDb,
+  entity: string,
+): Promise<{ photos: Map<string, PhotoRow>; uploads: Map<string, UploadRow> }> {
+  return db.transaction('r', [db.photos, db.uploads], async () => {
+    const uploads = await db.uploads.where('entity').equals(entity).toArray();
+    const photos = await db.photos.bulkGet(uploads.map((u) => u.sha256));
+    return {
+      photos: new Map(photos.flatMap((p) => (p ? [[p.sha256, p] as const] : []))),
+      uploads: new Map(uploads.map((u) => [u.sha256, u])),
+    };
+  });
+}
+
+export interface PendingUpload {
+  upload: UploadRow;
+  /** The record's mine, for the list. */
+  mineName: string | null;
+}
+
+/** Photos not yet uploaded, and photos the server refused, with their record's mine. */
+export async function pendingUploads(db: YanshouDb): Promise<PendingUpload[]> {
+  const rows = await db.uploads.where('state').anyOf('pending', 'refused').toArray();
+  const records = await db.entities.bulkGet([...new Set(rows.map((r) => r.entity))]);
+  const names = new Map<string, string | null>();
+  for (const r of records) {
+    const v = r?.state.fields['mine_name']?.value;
+    if (r) names.set(r.id, typeof v === 'string' ? v : null);
+  }
+  return rows
+    .sort((a, b) => a.createdAt - b.createdAt)
+    .map((upload) => ({ upload, mineName: names.get(upload.entity) ?? null }));
 }

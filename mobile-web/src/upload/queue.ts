@@ -105,6 +105,7 @@ async function uploadOne(db: YanshouDb, row: UploadRow, photo: PhotoRow, limits:
   const size = photo.size;
   let uploadId = row.uploadId;
   let offset = row.offset;
+  uploadProgress[row.key] = offset;
   const save = async () => {
     await db.uploads.update(row.key, { uploadId, offset, attempts: 0, message: null });
     uploadProgress[row.key] = offset;
@@ -181,6 +182,14 @@ export interface RunOptions {
 
 /** Uploads every pending photo it may now; never throws for one photo's failure. */
 export async function runUploads(db: YanshouDb, opts: RunOptions = {}): Promise<UploadReport> {
+  try {
+    return await run(db, opts);
+  } finally {
+    for (const key of Object.keys(uploadProgress)) delete uploadProgress[key];
+  }
+}
+
+async function run(db: YanshouDb, opts: RunOptions): Promise<UploadReport> {
   const now = opts.now ?? Date.now;
   const report: UploadReport = { completed: 0, refused: 0, failed: 0, offline: false };
   let limits: UploadLimits;

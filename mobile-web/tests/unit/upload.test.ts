@@ -23,6 +23,7 @@ import { buildRescueFile } from '../../src/store/rescue';
 import { PhotoRefusal, attachPhoto, photosField, positionOf, removePhoto } from '../../src/upload/capture';
 import { backoffMs, runUploads } from '../../src/upload/queue';
 import { DEFAULT_LIMITS, checkPhoto, readLimits, sniffImage } from '../../src/upload/sniff';
+import { locationText, readFindings, timeText } from '../../src/upload/findings';
 import { TestServer } from './protocolServer';
 
 const RECORD = '00000000-0000-0000-0000-0000000000e1';
@@ -488,5 +489,41 @@ describe('schema migration', () => {
     expect(await db.photos.count()).toBe(0);
     expect(await db.uploads.where('state').equals('pending').count()).toBe(0);
     expect(DB_NAME).toBe('yanshou');
+  });
+});
+
+describe('the server findings in words', () => {
+  it('says where and when, for the file and for the phone, and warns when the fixes disagree', () => {
+    const f = readFindings({
+      sha256: 'a'.repeat(64),
+      status: 'received',
+      location: { exif: { verdict: 'near', metres: '12.3' }, phone: { verdict: 'inside', metres: null } },
+      time: { exif: { verdict: 'same_day', days: 0 }, phone: { verdict: 'within_days', days: -2 } },
+      positions: { metres: '35.2', allowed_m: '10.0', disagree: true },
+      exif: { warnings: [{ field: 'GPSLatitude', problem: 'out of range' }] },
+    });
+    expect(f).toEqual({
+      status: 'received',
+      location: { exif: '范围外附近 12 米', phone: '在矿区范围内' },
+      time: { exif: '当天', phone: '相差 2 天（验收日前）' },
+      disagree: '照片记录的位置与手机定位相差 35 米（允许 10 米），请核实',
+      warnings: ['GPSLatitude out of range'],
+    });
+  });
+
+  it('before the upload only the phone is judged; unknowns say so', () => {
+    const f = readFindings({
+      status: 'awaiting_upload',
+      location: { exif: { verdict: 'unknown', metres: null }, phone: { verdict: 'outside', metres: '1520.4' } },
+      time: { exif: { verdict: 'unknown', days: null }, phone: { verdict: 'unknown', days: null } },
+      positions: null,
+      exif: null,
+    });
+    expect(f?.location).toEqual({ exif: '上传后判定', phone: '范围外 1520 米' });
+    expect(f?.time).toEqual({ exif: '上传后判定', phone: '未知' });
+    expect(f?.disagree).toBeNull();
+    expect(locationText({ verdict: 'unknown', metres: null })).toBe('位置未知');
+    expect(timeText({ verdict: 'outside', days: 9 })).toBe('相差 9 天（验收日后），超出允许范围');
+    expect(readFindings(null)).toBeNull();
   });
 });
