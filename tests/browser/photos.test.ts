@@ -1,0 +1,286 @@
+/**
+ * Evidence photos (PROTOCOL.md §13): a forestry inspector at the mine with no signal takes a
+ * photo for an item; it is on the item at once (thumbnail, 待上传), survives a reload with no
+ * network, and once the phone is online it uploads, and the server's findings — where and when
+ * it was taken, judged against the mine's boundary and the visit — come back through sync.
+ *
+ * The photo is a real JPEG made here: chromium's canvas encodes the image, and an EXIF block
+ * (GPS position and capture time with its offset) is written in front of it by hand.
+ */
+import { createHash } from 'node:crypto';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import {
+  launchBrowser,
+  loginUi,
+  newPhone,
+  shot,
+  syncUi,
+  tid,
+  until,
+  waitControlled,
+  YanshouServer,
+  type Phone,
+} from './harness';
+
+const FIELD = 'forestry/19.photos';
+const MINE = '青龙山石灰岩矿';
+const INSPECTOR = 'linye.photos';
+/** Inside the boundary below (about 1.1 km × 1 km around it). */
+const PHONE_AT = { latitude: 28.235, longitude: 114.905, accuracy: 10 };
+/** Where the camera's EXIF says: 44 m north of the phone's fix, still inside. */
+const EXIF_AT = { lat: 28.2354, lon: 114.905 };
+
+let server: YanshouServer;
+let browser: Browser;
+let phone: Phone;
+let roundId = '';
+let jpeg: Buffer;
+
+// ───────────── a JPEG with EXIF ─────────────
+
+/** A TIFF/EXIF block (little-endian) with GPS and DateTimeOriginal + OffsetTimeOriginal. */
+function exifBlock(lat: number, lon: number, when: string, offset: string): Buffer {
+  type Entry = { tag: number; type: number; count: number; data: Buffer };
+  const ascii = (s: string) => Buffer.from(s + '\0', 'latin1');
+  const rationals = (xs: [number, number][]) => {
+    const b = Buffer.alloc(8 * xs.length);
+    xs.forEach(([n, d], i) => {
+      b.writeUInt32LE(n, i * 8);
+      b.writeUInt32LE(d, i * 8 + 4);
+    });
+    return b;
+  };
+  const dms = (deg: number): [number, number][] => {
+    const d = Math.floor(deg);
+    const m = Math.floor((deg - d) * 60);
+    const s = Math.round(((deg - d) * 60 - m) * 60 * 10000);
+    return [
+      [d, 1],
+      [m, 1],
+      [s, 10000],
+    ];
+  };
+  // Layout: header(8) | IFD0 | Exif IFD | GPS IFD | data
+  const ifdSize = (n: number) => 2 + n * 12 + 4;
+  const exifPointer = Buffer.alloc(4);
+  const gpsPointer = Buffer.alloc(4);
+  const ifd0: Entry[] = [
+    { tag: 0x8769, type: 4, count: 1, data: exifPointer }, // ExifIFDPointer
+    { tag: 0x8825, type: 4, count: 1, data: gpsPointer }, // GPSInfoIFDPointer
+  ];
+  const exif: Entry[] = [
+    { tag: 0x9003, type: 2, count: 20, data: ascii(when) }, // DateTimeOriginal
+    { tag: 0x9011, type: 2, count: 7, data: ascii(offset) }, // OffsetTimeOriginal
+  ];
+  const gps: Entry[] = [
+    { tag: 0x0000, type: 1, count: 4, data: Buffer.from([2, 3, 0, 0]) }, // GPSVersionID
+    { tag: 0x0001, type: 2, count: 2, data: ascii('N') },
+    { tag: 0x0002, type: 5, count: 3, data: rationals(dms(lat)) },
+    { tag: 0x0003, type: 2, count: 2, data: ascii('E') },
+    { tag: 0x0004, type: 5, count: 3, data: rationals(dms(lon)) },
+  ];
+  const ifd0At = 8;
+  const exifAt = ifd0At + ifdSize(ifd0.length);
+  const gpsAt = exifAt + ifdSize(exif.length);
+  let dataAt = gpsAt + ifdSize(gps.length);
+  exifPointer.writeUInt32LE(exifAt);
+  gpsPointer.writeUInt32LE(gpsAt);
+  const extra: Buffer[] = [];
+  const ifd = (entries: Entry[]) => {
+    const b = Buffer.alloc(ifdSize(entries.length));
+    b.writeUInt16LE(entries.length, 0);
+    entries.forEach((e, i) => {
+      const o = 2 + i * 12;
+      b.writeUInt16LE(e.tag, o);
+      b.writeUInt16LE(e.type, o + 2);
+      b.writeUInt32LE(e.count, o + 4);
+      if (e.data.length <= 4) {
+        e.data.copy(b, o + 8);
+      } else {
+        b.writeUInt32LE(dataAt, o + 8);
+        extra.push(e.data);
+        dataAt += e.data.length;
+        if (e.data.length % 2) {
+          extra.push(Buffer.alloc(1));
+          dataAt += 1;
+        }
+      }
+    });
+    b.writeUInt32LE(0, 2 + entries.length * 12);
+    return b;
+  };
+  const header = Buffer.from([0x49, 0x49, 0x2a, 0x00, 0x08, 0x00, 0x00, 0x00]);
+  const parts = [header, ifd(ifd0), ifd(exif), ifd(gps)];
+  return Buffer.concat([...parts, ...extra]);
+}
+
+/** A real JPEG (encoded by chromium's canvas) with an EXIF APP1 segment after its SOI. */
+async function makeJpeg(page: Page): Promise<Buffer> {
+  const b64 = await page.evaluate(() => {
+    const c = document.createElement('canvas');
+    c.width = 640;
+    c.height = 480;
+    const g = c.getContext('2d');
+    if (!g) throw new Error('no 2d context');
+    const sky = g.createLinearGradient(0, 0, 0, 480);
+    sky.addColorStop(0, '#9cc9ef');
+    sky.addColorStop(1, '#e8f1f8');
+    g.fillStyle = sky;
+    g.fillRect(0, 0, 640, 480);
+    g.fillStyle = '#4d7c3a';
+    g.beginPath();
+    g.moveTo(0, 330);
+    g.lineTo(160, 210);
+    g.lineTo(300, 300);
+    g.lineTo(460, 170);
+    g.lineTo(640, 290);
+    g.lineTo(640, 480);
+    g.lineTo(0, 480);
+    g.fill();
+    g.fillStyle = '#8a7f70';
+    g.fillRect(380, 330, 200, 110);
+    g.fillStyle = '#1f2937';
+    g.font = '28px sans-serif';
+    g.fillText('forestry 19', 24, 450);
+    return c.toDataURL('image/jpeg', 0.85).split(',')[1] ?? '';
+  });
+  const plain = Buffer.from(b64, 'base64');
+  // The capture time: now, on the county's calendar (UTC+8).
+  const local = new Date(Date.now() + 8 * 3600_000).toISOString();
+  const when = `${local.slice(0, 10).replace(/-/g, ':')} ${local.slice(11, 19)}`;
+  const tiff = exifBlock(EXIF_AT.lat, EXIF_AT.lon, when, '+08:00');
+  const payload = Buffer.concat([Buffer.from('Exif\0\0', 'latin1'), tiff]);
+  const app1 = Buffer.alloc(4);
+  app1.writeUInt16BE(0xffe1, 0);
+  app1.writeUInt16BE(payload.length + 2, 2);
+  return Buffer.concat([plain.subarray(0, 2), app1, payload, plain.subarray(2)]);
+}
+
+// ───────────── the test ─────────────
+
+beforeAll(async () => {
+  server = await YanshouServer.start();
+  const town = await server.api<{ id: string }>('POST', '/townships', { name: '镇渡乡', kind: 'town' });
+  const mine = await server.api<{ id: string }>('POST', '/mines', {
+    name: MINE,
+    licence_no: `C36092320100571300${Math.floor(Math.random() * 9000 + 1000)}`,
+    holder: '上高县青龙山石业有限公司',
+    township_id: town.id,
+    mineral: '石灰岩',
+    mining_method: '露天开采',
+    boundary: { format: 'lat_lon', datum: 'wgs84', points: '28.230,114.900\n28.240,114.900\n28.240,114.910\n28.230,114.910' },
+  });
+  for (const t of [{ transition: 'propose', disposition: 'cancel' }, { transition: 'approve' }]) {
+    await server.api('POST', `/mines/${mine.id}/transitions`, t);
+  }
+  roundId = (await server.api<{ id: string }>('POST', `/mines/${mine.id}/rounds`)).id;
+  await server.addUser(INSPECTOR, '周林业', 'department_inspector', 'forestry');
+  browser = await launchBrowser();
+  phone = await newPhone(browser);
+  await phone.context.grantPermissions(['geolocation'], { origin: server.base });
+  await phone.context.setGeolocation(PHONE_AT);
+  jpeg = await makeJpeg(phone.page);
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+function card(page: Page) {
+  return page.locator(`${tid(`photos-${FIELD}`)} ${tid('photo-card')}`);
+}
+
+async function toItem(page: Page): Promise<void> {
+  await page.locator(tid('item-19')).scrollIntoViewIfNeeded();
+  await page.evaluate(() => {
+    document.querySelector('[data-testid="item-19"]')?.scrollIntoView({ block: 'start' });
+  });
+}
+
+describe('a photo taken offline', () => {
+  test('the item asks for a photo; taken with no signal, it is on the item with its thumbnail, 待上传', async () => {
+    const { page, context } = phone;
+    await loginUi(page, server.base, INSPECTOR);
+    await waitControlled(page);
+    await page.locator(tid('mine-item'), { hasText: MINE }).click();
+    await page.locator(tid('record-item')).first().click();
+    await page.locator(tid('item-19')).waitFor();
+    await expect.poll(() => page.locator(tid(`photos-${FIELD}`)).locator(tid('photo-prompt')).count()).toBe(1);
+
+    await context.setOffline(true);
+    await until('the app to notice it is offline', async () =>
+      ((await page.locator(tid('sync-state')).textContent()) ?? '').includes('离线'),
+    );
+    await page
+      .locator(tid(`photo-input-camera-${FIELD}`))
+      .setInputFiles({ name: 'IMG_20240302_102030.jpg', mimeType: 'image/jpeg', buffer: jpeg });
+    await expect.poll(() => card(page).count()).toBe(1);
+    expect(await card(page).getAttribute('data-sha256')).toBe(createHash('sha256').update(jpeg).digest('hex'));
+    await expect.poll(() => card(page).locator(tid('photo-state')).textContent()).toBe('待上传');
+    // The thumbnail is drawn from the bytes on the phone.
+    await expect
+      .poll(() => card(page).locator('img').evaluate((img: HTMLImageElement) => img.naturalWidth))
+      .toBeGreaterThan(0);
+    await expect.poll(() => page.locator(tid('record-photos-pending')).textContent()).toContain('1 张未上传');
+    expect(await page.locator(tid('sync-state')).textContent()).toContain('1 张照片待上传');
+    await toItem(page);
+    await shot(page, 'photos-01-offline-taken');
+  });
+
+  test('a reload with no network keeps it', async () => {
+    const { page } = phone;
+    const nav = await page.reload();
+    expect(nav?.fromServiceWorker()).toBe(true);
+    await page.locator(tid('item-19')).waitFor();
+    await expect.poll(() => card(page).count()).toBe(1);
+    await expect
+      .poll(() => card(page).locator('img').evaluate((img: HTMLImageElement) => img.naturalWidth))
+      .toBeGreaterThan(0);
+    expect(await card(page).locator(tid('photo-state')).textContent()).toBe('待上传');
+    await toItem(page);
+    await shot(page, 'photos-02-offline-reloaded');
+  });
+
+  test('online, it uploads, and the server findings arrive: where and when, for the file and the phone', async () => {
+    const { page, context } = phone;
+    await context.setOffline(false);
+    await syncUi(page);
+    await until(
+      'the photo to be uploaded and its findings to arrive',
+      async () => {
+        const state = (await card(page).locator(tid('photo-state')).textContent()) ?? '';
+        const findings = (await card(page).locator(tid('photo-findings')).textContent().catch(() => '')) ?? '';
+        if (state === '已上传' && findings.includes('照片 在矿区范围内')) return true;
+        if (state.includes('被拒绝')) throw new Error(`refused: ${await card(page).textContent()}`);
+        if (!state.includes('上传中')) await page.locator(tid('sync-now')).first().click();
+        return false;
+      },
+      60_000,
+      500,
+    );
+    const findings = (await card(page).locator(tid('photo-findings')).textContent()) ?? '';
+    expect(findings).toContain('手机 在矿区范围内');
+    expect(findings).toContain('时间：照片 当天');
+    expect(findings).toContain('手机 当天');
+    // The camera's fix and the phone's are 44 m apart with 10 m accuracy: said plainly.
+    expect(await card(page).locator(tid('photo-disagree')).textContent()).toContain('相差');
+    await expect.poll(() => page.locator(tid('record-photos-pending')).count()).toBe(0);
+    await toItem(page);
+    await shot(page, 'photos-03-online-uploaded');
+
+    // The server holds the photo on the record, byte for byte.
+    const sha = createHash('sha256').update(jpeg).digest('hex');
+    const listed = JSON.stringify(await server.api('GET', `/rounds/${roundId}/photos`));
+    expect(listed).toContain(sha);
+    const res = await fetch(`${server.base}/api/v1/photos/${sha}`, {
+      headers: { authorization: `Bearer ${server.adminToken}` },
+    });
+    expect(Buffer.from(await res.arrayBuffer()).equals(jpeg)).toBe(true);
+
+    await page.locator(tid('tab-settings')).click();
+    await expect.poll(() => page.locator(`${tid('pending-uploads')} .van-cell__value`).textContent()).toBe('0');
+    expect(phone.errors.filter((e) => !e.includes('Failed to load resource')), phone.errors.join('\n')).toEqual([]);
+  });
+});
