@@ -18,7 +18,7 @@ import {
   type SyncRequest,
 } from '../../src/protocol';
 import { DB_NAME, openDb, uploadKey, type UploadRow, type YanshouDb } from '../../src/store/db';
-import { applyResponse, loadMeta, loadRecord, queuedOps } from '../../src/store/replica';
+import { applyResponse, loadMeta, loadRecord, makeOp, queuedOps } from '../../src/store/replica';
 import { buildRescueFile } from '../../src/store/rescue';
 import { PhotoRefusal, attachPhoto, photosField, positionOf, removePhoto } from '../../src/upload/capture';
 import { backoffMs, runUploads } from '../../src/upload/queue';
@@ -289,6 +289,23 @@ describe('taking a photo into an item', () => {
     await expect(attach(db, heic)).rejects.toThrow(/HEIC/);
     await db.meta.put({ key: 'uploadLimits', value: { chunk_max_bytes: 10, file_max_bytes: 100, content_types: ['image/jpeg'] } });
     await expect(attach(db, file(JPEG_HEAD, 101))).rejects.toBeInstanceOf(PhotoRefusal);
+    expect(await db.outbox.count()).toBe(0);
+    expect(await db.photos.count()).toBe(0);
+    expect((await loadMeta(db, A)).nextSeq).toBe(1);
+  });
+
+  it('a full disk stores neither the op nor the bytes, and says so', async () => {
+    const db = freshDb();
+    await phone(db);
+    const element = { alg: 'ES256', sig: 'x', statement: { purpose: 'photo', device: A } };
+    const failing = makeOp(db, A, RECORD, { kind: 'add', field: FIELD, element }, 5000, {
+      tables: [db.photos],
+      write: async () => {
+        await db.photos.put({ sha256: 'f'.repeat(64), size: 1, contentType: 'image/jpeg', bytes: new ArrayBuffer(1), thumb: null, capturedAt: 1 });
+        throw new DOMException('the disk is full', 'QuotaExceededError');
+      },
+    });
+    await expect(failing).rejects.toMatchObject({ name: 'StorageError', quota: true });
     expect(await db.outbox.count()).toBe(0);
     expect(await db.photos.count()).toBe(0);
     expect((await loadMeta(db, A)).nextSeq).toBe(1);
