@@ -56,7 +56,7 @@ export function positionOf(c: {
 }
 
 /** The phone's position within `timeoutMs`, or `null` (no fix, no permission, no GPS). */
-export function currentPosition(timeoutMs = 6000): Promise<Position | null> {
+export function currentPosition(timeoutMs = 5000): Promise<Position | null> {
   if (typeof navigator === 'undefined' || !navigator.geolocation) return Promise.resolve(null);
   return new Promise((ok) => {
     const timer = setTimeout(() => ok(null), timeoutMs + 500);
@@ -72,6 +72,20 @@ export function currentPosition(timeoutMs = 6000): Promise<Position | null> {
       { enableHighAccuracy: true, timeout: timeoutMs, maximumAge: 60_000 },
     );
   });
+}
+
+/**
+ * Asks for a fix in the background when the permission is already granted (no prompt), so the
+ * browser holds a recent one when a photo is taken (`maximumAge`): capture then does not wait.
+ */
+export async function warmPosition(): Promise<void> {
+  if (typeof navigator === 'undefined' || !navigator.geolocation || !navigator.permissions) return;
+  try {
+    const p = await navigator.permissions.query({ name: 'geolocation' });
+    if (p.state === 'granted') await currentPosition(15_000);
+  } catch {
+    // no Permissions API for geolocation here: the fix is asked for at capture
+  }
 }
 
 function hex(bytes: ArrayBuffer): string {
