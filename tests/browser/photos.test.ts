@@ -225,6 +225,8 @@ describe('a photo taken offline', () => {
       .toBeGreaterThan(0);
     await expect.poll(() => page.locator(tid('record-photos-pending')).textContent()).toContain('1 张未上传');
     expect(await page.locator(tid('sync-state')).textContent()).toContain('1 张照片待上传');
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await shot(page, 'photos-00-offline-record');
     await toItem(page);
     await shot(page, 'photos-01-offline-taken');
   });
@@ -247,7 +249,7 @@ describe('a photo taken offline', () => {
     const { page, context } = phone;
     await context.setOffline(false);
     await syncUi(page);
-    await until(
+    const uploaded = until(
       'the photo to be uploaded and its findings to arrive',
       async () => {
         const state = (await card(page).locator(tid('photo-state')).textContent()) ?? '';
@@ -260,6 +262,11 @@ describe('a photo taken offline', () => {
       60_000,
       500,
     );
+    await uploaded.catch(async (e: unknown) => {
+      await toItem(page);
+      await shot(page, 'photos-03-online-failed');
+      throw e;
+    });
     const findings = (await card(page).locator(tid('photo-findings')).textContent()) ?? '';
     expect(findings).toContain('手机 在矿区范围内');
     expect(findings).toContain('时间：照片 当天');
