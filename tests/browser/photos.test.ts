@@ -254,7 +254,7 @@ describe('a photo taken offline', () => {
       async () => {
         const state = (await card(page).locator(tid('photo-state')).textContent()) ?? '';
         const findings = (await card(page).locator(tid('photo-findings')).textContent().catch(() => '')) ?? '';
-        if (state === '已上传' && findings.includes('照片 在矿区范围内')) return true;
+        if (state === '已上传' && findings.includes('在矿区范围内') && !findings.includes('上传后判定')) return true;
         if (state.includes('被拒绝')) throw new Error(`refused: ${await card(page).textContent()}`);
         if (!state.includes('上传中')) await page.locator(tid('sync-now')).first().click();
         return false;
@@ -267,10 +267,11 @@ describe('a photo taken offline', () => {
       await shot(page, 'photos-03-online-failed');
       throw e;
     });
-    const findings = (await card(page).locator(tid('photo-findings')).textContent()) ?? '';
-    expect(findings).toContain('手机 在矿区范围内');
-    expect(findings).toContain('时间：照片 当天');
-    expect(findings).toContain('手机 当天');
+    const cell = (id: string) => card(page).locator(tid(id)).textContent();
+    expect(await cell('finding-exif-location')).toBe('在矿区范围内');
+    expect(await cell('finding-phone-location')).toBe('在矿区范围内');
+    expect(await cell('finding-exif-time')).toBe('当天');
+    expect(await cell('finding-phone-time')).toBe('当天');
     // The camera's fix and the phone's are 44 m apart with 10 m accuracy: said plainly.
     expect(await card(page).locator(tid('photo-disagree')).textContent()).toContain('相差');
     await expect.poll(() => page.locator(tid('record-photos-pending')).count()).toBe(0);

@@ -9,10 +9,29 @@ export interface Findings {
   /** Location verdicts of the file's EXIF and of the phone's own fix. */
   location: { exif: string; phone: string };
   time: { exif: string; phone: string };
+  /** How each verdict reads: `ok`, `warn` (near, a few days off) or `bad` (outside). */
+  tone: { exifLocation: Tone; phoneLocation: Tone; exifTime: Tone; phoneTime: Tone };
   /** The two fixes disagree (further apart than the larger accuracy), with the words. */
   disagree: string | null;
   /** EXIF problems the server noted (field and problem). */
   warnings: string[];
+}
+
+export type Tone = 'ok' | 'warn' | 'bad' | 'unknown';
+
+function toneOf(v: Value | undefined): Tone {
+  switch (str(obj(v)?.['verdict'])) {
+    case 'inside':
+    case 'same_day':
+      return 'ok';
+    case 'near':
+    case 'within_days':
+      return 'warn';
+    case 'outside':
+      return 'bad';
+    default:
+      return 'unknown';
+  }
 }
 
 function obj(v: Value | undefined): Record<string, Value> | null {
@@ -91,6 +110,12 @@ export function readFindings(v: Value | undefined): Findings | null {
     time: {
       exif: received ? timeText(time?.['exif']) : '上传后判定',
       phone: timeText(time?.['phone']),
+    },
+    tone: {
+      exifLocation: received ? toneOf(loc?.['exif']) : 'unknown',
+      phoneLocation: toneOf(loc?.['phone']),
+      exifTime: received ? toneOf(time?.['exif']) : 'unknown',
+      phoneTime: toneOf(time?.['phone']),
     },
     disagree:
       pos && pos['disagree'] === true

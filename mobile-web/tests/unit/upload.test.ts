@@ -519,7 +519,8 @@ describe('the server findings in words', () => {
       positions: { metres: '35.2', allowed_m: '10.0', disagree: true },
       exif: { warnings: [{ field: 'GPSLatitude', problem: 'out of range' }] },
     });
-    expect(f).toEqual({
+    expect(f?.tone).toEqual({ exifLocation: 'warn', phoneLocation: 'ok', exifTime: 'ok', phoneTime: 'warn' });
+    expect(f).toMatchObject({
       status: 'received',
       location: { exif: '范围外附近 12 米', phone: '在矿区范围内' },
       time: { exif: '当天', phone: '相差 2 天（验收日前）' },
