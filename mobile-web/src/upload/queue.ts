@@ -110,6 +110,7 @@ async function uploadOne(db: YanshouDb, row: UploadRow, photo: PhotoRow, limits:
     await db.uploads.update(row.key, { uploadId, offset, attempts: 0, message: null });
     uploadProgress[row.key] = offset;
   };
+  let restarted = false;
   // Each step makes progress or learns the server's offset; a server that keeps answering
   // without either would otherwise loop for ever.
   for (let stuck = 0; stuck < 5; ) {
@@ -159,6 +160,15 @@ async function uploadOne(db: YanshouDb, row: UploadRow, photo: PhotoRow, limits:
         // Not the server's offset (a chunk whose answer was lost, say): continue from its own.
         stuck++;
         offset = Math.min(e.uploadOffset, size);
+        await save();
+        continue;
+      }
+      if (e instanceof ApiError && e.code === 'hash_mismatch' && !restarted) {
+        // The server lost parts of the upload (it says to start a new one): once, from zero.
+        // Twice means the bytes really are not what was declared: then it is a refusal.
+        restarted = true;
+        uploadId = null;
+        offset = 0;
         await save();
         continue;
       }

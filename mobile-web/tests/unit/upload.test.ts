@@ -418,6 +418,38 @@ describe('the upload queue', () => {
     expect(server.log).toEqual(['GET /uploads/limits']);
   });
 
+  it('a finish that finds parts missing (hash_mismatch) starts a new upload once, then refuses', async () => {
+    const db = freshDb();
+    await phone(db);
+    const bytes = file(JPEG_HEAD, 1500, 5);
+    await attach(db, bytes);
+    const server = new FakeUploads();
+    vi.stubGlobal('fetch', server.fetch);
+    let lose = 1;
+    const real = server.fetch;
+    vi.stubGlobal('fetch', async (input: string, init?: RequestInit) => {
+      if (String(input).endsWith('/finish') && lose > 0) {
+        lose--;
+        for (const u of server.uploads.values()) u.parts = [new Uint8Array(u.size)];
+      }
+      return real(input, init);
+    });
+    expect(await runUploads(db)).toMatchObject({ completed: 1 });
+    expect(server.log.filter((l) => l === 'POST /uploads')).toHaveLength(2);
+    expect(server.stored.get(sha(bytes))).toEqual(bytes);
+
+    const broken = file(JPEG_HEAD, 900, 6);
+    await attach(db, broken);
+    vi.stubGlobal('fetch', async (input: string, init?: RequestInit) => {
+      if (String(input).endsWith('/finish')) {
+        for (const u of server.uploads.values()) if (!u.done) u.parts = [new Uint8Array(u.size)];
+      }
+      return real(input, init);
+    });
+    expect(await runUploads(db)).toMatchObject({ refused: 1 });
+    expect((await row(db, broken))?.message).toContain('文件校验不一致');
+  });
+
   it('a too-large answer (413) is a refusal too; other failures back off and are retried', async () => {
     const db = freshDb();
     await phone(db);
