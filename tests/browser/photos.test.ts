@@ -243,6 +243,16 @@ describe('a photo taken offline', () => {
     expect(await card(page).locator(tid('photo-state')).textContent()).toBe('待上传');
     await toItem(page);
     await shot(page, 'photos-02-offline-reloaded');
+
+    // 待处理 and 同步与设置 count it; the list leads back to the record.
+    await page.locator(tid('tab-settings')).click();
+    await expect.poll(() => page.locator(`${tid('pending-uploads')} .van-cell__value`).textContent()).toBe('1');
+    await page.locator(tid('tab-todo')).click();
+    await expect.poll(() => page.locator(tid('todo-upload')).count()).toBe(1);
+    expect(await page.locator(tid('todo-upload')).textContent()).toContain(MINE);
+    await shot(page, 'photos-02b-offline-todo');
+    await page.locator(tid('todo-upload')).click();
+    await expect.poll(() => card(page).count()).toBe(1);
   });
 
   test('online, it uploads, and the server findings arrive: where and when, for the file and the phone', async () => {

@@ -1,6 +1,6 @@
 /** What the screens read from the phone (never the network). */
 import type { Department, MineDetail, Template, Township, User } from '../api/types';
-import type { EntityState } from '../protocol';
+import { readSignature, type EntityState } from '../protocol';
 import type { YanshouDb, MineRow, PhotoRow, RejectionRow, UploadRow } from './db';
 import { loadRecord, viewOf } from './replica';
 
@@ -157,18 +157,37 @@ export interface PendingUpload {
   upload: UploadRow;
   /** The record's mine, for the list. */
   mineName: string | null;
+  /** The evidence fields of the record that name the photo (its items). */
+  fields: string[];
+  capturedAt: number | null;
 }
 
 /** Photos not yet uploaded, and photos the server refused, with their record's mine. */
 export async function pendingUploads(db: YanshouDb): Promise<PendingUpload[]> {
   const rows = await db.uploads.where('state').anyOf('pending', 'refused').toArray();
-  const records = await db.entities.bulkGet([...new Set(rows.map((r) => r.entity))]);
-  const names = new Map<string, string | null>();
-  for (const r of records) {
-    const v = r?.state.fields['mine_name']?.value;
-    if (r) names.set(r.id, typeof v === 'string' ? v : null);
-  }
+  const views = new Map<string, EntityState | null>();
+  for (const id of new Set(rows.map((r) => r.entity))) views.set(id, (await loadRecord(db, id)).view);
+  const photos = await db.photos.bulkGet(rows.map((r) => r.sha256));
   return rows
-    .sort((a, b) => a.createdAt - b.createdAt)
-    .map((upload) => ({ upload, mineName: names.get(upload.entity) ?? null }));
+    .map((upload, i) => {
+      const view = views.get(upload.entity) ?? null;
+      const name = view?.fields['mine_name']?.value;
+      const fields = Object.entries(view?.sets ?? {})
+        .filter(
+          ([k, set]) =>
+            k.endsWith('.photos') &&
+            Object.values(set.elements).some((e) => {
+              const sig = readSignature(e.value);
+              return typeof sig !== 'string' && sig.statement['sha256'] === upload.sha256;
+            }),
+        )
+        .map(([k]) => k);
+      return {
+        upload,
+        mineName: typeof name === 'string' ? name : null,
+        fields,
+        capturedAt: photos[i]?.capturedAt ?? null,
+      };
+    })
+    .sort((a, b) => a.upload.createdAt - b.upload.createdAt);
 }
