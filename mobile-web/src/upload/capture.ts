@@ -138,17 +138,6 @@ export async function attachPhoto(
   return makeOp(db, deviceId, entity, { kind: 'add', field, element: signatureValue(attestation) }, now, {
     tables: [db.photos, db.uploads],
     write: async () => {
-      const old = await db.photos.get(sha256);
-      const photo: PhotoRow = {
-        sha256,
-        size: bytes.length,
-        contentType: checked.contentType,
-        // The same bytes again: keep them (an earlier upload of them may have dropped them).
-        bytes: data,
-        thumb: thumb ?? old?.thumb ?? null,
-        capturedAt: old?.capturedAt ?? now,
-      };
-      await db.photos.put(photo);
       const key = uploadKey(entity, sha256);
       const existing = await db.uploads.get(key);
       if (existing?.state === 'dropped') await db.uploads.update(key, { state: 'pending' });
@@ -167,6 +156,18 @@ export async function attachPhoto(
         };
         await db.uploads.put(upload);
       }
+      // The same bytes again: keep them unless the server already holds them for every record.
+      const all = await db.uploads.where('sha256').equals(sha256).toArray();
+      const old = await db.photos.get(sha256);
+      const photo: PhotoRow = {
+        sha256,
+        size: bytes.length,
+        contentType: checked.contentType,
+        bytes: all.every((u) => u.state === 'complete') ? null : data,
+        thumb: thumb ?? old?.thumb ?? null,
+        capturedAt: old?.capturedAt ?? now,
+      };
+      await db.photos.put(photo);
     },
   });
 }

@@ -294,6 +294,20 @@ describe('taking a photo into an item', () => {
     expect((await loadMeta(db, A)).nextSeq).toBe(1);
   });
 
+  it('one photo on two items is one upload; taken off one item, it is still sent for the other', async () => {
+    const db = freshDb();
+    await phone(db);
+    const bytes = file(JPEG_HEAD, 1200, 7);
+    const add = await attach(db, bytes);
+    await attachPhoto(db, A, RECORD, photosField('forestry', 20), new Blob([bytes]), noThumb);
+    expect(await db.uploads.count()).toBe(1);
+    if (add.kind !== 'add') throw new Error('not an add');
+    await removePhoto(db, A, RECORD, FIELD, add.element);
+    expect(await row(db, bytes)).toMatchObject({ state: 'pending' });
+    await expect(attach(db, file(JPEG_HEAD, 1200, 7))).resolves.toMatchObject({ kind: 'add' });
+    await expect(attach(db, file(JPEG_HEAD, 1200, 7))).rejects.toThrow('这张照片已在本项中');
+  });
+
   it('a full disk stores neither the op nor the bytes, and says so', async () => {
     const db = freshDb();
     await phone(db);
