@@ -25,6 +25,7 @@ import { backoffMs, runUploads } from '../../src/upload/queue';
 import { DEFAULT_LIMITS, checkPhoto, readLimits, sniffImage } from '../../src/upload/sniff';
 import { locationText, readFindings, timeText } from '../../src/upload/findings';
 import { TestServer } from './protocolServer';
+import { status, syncNow } from '../../src/sync/engine';
 
 const RECORD = '00000000-0000-0000-0000-0000000000e1';
 const SERVER_DEVICE = '00000000-0000-0000-0000-000000000000';
@@ -201,8 +202,7 @@ class FakeUploads {
 }
 
 /** A phone logged in as device A holding the record, with a device key. */
-async function phone(db: YanshouDb): Promise<CryptoKeyPair> {
-  const server = new TestServer();
+async function phone(db: YanshouDb, server = new TestServer()): Promise<CryptoKeyPair> {
   const state = server.sync({
     protocol_version: 1,
     device: SERVER_DEVICE,
@@ -591,3 +591,48 @@ describe('the server findings in words', () => {
     expect(readFindings(null)).toBeNull();
   });
 });
+
+describe('the sync loop and the queue', () => {
+  it('pushes the op that names a photo first, then uploads it, then syncs again for the findings', async () => {
+    const db = freshDb();
+    const sync = new TestServer();
+    await phone(db, sync);
+    const bytes = file(JPEG_HEAD, 2500, 9);
+    await attach(db, bytes);
+    expect(status.pendingUploads).toBe(0); // counted by the loop, not yet run
+    const uploads = new FakeUploads();
+    const order: string[] = [];
+    let syncs = 0;
+    vi.stubGlobal('fetch', async (input: string, init: RequestInit = {}) => {
+      const path = String(input).slice(String(input).indexOf('/api/v1') + 7);
+      if (path === '/sync') {
+        syncs++;
+        const body = String(init.body);
+        const pushed = (JSON.parse(body) as SyncRequest).ops.map((o) => `${o.kind} ${'field' in o ? o.field : ''}`);
+        order.push(`sync [${pushed.join(', ')}]`);
+        return new Response(sync.handleText(body, A), { status: 200 });
+      }
+      if (path === '/mines' || path === '/departments' || path === '/townships') return new Response('[]');
+      if (path === '/uploads' && init.method === 'POST') order.push('create upload');
+      return uploads.fetch(input, init);
+    });
+    await syncNow(db);
+    await until(() => syncs >= 2 && !status.uploading && status.phase !== 'syncing');
+    const seen = [...order];
+    await syncNow(db); // lets nothing of the loop outlive the test
+    expect(seen[0]).toBe(`sync [add ${FIELD}]`);
+    expect(seen.indexOf('create upload')).toBeGreaterThan(0);
+    expect(seen.at(-1)).toBe('sync []');
+    expect(uploads.stored.get(sha(bytes))).toEqual(bytes);
+    expect(status.pendingUploads).toBe(0);
+    expect(await db.outbox.count()).toBe(0);
+  });
+});
+
+async function until(f: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!f()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
