@@ -229,6 +229,14 @@ describe('a photo taken offline', () => {
     await shot(page, 'photos-00-offline-record');
     await toItem(page);
     await shot(page, 'photos-01-offline-taken');
+    // Tapped, it opens full screen from the original on the phone.
+    await card(page).locator(tid('photo-thumb')).click();
+    const preview = page.locator('.van-image-preview img');
+    await expect.poll(() => preview.evaluate((img: HTMLImageElement) => img.naturalWidth).catch(() => 0)).toBe(640);
+    await expect.poll(() => page.locator('[class*="van-fade-enter"]').count()).toBe(0);
+    await shot(page, 'photos-01b-offline-preview');
+    await page.locator('.van-image-preview__close-icon').click();
+    await expect.poll(() => page.locator('.van-image-preview').isVisible()).toBe(false);
   });
 
   test('a reload with no network keeps it', async () => {
