@@ -60,7 +60,6 @@ export async function refreshCounts(db: YanshouDb): Promise<void> {
   if (saved && status.lastSyncAt === null) status.lastSyncAt = saved.lastSyncAt;
 }
 
-
 /** Push and pull until both are done. */
 async function pushPull(db: YanshouDb, deviceId: string): Promise<void> {
   for (let round = 0; round < MAX_ROUNDS; round++) {
