@@ -20,16 +20,17 @@
 //! - [`photos`]: photo evidence: resumable uploads (limits, rights, chunks, verification),
 //!   ingest (type by magic bytes, caps, EXIF, thumbnails), geofence and time verdicts;
 //! - [`rounds`]: acceptance rounds (one visit, one record);
+//! - [`records`]: the assembled acceptance record of a visit (one document with its content
+//!   hash, signatures and photos checked again), what reviews and exports show;
 //! - [`mines`]: the mine registry, import/export, transitions, dashboard, case log;
 //! - [`api`]: the HTTP routes, their request and response views, the OpenAPI document;
 //! - [`web`]: the built phone app, served at every path outside `/api/`;
 //! - [`tls`]: HTTPS with certificates reloaded when their files change ([`serve_tls`]);
 //! - [`demo`]: the demo county.
 //!
-//! Where new code goes: photo upload (offsets, sessions) beside [`photos`]; signatures and the
-//! assembled record (`signatures.rs`,
-//! `records.rs`) above `rounds`; exports (`exports/`: PDF, bundle, announcement, CSV) above
-//! `mines`; each with a file in `api/`.
+//! Where new code goes: photo upload (offsets, sessions) beside [`photos`]; device signatures
+//! are verified on arrival in `sync::signatures`; the assembled record is [`records`]; exports
+//! (`exports/`: PDF, bundle, announcement, CSV) above `mines`; each with a file in `api/`.
 
 pub mod api;
 pub mod blobs;
@@ -41,6 +42,7 @@ pub mod identity;
 pub mod mines;
 pub mod model;
 pub mod photos;
+pub mod records;
 pub mod rounds;
 pub mod rules;
 pub mod store;

@@ -872,6 +872,7 @@ async fn health_and_openapi(b: Backend) {
         "/api/v1/photos/{sha256}/thumb/{size}",
         "/api/v1/photos/{sha256}/meta",
         "/api/v1/rounds/{id}/photos",
+        "/api/v1/rounds/{id}/record",
         "/healthz",
         "/readyz",
     ] {
@@ -1066,6 +1067,19 @@ async fn authorization_matrix(b: Backend) {
         (
             Method::GET,
             "/api/v1/rounds/{random}/photos",
+            "",
+            Box::new(everyone(S::NOT_FOUND)),
+        ),
+        // The assembled record: whoever sees the mine (a holder their own mine's).
+        (
+            Method::GET,
+            "/api/v1/rounds/{photo_round}/record",
+            "",
+            Box::new(everyone(S::OK)),
+        ),
+        (
+            Method::GET,
+            "/api/v1/rounds/{random}/record",
             "",
             Box::new(everyone(S::NOT_FOUND)),
         ),

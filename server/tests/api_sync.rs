@@ -206,16 +206,7 @@ async fn a_signed_section_rejects_later_edits_and_returns_them(b: Backend) {
 
     // B edits offline while A signs the forestry section online.
     let late = pb.set(record, FIELD, "60");
-    let now = pa.tick();
-    pa.replica
-        .sign(
-            OpId(Uuid::now_v7()),
-            now,
-            record,
-            "forestry",
-            Value::from("签名: 林业局 A"),
-        )
-        .unwrap();
+    pa.sign(record, "forestry");
     let results = pa.sync(&app).await;
     assert!(
         matches!(results[0], OpResult::Applied { .. }),
@@ -971,28 +962,8 @@ async fn sync_rights_follow_the_role(b: Backend) {
     water.set(ours, "water_resources/14.length", "120");
     water.set(ours, "forestry/19.cover", "10");
     assert_eq!(push(&app, &mut water, 2).await, [None, Some(F)]);
-    let now = water.tick();
-    water
-        .replica
-        .sign(
-            OpId(Uuid::now_v7()),
-            now,
-            ours,
-            "forestry",
-            Value::from("签名"),
-        )
-        .unwrap();
-    let now = water.tick();
-    water
-        .replica
-        .sign(
-            OpId(Uuid::now_v7()),
-            now,
-            ours,
-            "water_resources",
-            Value::from("签名"),
-        )
-        .unwrap();
+    water.sign(ours, "forestry");
+    water.sign(ours, "water_resources");
     assert_eq!(push(&app, &mut water, 2).await, [Some(F), None]);
 
     // A township officer: their township's records, the `township` section and the header.

@@ -25,7 +25,7 @@ const LAYERS: &[&[&str]] = &[
     &["identity"],
     &["sync"],
     &["photos"],
-    &["rounds"],
+    &["rounds", "records"],
     &["mines"],
     &["api", "web", "tls"],
     &["demo"],

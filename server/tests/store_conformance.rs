@@ -32,6 +32,7 @@
 //!   `sync_conflicts_follow_each_batch_and_visibility`, `a_failing_sync_batch_stores_nothing`,
 //!   `a_reused_op_id_is_a_named_conflict`, `replicas_converge_through_the_store`,
 //!   `large_sync_groups_are_written_in_chunks`
+//! - sync_server_write: `server_writes_join_the_feed_after_device_pushes`
 //! - ensure_campaign, get_campaign: `ensure_campaign_keeps_the_first_version`
 //! - create_mines, get_mine, list_mines: `mines_round_trip_and_are_listed_by_name`,
 //!   `create_mines_is_all_or_nothing`
@@ -2935,6 +2936,106 @@ fn every_store_method_is_covered() {
     );
 }
 
+async fn server_writes_join_the_feed_after_device_pushes(b: Backend) {
+    let db = TestDb::new(b).await;
+    let dev = enrolled_device(&db, "office").await;
+    let township = Uuid::now_v7();
+    let e = EntityId(Uuid::now_v7());
+    push(&db, &[(dev, &[op(dev, 1, e, create_body(Some(township)))])]).await;
+    let missing = EntityId(Uuid::now_v7());
+    let field = "photos/".to_owned() + &"ab".repeat(32);
+    let f = field.clone();
+    let writes = db
+        .store
+        .sync_server_write(
+            &[e, missing],
+            7,
+            Box::new(move |loaded: SyncLoaded| {
+                assert_eq!(loaded.entities.keys().copied().collect::<Vec<_>>(), [e]);
+                assert_eq!(loaded.next_commit_seq, 2);
+                let server = Op {
+                    id: OpId(Uuid::now_v7()),
+                    device: DeviceId(Uuid::nil()),
+                    seq: 0,
+                    hlc: Hlc::new(1_700_000_000_500, 0),
+                    entity: e,
+                    body: set_body(&f, "received", 0),
+                };
+                let ctx = MergeContext {
+                    policy: &AllowAll,
+                    commit_seq: 2,
+                };
+                let Outcome::Applied(effect) = merge(loaded.entities.get(&e), &server, &ctx) else {
+                    panic!("the server's set applies");
+                };
+                SyncWrites {
+                    entities: vec![EntityRow {
+                        state: effect.state,
+                        scope: Some(township),
+                        last_commit: 2,
+                    }],
+                    changes: vec![ChangeRow {
+                        change: Change {
+                            commit_seq: 2,
+                            entity: e,
+                            entity_type: "acceptance_record".into(),
+                            op: server.id,
+                            device: server.device,
+                            hlc: server.hlc,
+                            body: effect.change,
+                        },
+                        scope: Some(township),
+                    }],
+                    ..SyncWrites::default()
+                }
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(writes.changes.len(), 1);
+    let state = db.store.sync_entities(&[e]).await.unwrap().remove(0);
+    assert_eq!(state.value(&field), Some(&Value::from("received")));
+    // In the feed after the device's change, visible in the entity's township only.
+    let page = db
+        .store
+        .sync_pull(1, 10, Visibility::Township(township))
+        .await
+        .unwrap();
+    let changes = parse_changes(&page);
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].commit_seq, 2);
+    let other = db
+        .store
+        .sync_pull(1, 10, Visibility::Township(Uuid::now_v7()))
+        .await
+        .unwrap();
+    assert!(parse_changes(&other).is_empty());
+    // A device's next push continues the sequence after the server's change.
+    let (loaded, _) = push(
+        &db,
+        &[(dev, &[op(dev, 2, e, set_body("mine_name", "改", 1))])],
+    )
+    .await;
+    assert_eq!(loaded.next_commit_seq, 3);
+    assert_eq!(
+        loaded.entities[&e].value(&field),
+        Some(&Value::from("received"))
+    );
+    // Writing nothing stores nothing.
+    db.store
+        .sync_server_write(&[e], 8, Box::new(|_| SyncWrites::default()))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store
+            .sync_pull(0, 10, Visibility::All)
+            .await
+            .unwrap()
+            .cursor,
+        3
+    );
+}
+
 both_backends!(
     a_transition_and_its_case_record_are_one_transaction,
     migrations_seed_departments_and_specialties,
@@ -2963,6 +3064,7 @@ both_backends!(
     sync_batch_stores_what_process_decides,
     sync_batch_loads_retries_and_series,
     sync_pull_pages_in_commit_order,
+    server_writes_join_the_feed_after_device_pushes,
     sync_pull_filters_by_visibility,
     sync_conflicts_follow_each_batch_and_visibility,
     large_sync_groups_are_written_in_chunks,

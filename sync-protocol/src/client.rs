@@ -314,6 +314,19 @@ impl Replica {
         section: &str,
         signature: Value,
     ) -> Result<&Op, ClientError> {
+        self.sign_with(id, now_ms, entity, section, |_| signature)
+    }
+
+    /// Like [`Replica::sign`], with the signature made from the section hash the device shows
+    /// (a device signature's statement names that hash, PROTOCOL.md §12).
+    pub fn sign_with(
+        &mut self,
+        id: OpId,
+        now_ms: u64,
+        entity: EntityId,
+        section: &str,
+        signature: impl FnOnce(&str) -> Value,
+    ) -> Result<&Op, ClientError> {
         let state = self.view_entity(entity).ok_or_else(|| {
             Reject::new(
                 RejectCode::UnknownEntity,
@@ -321,6 +334,7 @@ impl Replica {
             )
         })?;
         let content_hash = section_hash(&state, section)?;
+        let signature = signature(&content_hash);
         let body = OpBody::Sign {
             section: section.to_owned(),
             content_hash,

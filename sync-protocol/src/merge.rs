@@ -84,6 +84,8 @@ pub enum RejectCode {
     /// attestation) does not hold: wrong key, tampered statement, or a statement about
     /// something else (PROTOCOL.md §12).
     InvalidSignature,
+    /// Policy: `sign` of a section whose required answers are missing.
+    IncompleteSection,
 }
 
 impl RejectCode {
@@ -109,6 +111,7 @@ impl RejectCode {
             RejectCode::UnknownField => "unknown_field",
             RejectCode::Forbidden => "forbidden",
             RejectCode::InvalidSignature => "invalid_signature",
+            RejectCode::IncompleteSection => "incomplete_section",
         }
     }
 }
@@ -146,6 +149,13 @@ impl Reject {
 pub trait Policy {
     /// Allows or rejects an op.
     fn check(&self, entity_type: &str, op: &Op) -> Result<(), Reject>;
+
+    /// Allows or rejects a `sign` in the light of the section as it stands, after the merge's
+    /// own checks passed (not signed yet, no conflict, the hash the signer saw): e.g. the
+    /// server refuses to sign a section whose required answers are missing. Allows by default.
+    fn check_sign(&self, _state: &EntityState, _op: &Op) -> Result<(), Reject> {
+        Ok(())
+    }
 }
 
 /// A policy that allows everything: for devices previewing their own ops and for tests.
@@ -415,6 +425,7 @@ fn merge_checked(
                     ),
                 ));
             }
+            ctx.policy.check_sign(state, op)?;
             let signature = SectionSignature {
                 content_hash: current,
                 signed_at_commit: ctx.commit_seq,

@@ -172,6 +172,51 @@ impl DeviceSignature {
     }
 }
 
+/// The statement of a section signature (PROTOCOL.md §12): what a phone signs when a person
+/// signs `section` of `entity` as shown with `content_hash`. `signer` is
+/// `{user, name, role, department, specialty}`; `strokes` is `{sha256, size}`.
+pub fn section_statement(
+    device: DeviceId,
+    entity: EntityId,
+    section: &str,
+    content_hash: &str,
+    signer: Value,
+    signed_at_ms: i64,
+    strokes: Value,
+) -> BTreeMap<String, Value> {
+    BTreeMap::from([
+        ("purpose".to_owned(), Value::from(PURPOSE_SECTION)),
+        ("device".to_owned(), Value::from(device.0.to_string())),
+        ("entity".to_owned(), Value::from(entity.0.to_string())),
+        ("section".to_owned(), Value::from(section)),
+        ("content_hash".to_owned(), Value::from(content_hash)),
+        ("signer".to_owned(), signer),
+        ("signed_at_ms".to_owned(), Value::Int(signed_at_ms)),
+        ("strokes".to_owned(), strokes),
+    ])
+}
+
+/// The statement of a photo's capture attestation (PROTOCOL.md §12): `position` is `null` or
+/// `{lat, lon, accuracy_m, altitude_m}` with decimal strings.
+pub fn photo_statement(
+    device: DeviceId,
+    sha256: &str,
+    size: i64,
+    content_type: &str,
+    captured_at_ms: i64,
+    position: Value,
+) -> BTreeMap<String, Value> {
+    BTreeMap::from([
+        ("purpose".to_owned(), Value::from(PURPOSE_PHOTO)),
+        ("device".to_owned(), Value::from(device.0.to_string())),
+        ("sha256".to_owned(), Value::from(sha256)),
+        ("size".to_owned(), Value::Int(size)),
+        ("content_type".to_owned(), Value::from(content_type)),
+        ("captured_at_ms".to_owned(), Value::Int(captured_at_ms)),
+        ("position".to_owned(), position),
+    ])
+}
+
 /// The canonical JSON bytes of a statement.
 pub fn signed_bytes(statement: &BTreeMap<String, Value>) -> Result<Vec<u8>, SignatureError> {
     canonical_json(&Value::Map(statement.clone()))

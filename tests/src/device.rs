@@ -116,6 +116,11 @@ pub struct SimDevice {
     pub anomalies: Vec<String>,
     /// Counters.
     pub stats: DeviceStats,
+    /// The device key (enrolled; signs sections).
+    key: p256::ecdsa::SigningKey,
+    /// The signer as a section signature names it (`{user, name, role, department,
+    /// specialty}`, from the session).
+    signer: Value,
 }
 
 /// A reqwest client for simulated devices (no proxy, loopback only).
@@ -128,8 +133,14 @@ pub fn http_client() -> reqwest::Client {
 
 /// A fresh P-256 public key as a JWK (what WebCrypto exports).
 pub fn device_jwk() -> Json {
+    device_key().1
+}
+
+/// A fresh P-256 device key and its public JWK.
+pub fn device_key() -> (p256::ecdsa::SigningKey, Json) {
     let secret = p256::SecretKey::random(&mut rand::rngs::OsRng);
-    serde_json::from_str(&secret.public_key().to_jwk_string()).expect("a JWK")
+    let jwk = serde_json::from_str(&secret.public_key().to_jwk_string()).expect("a JWK");
+    (p256::ecdsa::SigningKey::from(secret), jwk)
 }
 
 async fn json_or_error(res: reqwest::Response, what: &str) -> anyhow::Result<Json> {
@@ -170,15 +181,26 @@ pub async fn enroll_device(
     token: &str,
     name: &str,
 ) -> anyhow::Result<Uuid> {
+    Ok(enroll_device_key(http, base, token, name).await?.0)
+}
+
+/// Like [`enroll_device`], keeping the device key (to sign with).
+pub async fn enroll_device_key(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    name: &str,
+) -> anyhow::Result<(Uuid, p256::ecdsa::SigningKey)> {
+    let (key, jwk) = device_key();
     let res = http
         .post(format!("{base}/api/v1/devices"))
         .bearer_auth(token)
-        .json(&json!({"name": name, "public_key": device_jwk()}))
+        .json(&json!({"name": name, "public_key": jwk}))
         .send()
         .await?;
     let device = json_or_error(res, "enroll device").await?;
     let id = device["id"].as_str().context("device id")?;
-    Ok(Uuid::parse_str(id)?)
+    Ok((Uuid::parse_str(id)?, key))
 }
 
 fn token_of(session: &Json, key: &str) -> anyhow::Result<String> {
@@ -199,9 +221,18 @@ impl SimDevice {
     ) -> anyhow::Result<SimDevice> {
         let http = http_client();
         let session = login(&http, base, username, None).await?;
-        let device =
-            enroll_device(&http, base, &token_of(&session, "access_token")?, label).await?;
+        let (device, key) =
+            enroll_device_key(&http, base, &token_of(&session, "access_token")?, label).await?;
         let session = login(&http, base, username, Some(device)).await?;
+        let user = &session["user"];
+        let text = |k: &str| user[k].as_str().map_or(Value::Null, Value::from);
+        let signer = Value::Map(BTreeMap::from([
+            ("user".to_owned(), text("id")),
+            ("name".to_owned(), text("display_name")),
+            ("role".to_owned(), text("role")),
+            ("department".to_owned(), text("department")),
+            ("specialty".to_owned(), text("specialty")),
+        ]));
         let replica = Replica::new(DeviceId(device));
         let persisted = serde_json::to_string(&replica)?;
         Ok(SimDevice {
@@ -222,6 +253,8 @@ impl SimDevice {
             rejected: BTreeMap::new(),
             anomalies: Vec::new(),
             stats: DeviceStats::default(),
+            key,
+            signer,
         })
     }
 
@@ -387,10 +420,33 @@ impl SimDevice {
     /// Signs a section as the device shows it.
     pub fn sign(&mut self, entity: EntityId, section: &str) -> Result<OpId, ClientError> {
         let (id, now) = (OpId(self.new_uuid()), self.tick());
-        let signature = Value::from(format!("signed by {} ({})", self.username, self.label));
+        let (device, key, signer) = (self.device(), &self.key, self.signer.clone());
+        // The handwritten strokes stand in as a hash of the signer's label (a simulator draws
+        // nothing); the statement shape is the phone's.
+        let strokes = Value::Map(BTreeMap::from([
+            (
+                "sha256".to_owned(),
+                Value::from(
+                    sync_protocol::content_hash(&Value::from(self.label.as_str()))
+                        .unwrap_or_default(),
+                ),
+            ),
+            ("size".to_owned(), Value::Int(512)),
+        ]));
         let r = self
             .replica
-            .sign(id, now, entity, section, signature)
+            .sign_with(id, now, entity, section, |hash| {
+                let statement = sync_protocol::signature::section_statement(
+                    device,
+                    entity,
+                    section,
+                    hash,
+                    signer,
+                    i64::try_from(now).unwrap_or(0),
+                    strokes,
+                );
+                sync_protocol::signature::sign(key, statement).to_value()
+            })
             .cloned();
         self.made_op(r)
     }

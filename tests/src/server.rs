@@ -239,13 +239,33 @@ impl Server {
         if let Some(d) = department {
             args.extend(["--department", d]);
         }
+        self.user_add(&args).await
+    }
+
+    /// `yanshou user add NAME --role township_officer --township ID` with [`PASSWORD`].
+    pub async fn add_township_officer(&self, username: &str, township: Uuid) -> anyhow::Result<()> {
+        let township = township.to_string();
+        self.user_add(&[
+            "user",
+            "add",
+            username,
+            "--role",
+            "township_officer",
+            "--township",
+            &township,
+        ])
+        .await
+    }
+
+    /// Runs `yanshou ARGS…` (a `user add`) with [`PASSWORD`] as the new password.
+    async fn user_add(&self, args: &[&str]) -> anyhow::Result<()> {
         let mut cmd = tokio::process::Command::from(yanshou_command(
             &self.bin,
             &self.dir,
             &self.database_url,
             &self.extra_env,
         ));
-        cmd.args(&args)
+        cmd.args(args)
             .env("YANSHOU_NEW_PASSWORD", PASSWORD)
             .stdin(Stdio::null())
             .kill_on_drop(true);

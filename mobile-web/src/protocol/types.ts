@@ -199,7 +199,8 @@ export type RejectCode =
   | 'seq_reused'
   | 'unknown_field'
   | 'forbidden'
-  | 'invalid_signature';
+  | 'invalid_signature'
+  | 'incomplete_section';
 
 /** Every {@link RejectCode}, in the Rust declaration order. */
 export const REJECT_CODES: readonly RejectCode[] = [
@@ -222,6 +223,7 @@ export const REJECT_CODES: readonly RejectCode[] = [
   'unknown_field',
   'forbidden',
   'invalid_signature',
+  'incomplete_section',
 ];
 
 /** A rejection: code plus a message for the person who made the op. */

@@ -80,6 +80,7 @@ export const REJECT_CODES: Record<string, string> = {
   unknown_field: '不是验收表中的项目',
   forbidden: '无权修改',
   invalid_signature: '签名无法验证（设备密钥不符或内容被改动）',
+  incomplete_section: '本部分还有必填项未填写，不能签字',
 };
 
 export function label(map: Record<string, string>, code: string | null | undefined): string {

@@ -8,6 +8,7 @@ pub mod health;
 pub mod mines;
 pub mod org;
 pub mod photos;
+pub mod records;
 pub mod sync;
 pub mod templates;
 pub mod uploads;
@@ -192,7 +193,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(mines::router())
         .merge(templates::router())
         .merge(uploads::router())
-        .merge(photos::router());
+        .merge(photos::router())
+        .merge(records::router());
     let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .merge(health::router())

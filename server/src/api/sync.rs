@@ -8,6 +8,7 @@ use crate::{
     AppState,
     error::{AppError, ErrorBody, RawJson, Result},
     identity::auth::AuthUser,
+    photos,
     sync::{self, conflicts::ConflictItem},
 };
 
@@ -66,7 +67,13 @@ async fn sync_endpoint(
         }
         ProtocolError::OpIdReused(_) => AppError::bad_request(e.to_string()),
     })?;
-    Ok(Json(sync::sync(&state, &caller, request).await?))
+    let results = sync::push(&state, &caller, &request).await?;
+    // The push is committed whatever happens here: findings that could not be published now
+    // are published again by the next push or upload of the record's photos.
+    if let Err(e) = photos::findings::after_push(&state, &request.ops, &results).await {
+        tracing::warn!(error = ?e.to_string(), "publishing photo findings after a push failed");
+    }
+    Ok(Json(sync::pull(&state, &caller, &request, results).await?))
 }
 
 /// Unresolved conflicts the caller may resolve (resolution is a `resolve` op sent through sync).

@@ -14,12 +14,15 @@
 //!   visit, and EXIF-versus-phone position disagreement;
 //! - [`evidence`]: a record's photos as kept (thumbnails, facts, the records they belong to),
 //!   who may see them (an original never to a holder), and their verdicts;
+//! - [`findings`]: what the server found about each photo a record's evidence names, written
+//!   into the record (`photos/<sha256>`) so phones learn it through sync;
 //! - [`sample`]: synthetic JPEGs with EXIF for tests, fuzz seeds and the benchmark.
 //!
 //! [`ingest`] (pure: no database, no HTTP) runs sniff, EXIF and thumbnails on one file.
 
 pub mod evidence;
 pub mod exif;
+pub mod findings;
 pub mod geofence;
 pub mod sample;
 pub mod sniff;

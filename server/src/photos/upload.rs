@@ -14,9 +14,8 @@
 //!   kept), stores the thumbnails, the photo's facts and its link to the record, then the blob,
 //!   marks the upload complete and deletes the parts. Finishing again answers the same.
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
+use sync_protocol::EntityId;
 use uuid::Uuid;
 
 use super::evidence;
@@ -33,23 +32,7 @@ use crate::{
     sync::policy::SyncPolicy,
 };
 
-/// What the server accepts, announced before a phone relies on a photo.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest chunk of one `append`.
-    pub chunk_max_bytes: u64,
-    /// Largest file.
-    pub file_max_bytes: u64,
-    /// Accepted media types.
-    pub content_types: &'static [&'static str],
-}
-
-/// The limits of this server.
-pub const LIMITS: Limits = Limits {
-    chunk_max_bytes: 1024 * 1024,
-    file_max_bytes: 30_000_000,
-    content_types: &["image/jpeg", "image/png"],
-};
+pub use crate::model::record::{LIMITS, Limits};
 
 /// A new upload as declared by the phone.
 #[derive(Debug, Clone)]
@@ -98,6 +81,7 @@ pub async fn create(state: &AppState, caller: &AuthUser, new: NewUpload) -> Resu
     if state.blobs.size(hash).await? == Some(new.size) {
         // Already held: this record is one more the photo belongs to.
         evidence::link_held(state, hash, new.record_id).await?;
+        publish_findings(super::findings::publish(state, EntityId(new.record_id))).await;
         return Ok(Created::AlreadyStored {
             sha256: hash,
             size: new.size,
@@ -119,6 +103,14 @@ pub async fn create(state: &AppState, caller: &AuthUser, new: NewUpload) -> Resu
     };
     state.store.create_upload(&upload).await?;
     Ok(Created::Started(upload))
+}
+
+/// The photo is stored whatever happens here: findings that could not be published now are
+/// published again by the next push or upload of the record's photos.
+async fn publish_findings(publish: impl std::future::Future<Output = Result<()>>) {
+    if let Err(e) = publish.await {
+        tracing::warn!(error = ?e.to_string(), "publishing photo findings failed");
+    }
 }
 
 /// The upload `id` of the caller's device (another's is "not found").
@@ -246,6 +238,7 @@ pub async fn finish(state: &AppState, caller: &AuthUser, id: Uuid) -> Result<(Bl
     if let Err(e) = state.blobs.delete_parts(id).await {
         tracing::warn!(upload = %id, error = %e, "could not delete the parts of an upload");
     }
+    publish_findings(super::findings::after_upload(state, &hash.hex())).await;
     Ok((hash, upload.size))
 }
 
@@ -312,14 +305,7 @@ async fn check_may_write_record(state: &AppState, caller: &AuthUser, record: Uui
             ));
         }
     };
-    let policy = SyncPolicy {
-        role: caller.role(),
-        department: caller.claims.dept.clone(),
-        township: caller.claims.town,
-        departments: &state.inspecting_departments,
-        scopes: HashMap::new(),
-        templates: Default::default(),
-    };
+    let policy = SyncPolicy::for_caller(caller, &state.inspecting_departments);
     policy
         .may_write(section)
         .map_err(|reject| AppError::Forbidden(reject.message))

@@ -737,6 +737,33 @@ impl Template {
         Ok(Some((section, item, text)))
     }
 
+    /// Resolves an item's evidence field, `<department>/<number>.photos` (regardless of
+    /// disposition; PROTOCOL.md §13): `Ok(None)` when `key` is not of that form.
+    pub fn evidence_item(&self, key: &str) -> Result<Option<(&Section, &Item)>, AnswerError> {
+        let Some((dept, rest)) = key.split_once('/') else {
+            return Ok(None);
+        };
+        let Some(number) = rest.strip_suffix(".photos") else {
+            return Ok(None);
+        };
+        let number: u32 = number.parse().map_err(|_| AnswerError::MalformedKey {
+            key: key.to_owned(),
+        })?;
+        let unknown = || AnswerError::UnknownField {
+            key: key.to_owned(),
+            template: self.reference(),
+        };
+        let section = Department::from_code(dept)
+            .and_then(|d| self.section(d))
+            .ok_or_else(unknown)?;
+        let item = section
+            .items
+            .iter()
+            .find(|i| i.number == number)
+            .ok_or_else(unknown)?;
+        Ok(Some((section, item)))
+    }
+
     /// Resolves a field key (regardless of disposition).
     pub fn field(&self, key: &str) -> Result<FieldRef<'_>, AnswerError> {
         let malformed = || AnswerError::MalformedKey {

@@ -147,6 +147,17 @@ pub trait SyncStore {
     ) -> StoreResult<Vec<ConflictRow>>;
     /// Current states of the given entities (those that exist).
     async fn sync_entities(&self, ids: &[EntityId]) -> StoreResult<Vec<EntityState>>;
+    /// The server's own changes to existing entities (e.g. its findings about a record's
+    /// photos), in one transaction under the same write lock as device pushes: read the
+    /// states of `entities` (those that exist) and the next commit sequence number, run
+    /// `process`, write its entities, changes and conflict rows (rows stamped `now`). No op log
+    /// or series rows: the server has no device series.
+    async fn sync_server_write(
+        &self,
+        entities: &[EntityId],
+        now: i64,
+        process: SyncProcess<'_>,
+    ) -> StoreResult<SyncWrites>;
 }
 
 /// Rows per multi-row statement: far below both backends' parameter limits (SQLite 32,766,
@@ -287,6 +298,31 @@ impl SyncStore for SqlStore {
             .collect()
     }
 
+    async fn sync_server_write(
+        &self,
+        entities: &[EntityId],
+        now: i64,
+        process: SyncProcess<'_>,
+    ) -> StoreResult<SyncWrites> {
+        let _gate = self.write_gate.lock().await;
+        let mut tx = self.begin_write().await?;
+        let mut loaded = SyncLoaded::default();
+        load_entities(&mut tx, entities, &mut loaded).await?;
+        let row = tx.query(LAST_COMMIT).fetch_one(&mut tx).await?;
+        loaded.next_commit_seq = to_u64(row.get("last")?) + 1;
+        let writes = process(loaded);
+        write_entities(&mut tx, &writes.entities, now).await?;
+        let encoded = writes
+            .changes
+            .iter()
+            .map(|c| to_json(&c.change))
+            .collect::<Result<Vec<String>, _>>()?;
+        write_changes(&mut tx, &writes.changes, &encoded, now).await?;
+        write_conflicts(&mut tx, &writes.conflicts_of, &writes.conflicts, now).await?;
+        tx.commit().await?;
+        Ok(writes)
+    }
+
     async fn sync_entities(&self, ids: &[EntityId]) -> StoreResult<Vec<EntityState>> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(CHUNK) {
@@ -325,14 +361,7 @@ async fn load(tx: &mut Tx, batches: &[(Uuid, &[Op])]) -> StoreResult<SyncLoaded>
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    for chunk in ids.chunks(CHUNK) {
-        let mut q = tx.query("select state_json from sync_entities where id in ");
-        q.push_id_list(chunk.iter().map(|id| id.0));
-        for row in q.fetch_all(&mut *tx).await? {
-            let state: EntityState = from_json(&row.get::<String>("state_json")?)?;
-            loaded.entities.insert(state.id, state);
-        }
-    }
+    load_entities(tx, &ids, &mut loaded).await?;
 
     // Ops under sequence numbers their device already used: retries (rare).
     for (device, ops) in batches {
@@ -367,6 +396,19 @@ async fn load(tx: &mut Tx, batches: &[(Uuid, &[Op])]) -> StoreResult<SyncLoaded>
     let row = tx.query(LAST_COMMIT).fetch_one(&mut *tx).await?;
     loaded.next_commit_seq = to_u64(row.get("last")?) + 1;
     Ok(loaded)
+}
+
+/// Read the states of `ids` (those that exist) into `loaded`.
+async fn load_entities(tx: &mut Tx, ids: &[EntityId], loaded: &mut SyncLoaded) -> StoreResult<()> {
+    for chunk in ids.chunks(CHUNK) {
+        let mut q = tx.query("select state_json from sync_entities where id in ");
+        q.push_id_list(chunk.iter().map(|id| id.0));
+        for row in q.fetch_all(&mut *tx).await? {
+            let state: EntityState = from_json(&row.get::<String>("state_json")?)?;
+            loaded.entities.insert(state.id, state);
+        }
+    }
+    Ok(())
 }
 
 async fn write_series(tx: &mut Tx, series: &[(Uuid, u64)], now: i64) -> StoreResult<()> {

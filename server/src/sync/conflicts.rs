@@ -26,14 +26,7 @@ pub struct ConflictItem {
 /// list never offers a conflict whose resolution would come back `forbidden`.
 pub async fn list(state: &AppState, caller: &AuthUser) -> Result<Vec<ConflictItem>> {
     let rows = state.store.sync_conflicts(visibility(caller), 1000).await?;
-    let policy = SyncPolicy {
-        role: caller.role(),
-        department: caller.claims.dept.clone(),
-        township: caller.claims.town,
-        departments: &state.inspecting_departments,
-        scopes: HashMap::new(),
-        templates: super::templates::TemplatePolicy::default(),
-    };
+    let policy = SyncPolicy::for_caller(caller, &state.inspecting_departments);
     let mine = |row: &ConflictRow| policy.may_write(&row.section).is_ok();
     let rows: Vec<ConflictRow> = rows.into_iter().filter(|r| mine(r)).collect();
     let mut ids: Vec<EntityId> = rows.iter().map(|r| r.entity).collect();

@@ -11,11 +11,13 @@
 //!   (`""`, the county office and township), `township` (初验), one section per inspecting
 //!   department (its code, e.g. `water_resources`), and `experts`.
 //!
-//! Field names are not checked against an acceptance template yet (templates arrive with the
-//! workflow); sections and rights are.
+//! Answers are checked against the record's acceptance template ([`templates`]), device
+//! signatures against the pushing device's key ([`signatures`]), sections against the
+//! caller's rights ([`policy`]).
 
 pub mod conflicts;
 pub mod policy;
+pub mod signatures;
 pub mod templates;
 pub mod writer;
 
@@ -41,12 +43,13 @@ pub struct SyncResponseOut {
     pub has_more: bool,
 }
 
-/// Push then pull, for an authenticated, enrolled device.
-pub async fn sync(
+/// The push half of a sync, for an authenticated, enrolled device: the results of its ops,
+/// committed. (The API answers with [`pull`] after it.)
+pub async fn push(
     state: &AppState,
     caller: &AuthUser,
-    request: SyncRequest,
-) -> Result<SyncResponseOut> {
+    request: &SyncRequest,
+) -> Result<Vec<OpResult>> {
     let device = caller.device().ok_or_else(|| {
         AppError::Forbidden(
             "sync needs a session bound to an enrolled device (log in with device_id)".into(),
@@ -66,11 +69,20 @@ pub async fn sync(
             ),
         ));
     }
-    let results = if request.ops.is_empty() {
-        Vec::new()
-    } else {
-        push(state, caller, device, &request.ops).await?
-    };
+    if request.ops.is_empty() {
+        return Ok(Vec::new());
+    }
+    submit(state, caller, device, &request.ops).await
+}
+
+/// The pull half of a sync: the changes after the request's cursor the caller may see, with
+/// the results of the push before it.
+pub async fn pull(
+    state: &AppState,
+    caller: &AuthUser,
+    request: &SyncRequest,
+    results: Vec<OpResult>,
+) -> Result<SyncResponseOut> {
     let limit = request
         .pull_limit
         .unwrap_or(sync_protocol::wire::DEFAULT_PULL_LIMIT)
@@ -102,15 +114,16 @@ pub async fn sync(
     })
 }
 
-async fn push(
+async fn submit(
     state: &AppState,
     caller: &AuthUser,
     device: Uuid,
     ops: &[Op],
 ) -> Result<Vec<OpResult>> {
+    let signatures = signatures::verify(state, device, &caller.claims, ops).await?;
     state
         .sync_writer
-        .submit(Job::new(device, ops.to_vec(), caller.claims.clone())?)
+        .submit(Job::new(device, ops.to_vec(), caller.claims.clone())?.with_signatures(signatures))
         .await
 }
 

@@ -27,9 +27,28 @@ pub struct SyncPolicy<'a> {
     pub scopes: HashMap<EntityId, Option<Uuid>>,
     /// Templates of the touched acceptance records: answers are checked against them.
     pub templates: super::templates::TemplatePolicy,
+    /// Verdicts on the device signatures the ops carry (section signatures, photo
+    /// attestations), verified before the writer.
+    pub signatures: &'a super::signatures::SignatureVerdicts,
 }
 
-impl SyncPolicy<'_> {
+static NO_SIGNATURES: std::sync::LazyLock<super::signatures::SignatureVerdicts> =
+    std::sync::LazyLock::new(Default::default);
+
+impl<'a> SyncPolicy<'a> {
+    /// The caller's section rights alone (no records loaded): for [`Self::may_write`].
+    pub fn for_caller(caller: &AuthUser, departments: &'a [String]) -> Self {
+        SyncPolicy {
+            role: caller.role(),
+            department: caller.claims.dept.clone(),
+            township: caller.claims.town,
+            departments,
+            scopes: HashMap::new(),
+            templates: super::templates::TemplatePolicy::default(),
+            signatures: &NO_SIGNATURES,
+        }
+    }
+
     /// May the caller write fields of `section` (and sign it)?
     pub(crate) fn may_write(&self, section: &str) -> Result<(), Reject> {
         let allowed = match section {
@@ -64,6 +83,14 @@ impl SyncPolicy<'_> {
                     }
                 ),
             ))
+        }
+    }
+
+    /// The verdict on the device signature `op` carries (none: it holds or there is none).
+    fn signature_holds(&self, op: &Op) -> Result<(), Reject> {
+        match self.signatures.failure(&op.id) {
+            Some(reject) => Err(reject.clone()),
+            None => Ok(()),
         }
     }
 
@@ -125,15 +152,23 @@ impl Policy for SyncPolicy<'_> {
                     ))
                 }
             }
-            OpBody::Sign { section, .. } => self.may_write(section),
+            OpBody::Sign { section, .. } => {
+                self.may_write(section)?;
+                self.signature_holds(op)
+            }
             other => match other.field() {
                 Some(field) => {
                     self.may_write(section_of(field))?;
-                    self.templates.check(op)
+                    self.templates.check(op)?;
+                    self.signature_holds(op)
                 }
                 None => Ok(()),
             },
         }
+    }
+
+    fn check_sign(&self, state: &EntityState, op: &Op) -> Result<(), Reject> {
+        self.templates.check_sign(state, op)
     }
 }
 

@@ -145,6 +145,9 @@ impl TemplatePolicy {
             OpBody::Set { field, value, .. } | OpBody::Resolve { field, value, .. } => {
                 (field, value)
             }
+            OpBody::Add { field, .. } | OpBody::Remove { field, .. } => {
+                return check_evidence(template, *disposition, field);
+            }
             _ => return Ok(()),
         };
         let section = sync_protocol::section_of(field);
@@ -160,5 +163,91 @@ impl TemplatePolicy {
             ) => Err(Reject::new(RejectCode::UnknownField, e.to_string())),
             Err(e) => Err(Reject::new(RejectCode::InvalidOp, e.to_string())),
         }
+    }
+}
+
+impl TemplatePolicy {
+    /// A department's section is signed only when every deciding answer of its applicable
+    /// items is there (a failing answer is a finding and may be signed; a missing one is not).
+    pub fn check_sign(&self, state: &EntityState, op: &Op) -> std::result::Result<(), Reject> {
+        let OpBody::Sign { section, .. } = &op.body else {
+            return Ok(());
+        };
+        let Some((template, disposition)) = self.by_entity.get(&op.entity) else {
+            return Ok(());
+        };
+        let Some(department) = template::Department::from_code(section) else {
+            return Ok(());
+        };
+        let values = state
+            .fields
+            .iter()
+            .filter(|(k, _)| sync_protocol::section_of(k) == section)
+            .map(|(k, f)| (k.as_str(), &f.value));
+        let (answers, _) = template.collect_answers(*disposition, values);
+        let verdict = template.verdict(
+            *disposition,
+            &answers,
+            template::FailureConclusion::RectifyByDeadline,
+        );
+        let mut missing: Vec<u32> = verdict
+            .failing
+            .iter()
+            .chain(&verdict.advisory)
+            .filter(|p| {
+                p.department == department
+                    && matches!(
+                        p.reason,
+                        template::ProblemReason::Unanswered
+                            | template::ProblemReason::DesignValueMissing
+                    )
+            })
+            .map(|p| p.number)
+            .collect();
+        missing.dedup();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = missing.iter().map(u32::to_string).collect();
+        Err(Reject::new(
+            RejectCode::IncompleteSection,
+            format!(
+                "items {} of the {section} section are not answered yet; answer them before \
+                 signing",
+                list.join(", ")
+            ),
+        ))
+    }
+}
+
+/// A department section's only set fields are its items' evidence photos
+/// (`<department>/<item>.photos`, PROTOCOL.md §13), for items that apply to the record.
+fn check_evidence(
+    template: &Template,
+    disposition: Disposition,
+    field: &str,
+) -> std::result::Result<(), Reject> {
+    if template::Department::from_code(sync_protocol::section_of(field)).is_none() {
+        return Ok(());
+    }
+    let unknown = |message: String| Err(Reject::new(RejectCode::UnknownField, message));
+    match template.evidence_item(field) {
+        Ok(Some((section, item))) => {
+            if section.applies_to.contains(&disposition) && item.applies(disposition) {
+                Ok(())
+            } else {
+                unknown(format!(
+                    "item {} of {} does not apply to a {} mine",
+                    item.number,
+                    section.department.code(),
+                    disposition.code()
+                ))
+            }
+        }
+        Ok(None) => unknown(format!(
+            "{field} is not an item's evidence photos; a section's set fields are \
+             <section>/<item>.photos"
+        )),
+        Err(e) => unknown(e.to_string()),
     }
 }

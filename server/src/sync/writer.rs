@@ -24,6 +24,8 @@ pub struct Job {
     /// every device waits for, only binds it.
     pub op_json: Vec<Arc<str>>,
     pub claims: crate::identity::auth::Claims,
+    /// The verdicts on the device signatures the ops carry (checked before the writer).
+    pub signatures: super::signatures::SignatureVerdicts,
 }
 
 impl Job {
@@ -38,7 +40,14 @@ impl Job {
             ops,
             op_json,
             claims,
+            signatures: Default::default(),
         })
+    }
+
+    /// The same job with the verdicts on its signatures.
+    pub fn with_signatures(mut self, signatures: super::signatures::SignatureVerdicts) -> Self {
+        self.signatures = signatures;
+        self
     }
 }
 
@@ -220,6 +229,7 @@ pub(crate) fn process_group(
             departments,
             scopes: entities.iter().map(|(id, s)| (*id, scope_of(s))).collect(),
             templates: super::templates::TemplatePolicy::from_states(entities.values()),
+            signatures: &job.signatures,
         };
         let device = job.device;
         let last_seq = loaded.series.get(&device).copied().unwrap_or(0);

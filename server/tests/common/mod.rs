@@ -213,15 +213,26 @@ impl TestApp {
         township: &str,
         licence_no: &str,
     ) -> String {
+        self.approved_cancel_mine_with(office, township, licence_no, json!({}))
+            .await
+    }
+
+    /// [`Self::approved_cancel_mine`] with more members of the new mine (e.g. a boundary).
+    pub async fn approved_cancel_mine_with(
+        &self,
+        office: &str,
+        township: &str,
+        licence_no: &str,
+        extra: Value,
+    ) -> String {
         let township_id = self.store.list_townships().await.unwrap()[0].id;
+        let mut body = json!({"name": "大岭石灰岩矿", "licence_no": licence_no, "holder": "某公司",
+                              "township_id": township_id, "mineral": "石灰岩", "mining_method": "露天开采"});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
         let (s, mine) = self
-            .call(
-                Method::POST,
-                "/api/v1/mines",
-                Some(office),
-                Some(json!({"name": "大岭石灰岩矿", "licence_no": licence_no, "holder": "某公司",
-                            "township_id": township_id, "mineral": "石灰岩", "mining_method": "露天开采"})),
-            )
+            .call(Method::POST, "/api/v1/mines", Some(office), Some(body))
             .await;
         assert_eq!(s, StatusCode::CREATED, "{mine}");
         let id = mine["id"].as_str().unwrap().to_owned();
@@ -246,6 +257,46 @@ impl TestApp {
     }
     pub async fn new(backend: Backend) -> Self {
         Self::with_settings(backend, |_| {}).await
+    }
+
+    /// Uploads a whole (small) photo for `record` from the phone of `token`: declare, one
+    /// chunk, finish; every step must succeed. A photo the server holds already is not sent.
+    pub async fn upload_photo(&self, token: &str, record: &str, bytes: &[u8], content_type: &str) {
+        use sha2::Digest;
+        let (s, upload) = self
+            .call(
+                Method::POST,
+                "/api/v1/uploads",
+                Some(token),
+                Some(json!({"sha256": hex::encode(sha2::Sha256::digest(bytes)),
+                            "size": bytes.len(), "content_type": content_type,
+                            "record_id": record})),
+            )
+            .await;
+        if s == StatusCode::OK {
+            assert_eq!(upload["complete"], true, "{upload}");
+            return;
+        }
+        assert_eq!(s, StatusCode::CREATED, "{upload}");
+        let id = upload["id"].as_str().unwrap();
+        let patch = Request::builder()
+            .method(Method::PATCH)
+            .uri(format!("/api/v1/uploads/{id}"))
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/offset+octet-stream")
+            .header("Upload-Offset", "0")
+            .body(Body::from(bytes.to_vec()))
+            .unwrap();
+        let res = self.router.clone().oneshot(patch).await.unwrap();
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        let finish = Request::builder()
+            .method(Method::POST)
+            .uri(format!("/api/v1/uploads/{id}/finish"))
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let (s, body) = self.send(finish).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
     }
 
     pub async fn with_settings(backend: Backend, f: impl FnOnce(&mut Settings)) -> Self {
@@ -410,10 +461,28 @@ impl TestApp {
     }
 }
 
+/// The `strokes` member of a test signature: `{sha256, size}` of a stand-in strokes blob.
+pub fn strokes() -> SyncValue {
+    SyncValue::Map(
+        [
+            ("sha256".to_owned(), SyncValue::from("5".repeat(64))),
+            ("size".to_owned(), SyncValue::Int(640)),
+        ]
+        .into_iter()
+        .collect(),
+    )
+}
+
 /// A fresh P-256 public key as a JWK (what WebCrypto exports).
 pub fn device_jwk() -> Value {
+    device_key().1
+}
+
+/// A fresh P-256 device key and its public JWK.
+pub fn device_key() -> (p256::ecdsa::SigningKey, Value) {
     let secret = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
-    serde_json::from_str(&secret.public_key().to_jwk_string()).unwrap()
+    let jwk = serde_json::from_str(&secret.public_key().to_jwk_string()).unwrap();
+    (p256::ecdsa::SigningKey::from(secret), jwk)
 }
 
 /// A phone: an enrolled device, a device-bound session and the protocol client.
@@ -422,18 +491,23 @@ pub struct Phone {
     pub token: String,
     pub refresh: String,
     pub now: u64,
+    /// The enrolled device key (signs sections and photo attestations).
+    pub key: p256::ecdsa::SigningKey,
+    /// The signer a section signature names: `{user, name, role, department, specialty}`.
+    pub signer: SyncValue,
 }
 
 impl Phone {
     pub async fn enroll(app: &TestApp, username: &str) -> Phone {
         let login = app.login(username).await;
         let token = login["access_token"].as_str().unwrap();
+        let (key, jwk) = device_key();
         let (s, device) = app
             .call(
                 Method::POST,
                 "/api/v1/devices",
                 Some(token),
-                Some(json!({"name": format!("{username} 的手机"), "public_key": device_jwk()})),
+                Some(json!({"name": format!("{username} 的手机"), "public_key": jwk})),
             )
             .await;
         assert_eq!(s, StatusCode::CREATED);
@@ -447,12 +521,103 @@ impl Phone {
             )
             .await;
         assert_eq!(s, StatusCode::OK);
+        let user = &session["user"];
+        let text = |k: &str| user[k].as_str().map_or(SyncValue::Null, SyncValue::from);
+        let signer = SyncValue::Map(
+            [
+                ("user", text("id")),
+                ("name", text("display_name")),
+                ("role", text("role")),
+                ("department", text("department")),
+                ("specialty", text("specialty")),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+        );
         Phone {
             replica: Replica::new(DeviceId(device_id)),
             token: session["access_token"].as_str().unwrap().to_owned(),
             refresh: session["refresh_token"].as_str().unwrap().to_owned(),
             now: 1_700_000_000_000,
+            key,
+            signer,
         }
+    }
+
+    /// Signs `section` of `entity` as the phone shows it, with this device's key and the
+    /// session's user as the signer (PROTOCOL.md §12).
+    pub fn sign(&mut self, entity: EntityId, section: &str) -> OpId {
+        let id = OpId(Uuid::now_v7());
+        let now = self.tick();
+        let (device, key, signer) = (self.replica.device(), self.key.clone(), self.signer.clone());
+        self.replica
+            .sign_with(id, now, entity, section, |hash| {
+                let statement = sync_protocol::signature::section_statement(
+                    device,
+                    entity,
+                    section,
+                    hash,
+                    signer,
+                    i64::try_from(now).unwrap(),
+                    strokes(),
+                );
+                sync_protocol::signature::sign(&key, statement).to_value()
+            })
+            .unwrap();
+        id
+    }
+
+    /// The capture attestation of `bytes` (a photo taken now at `position`), signed by this
+    /// device (PROTOCOL.md §12).
+    pub fn attest(&self, bytes: &[u8], content_type: &str, position: SyncValue) -> SyncValue {
+        use sha2::Digest;
+        let statement = sync_protocol::signature::photo_statement(
+            self.replica.device(),
+            &hex::encode(sha2::Sha256::digest(bytes)),
+            i64::try_from(bytes.len()).unwrap(),
+            content_type,
+            i64::try_from(self.now).unwrap(),
+            position,
+        );
+        sync_protocol::signature::sign(&self.key, statement).to_value()
+    }
+
+    /// Answers every field of `department`'s section a 注销 record of the default template
+    /// asks for (达标, 100 and its design value, a text), so the section can be signed.
+    pub fn answer_section(&mut self, entity: EntityId, department: &str) {
+        use yanshou_server::{
+            model::Disposition,
+            rules::template::{AnswerKind, FieldRole, Template},
+        };
+        let template = Template::default_2023().unwrap();
+        for field in template.fields(Disposition::Cancel) {
+            if field.section.department.code() != department {
+                continue;
+            }
+            let value = match (&field.part.kind, field.role) {
+                (_, FieldRole::DesignValue) | (AnswerKind::Number { .. }, _) => "100",
+                (AnswerKind::PassFail { .. }, _) => "pass",
+                (AnswerKind::Text, _) => "已按方案完成",
+            };
+            self.set(entity, &field.key(), value);
+        }
+    }
+
+    /// The user id a section signature by this phone names.
+    pub fn signer_user(&self) -> String {
+        match &self.signer {
+            SyncValue::Map(m) => m["user"].as_str().unwrap().to_owned(),
+            _ => unreachable!("the signer is a map"),
+        }
+    }
+
+    /// Adds `element` to the set field `field` (through the replica's own checks).
+    pub fn add(&mut self, entity: EntityId, field: &str, element: SyncValue) -> OpId {
+        let id = OpId(Uuid::now_v7());
+        let now = self.tick();
+        self.replica.add(id, now, entity, field, element).unwrap();
+        id
     }
 
     pub fn tick(&mut self) -> u64 {
