@@ -366,4 +366,36 @@ describe('a photo taken offline', () => {
     });
     expect(captureMs).toBeLessThan(15_000);
   });
+
+  test('a file the server refuses is marked with its reason and does not hold back the next', async () => {
+    const { page } = phone;
+    const field = 'forestry/21.photos';
+    const cards = page.locator(`${tid(`photos-${field}`)} ${tid('photo-card')}`);
+    // A JPEG cut short: its first bytes say JPEG (the phone takes it), the server cannot decode it.
+    const cut = jpeg.subarray(0, Math.floor(jpeg.length / 2));
+    const other = await makeJpeg(page);
+    await page.locator(tid(`photo-input-album-${field}`)).setInputFiles([
+      { name: 'cut.jpg', mimeType: 'image/jpeg', buffer: cut },
+    ]);
+    await expect.poll(() => cards.count()).toBe(1);
+    await page.locator(tid(`photo-input-album-${field}`)).setInputFiles([
+      { name: 'other.jpg', mimeType: 'image/jpeg', buffer: other },
+    ]);
+    await expect.poll(() => cards.count()).toBe(2);
+    const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+    const cardOf = (b: Buffer) => page.locator(`${tid('photo-card')}[data-sha256="${sha(b)}"]`);
+    await until(
+      'one refused, the other uploaded',
+      async () =>
+        (await cardOf(cut).locator(tid('photo-state')).textContent()) === '被拒绝' &&
+        (await cardOf(other).locator(tid('photo-state')).textContent()) === '已上传',
+      60_000,
+      200,
+    );
+    expect(await cardOf(cut).locator(tid('photo-note')).textContent()).toContain('服务器拒收此照片');
+    await expect.poll(() => page.locator(`${tid('tab-todo')} .van-badge`).textContent()).toBe('1');
+    await page.locator(tid('item-21')).scrollIntoViewIfNeeded();
+    await page.evaluate(() => document.querySelector('[data-testid="item-21"]')?.scrollIntoView({ block: 'start' }));
+    await shot(page, 'photos-04-refused');
+  });
 });

@@ -77,7 +77,7 @@ const REFUSAL_WORDS: Record<string, string> = {
 };
 
 function refusalText(e: ApiError): string {
-  return `${REFUSAL_WORDS[e.code] ?? '服务器拒收'}：${e.message}`;
+  return `${REFUSAL_WORDS[e.code] ?? '服务器拒收'}，请移除后重新拍摄（服务器说明：${e.message}）`;
 }
 
 async function markComplete(db: YanshouDb, row: UploadRow): Promise<void> {

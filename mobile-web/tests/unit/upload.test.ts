@@ -422,7 +422,7 @@ describe('the upload queue', () => {
     server.refuse.add(sha(bad));
     vi.stubGlobal('fetch', server.fetch);
     expect(await runUploads(db)).toMatchObject({ completed: 1, refused: 1 });
-    expect(await row(db, bad)).toMatchObject({ state: 'refused', message: '服务器拒收此照片：the image cannot be decoded' });
+    expect(await row(db, bad)).toMatchObject({ state: 'refused', message: '服务器拒收此照片，请移除后重新拍摄（服务器说明：the image cannot be decoded）' });
     expect(await row(db, good)).toMatchObject({ state: 'complete' });
     // The refused file keeps its bytes (nothing is dropped before the server has it).
     expect((await db.photos.get(sha(bad)))?.bytes?.byteLength).toBe(1500);
