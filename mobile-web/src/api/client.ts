@@ -13,6 +13,8 @@ export class ApiError extends Error {
     readonly code: string,
     message: string,
     readonly fields: { field: string; message: string }[] = [],
+    /** The `Upload-Offset` header of an upload's 409 (where the server's offset is). */
+    readonly uploadOffset: number | null = null,
   ) {
     super(message);
     this.name = 'ApiError';
@@ -27,12 +29,23 @@ export class NetworkError extends Error {
 }
 
 export interface RequestOptions {
-  method?: 'GET' | 'POST' | 'PUT';
+  method?: 'GET' | 'POST' | 'PUT' | 'PATCH';
   body?: unknown;
   /** A pre-encoded JSON body (sync requests are encoded once, not per retry). */
   rawBody?: string;
+  /** Raw bytes (an upload's chunk) with their content type; instead of `body`/`rawBody`. */
+  bytes?: { data: Uint8Array<ArrayBuffer>; contentType: string };
+  /** More request headers (an upload's `Upload-Offset`). */
+  headers?: Record<string, string>;
   token?: string;
   timeoutMs?: number;
+}
+
+/** A successful answer with its status and headers (for the upload protocol). */
+export interface RawResponse {
+  status: number;
+  headers: Headers;
+  text: string;
 }
 
 function isErrorBody(v: unknown): v is ErrorBody {
@@ -43,11 +56,21 @@ function isErrorBody(v: unknown): v is ErrorBody {
 
 /** Sends one request and returns the response text (for callers that parse it themselves). */
 export async function requestText(path: string, opts: RequestOptions = {}): Promise<string> {
-  const headers: Record<string, string> = { accept: 'application/json' };
-  let body: string | undefined;
-  if (opts.rawBody !== undefined) body = opts.rawBody;
-  else if (opts.body !== undefined) body = JSON.stringify(opts.body);
-  if (body !== undefined) headers['content-type'] = 'application/json';
+  return (await requestRaw(path, opts)).text;
+}
+
+/** Sends one request; answers the status, headers and text of a success, throws otherwise. */
+export async function requestRaw(path: string, opts: RequestOptions = {}): Promise<RawResponse> {
+  const headers: Record<string, string> = { accept: 'application/json', ...opts.headers };
+  let body: string | Uint8Array<ArrayBuffer> | undefined;
+  if (opts.bytes !== undefined) {
+    body = opts.bytes.data;
+    headers['content-type'] = opts.bytes.contentType;
+  } else {
+    if (opts.rawBody !== undefined) body = opts.rawBody;
+    else if (opts.body !== undefined) body = JSON.stringify(opts.body);
+    if (body !== undefined) headers['content-type'] = 'application/json';
+  }
   if (opts.token) headers['authorization'] = `Bearer ${opts.token}`;
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), opts.timeoutMs ?? 30_000);
@@ -81,14 +104,21 @@ export async function requestText(path: string, opts: RequestOptions = {}): Prom
       // not JSON: a proxy's error page, say
     }
     if (isErrorBody(parsed)) {
-      throw new ApiError(res.status, parsed.error.code, parsed.error.message, parsed.error.fields);
+      const offset = Number(res.headers.get('upload-offset') ?? 'NaN');
+      throw new ApiError(
+        res.status,
+        parsed.error.code,
+        parsed.error.message,
+        parsed.error.fields,
+        Number.isSafeInteger(offset) && offset >= 0 ? offset : null,
+      );
     }
     if (res.status >= 500 || res.status === 0) {
       throw new NetworkError(`服务器暂时不可用（HTTP ${res.status}）`);
     }
     throw new ApiError(res.status, 'http_' + res.status, `服务器返回 HTTP ${res.status}`);
   }
-  return text;
+  return { status: res.status, headers: res.headers, text };
 }
 
 export async function request<T>(path: string, opts: RequestOptions = {}): Promise<T> {

@@ -59,9 +59,14 @@ function toStored(s: Session, deviceId: string, now: number): StoredSession {
   };
 }
 
-/** Number of ops and rejections that would be lost if this phone's data were wiped. */
+/** Number of ops, rejections and photos not yet uploaded that would be lost if this phone's
+ * data were wiped. */
 export async function unsyncedCount(db: YanshouDb): Promise<number> {
-  return (await db.outbox.count()) + (await db.rejections.count());
+  return (
+    (await db.outbox.count()) +
+    (await db.rejections.count()) +
+    (await db.uploads.where('state').equals('pending').count())
+  );
 }
 
 /**
@@ -135,9 +140,11 @@ export async function login(db: YanshouDb, username: string, password: string): 
 async function wipeWorkData(db: YanshouDb): Promise<void> {
   await db.transaction(
     'rw',
-    [db.meta, db.entities, db.outbox, db.rejections, db.mines, db.rounds, db.templates, db.org],
+    [db.meta, db.entities, db.outbox, db.rejections, db.mines, db.rounds, db.templates, db.org, db.photos, db.uploads],
     async () => {
       await Promise.all([
+        db.photos.clear(),
+        db.uploads.clear(),
         db.entities.clear(),
         db.outbox.clear(),
         db.rejections.clear(),
@@ -197,6 +204,22 @@ export async function accessToken(db: YanshouDb, force = false): Promise<string>
     });
   }
   return (await refreshing).accessToken;
+}
+
+/**
+ * Runs an authenticated call with a valid access token; a 401 (the token expired early, or the
+ * server restarted its clock) is retried once with a freshly refreshed token.
+ */
+export async function authed<T>(db: YanshouDb, f: (token: string) => Promise<T>): Promise<T> {
+  const token = await accessToken(db);
+  try {
+    return await f(token);
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) {
+      return f(await accessToken(db, true));
+    }
+    throw e;
+  }
 }
 
 /**

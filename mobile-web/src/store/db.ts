@@ -8,7 +8,12 @@
  * - `outbox`: the ops this device made and the server has not yet confirmed, by `seq`;
  * - `views`: the view of each record that has pending ops (derived; rebuilt on sync);
  * - `rejections`: ops the server refused, kept with the reason until the person dismisses them;
- * - `mines`, `rounds`, `templates`, `org`: what the server lists, kept for offline use.
+ * - `mines`, `rounds`, `templates`, `org`: what the server lists, kept for offline use;
+ * - `photos`: evidence photos taken or picked on this phone, by SHA-256 — the original bytes
+ *   until the server confirmed the upload complete, and a small thumbnail kept for offline
+ *   viewing (PROTOCOL.md §13);
+ * - `uploads`: one resumable upload per (record, photo): the server's upload id, the offset it
+ *   acknowledged, the state and the server's reason when it refused the file.
  *
  * Schema changes are new `version(n)` blocks with an `upgrade` that moves the data; never edit
  * an old block (phones in the field still have that version).
@@ -84,6 +89,46 @@ export interface OrgRow {
   value: Department[] | Township[];
 }
 
+/** A photo on the phone, by content (the same bytes on two items are one row). */
+export interface PhotoRow {
+  sha256: string;
+  size: number;
+  contentType: 'image/jpeg' | 'image/png';
+  /** The original file; `null` once every upload of it is complete (the server keeps it). */
+  bytes: ArrayBuffer | null;
+  /** A small JPEG (about 240 px) for the item's list; `null` when the phone could not make one. */
+  thumb: ArrayBuffer | null;
+  /** Device time of capture (ms), as attested. */
+  capturedAt: number;
+}
+
+/** `dropped`: taken off its item before it was uploaded (bytes kept; pending again if named again). */
+export type UploadState = 'pending' | 'complete' | 'refused' | 'dropped';
+
+/** The upload of one photo for one record (the server checks write rights per record). */
+export interface UploadRow {
+  /** `<record id>/<sha256>`. */
+  key: string;
+  entity: string;
+  sha256: string;
+  state: UploadState;
+  /** The server's upload id once created (then chunks resume at `offset`). */
+  uploadId: string | null;
+  /** Bytes the server acknowledged. */
+  offset: number;
+  /** Why the server refused the file (shown), or the last transient error (retried). */
+  message: string | null;
+  /** Failed attempts since the last progress (for the back-off). */
+  attempts: number;
+  /** Not before this device time (ms): the back-off after a failure. */
+  nextAt: number;
+  createdAt: number;
+}
+
+export function uploadKey(entity: string, sha256: string): string {
+  return `${entity}/${sha256}`;
+}
+
 export const DB_NAME = 'yanshou';
 
 export type YanshouDb = Dexie & {
@@ -96,6 +141,8 @@ export type YanshouDb = Dexie & {
   rounds: EntityTable<RoundRow, 'id'>;
   templates: EntityTable<TemplateRow, 'ref'>;
   org: EntityTable<OrgRow, 'key'>;
+  photos: EntityTable<PhotoRow, 'sha256'>;
+  uploads: EntityTable<UploadRow, 'key'>;
 };
 
 /** Reads the record's mine from its header (`mine_id`), if present. */
@@ -129,6 +176,8 @@ export function declareSchema(db: Dexie): void {
           row.mineId = mineIdOf(row.state);
         });
     });
+  // Version 3: evidence photos and their resumable uploads (new tables; nothing to move).
+  db.version(3).stores({ photos: '&sha256', uploads: '&key, entity, sha256, state' });
 }
 
 export function openDb(name = DB_NAME): YanshouDb {

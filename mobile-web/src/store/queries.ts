@@ -1,7 +1,7 @@
 /** What the screens read from the phone (never the network). */
 import type { Department, MineDetail, Template, Township, User } from '../api/types';
-import type { EntityState } from '../protocol';
-import type { YanshouDb, MineRow, RejectionRow } from './db';
+import { readSignature, type EntityState } from '../protocol';
+import type { YanshouDb, MineRow, PhotoRow, RejectionRow, UploadRow } from './db';
 import { loadRecord, viewOf } from './replica';
 
 export async function departments(db: YanshouDb): Promise<Department[]> {
@@ -136,4 +136,58 @@ export async function rejections(db: YanshouDb): Promise<RejectionRow[]> {
 
 export async function dismissRejection(db: YanshouDb, id: string): Promise<void> {
   await db.rejections.delete(id);
+}
+
+/** This phone's photos of a record and their uploads, by SHA-256. */
+export async function photosOf(
+  db: YanshouDb,
+  entity: string,
+): Promise<{ photos: Map<string, PhotoRow>; uploads: Map<string, UploadRow> }> {
+  return db.transaction('r', [db.photos, db.uploads], async () => {
+    const uploads = await db.uploads.where('entity').equals(entity).toArray();
+    const photos = await db.photos.bulkGet(uploads.map((u) => u.sha256));
+    return {
+      photos: new Map(photos.flatMap((p) => (p ? [[p.sha256, p] as const] : []))),
+      uploads: new Map(uploads.map((u) => [u.sha256, u])),
+    };
+  });
+}
+
+export interface PendingUpload {
+  upload: UploadRow;
+  /** The record's mine, for the list. */
+  mineName: string | null;
+  /** The evidence fields of the record that name the photo (its items). */
+  fields: string[];
+  capturedAt: number | null;
+}
+
+/** Photos not yet uploaded, and photos the server refused, with their record's mine. */
+export async function pendingUploads(db: YanshouDb): Promise<PendingUpload[]> {
+  const rows = await db.uploads.where('state').anyOf('pending', 'refused').toArray();
+  const views = new Map<string, EntityState | null>();
+  for (const id of new Set(rows.map((r) => r.entity))) views.set(id, (await loadRecord(db, id)).view);
+  const photos = await db.photos.bulkGet(rows.map((r) => r.sha256));
+  return rows
+    .map((upload, i) => {
+      const view = views.get(upload.entity) ?? null;
+      const name = view?.fields['mine_name']?.value;
+      const fields = Object.entries(view?.sets ?? {})
+        .filter(
+          ([k, set]) =>
+            k.endsWith('.photos') &&
+            Object.values(set.elements).some((e) => {
+              const sig = readSignature(e.value);
+              return typeof sig !== 'string' && sig.statement['sha256'] === upload.sha256;
+            }),
+        )
+        .map(([k]) => k);
+      return {
+        upload,
+        mineName: typeof name === 'string' ? name : null,
+        fields,
+        capturedAt: photos[i]?.capturedAt ?? null,
+      };
+    })
+    .sort((a, b) => a.upload.createdAt - b.upload.createdAt);
 }

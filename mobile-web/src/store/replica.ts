@@ -13,8 +13,10 @@
  * Work per edit and per response is proportional to the record touched and the changes
  * received, never to everything on the phone.
  */
+import type { Table } from 'dexie';
 import {
   applyChangeToEntity,
+  canonical,
   merge,
   newClock,
   observe,
@@ -94,7 +96,18 @@ export class LocalRefusal extends Error {
 
 export type OpBodyInput =
   | { kind: 'set'; field: string; value: Value }
-  | { kind: 'resolve'; field: string; value: Value; chosen_op: string | null; reason: string };
+  | { kind: 'resolve'; field: string; value: Value; chosen_op: string | null; reason: string }
+  | { kind: 'add'; field: string; element: Value }
+  | { kind: 'remove'; field: string; element: Value };
+
+/**
+ * More writes that belong to an op (a photo's bytes and its upload with the `add` that names
+ * it): made in the op's own transaction, so both are stored or neither.
+ */
+export interface AlsoWrite {
+  tables: Table[];
+  write: (op: Op) => Promise<void>;
+}
 
 function sectionOf(field: string): string {
   const i = field.indexOf('/');
@@ -111,9 +124,11 @@ export async function makeOp(
   entity: string,
   body: OpBodyInput,
   now: number = Date.now(),
+  also?: AlsoWrite,
 ): Promise<Op> {
   try {
-    return await db.transaction('rw', [db.meta, db.entities, db.outbox, db.views], async () => {
+    const tables: Table[] = [db.meta, db.entities, db.outbox, db.views, ...(also?.tables ?? [])];
+    return await db.transaction('rw', tables, async () => {
       const meta = await loadMeta(db, deviceId);
       const row = await db.entities.get(entity);
       const confirmed = row?.state ?? null;
@@ -140,21 +155,37 @@ export async function makeOp(
         hlc: clock.last,
         entity,
       };
-      const op: Op =
-        body.kind === 'set'
-          ? { ...common, kind: 'set', field: body.field, value: body.value, base_rev: baseRev }
-          : {
-              ...common,
-              kind: 'resolve',
-              field: body.field,
-              value: body.value,
-              base_rev: baseRev,
-              chosen_op: body.chosen_op,
-              reason: body.reason,
-            };
+      let op: Op;
+      switch (body.kind) {
+        case 'set':
+          op = { ...common, kind: 'set', field: body.field, value: body.value, base_rev: baseRev };
+          break;
+        case 'resolve':
+          op = {
+            ...common,
+            kind: 'resolve',
+            field: body.field,
+            value: body.value,
+            base_rev: baseRev,
+            chosen_op: body.chosen_op,
+            reason: body.reason,
+          };
+          break;
+        case 'add':
+          op = { ...common, kind: 'add', field: body.field, element: body.element };
+          break;
+        case 'remove': {
+          // The adds of this element this phone sees (its own pending ones included).
+          const el = view.sets[body.field]?.elements[canonical(body.element)];
+          if (!el) throw new LocalRefusal('not_in_set', '这一项已不在记录中');
+          op = { ...common, kind: 'remove', field: body.field, element: body.element, observed: [...el.tags] };
+          break;
+        }
+      }
       const dry = merge(view, op, { commitSeq: 0 });
       if (dry.outcome === 'rejected') throw new LocalRefusal(dry.code, dry.message);
       await db.outbox.add({ seq: op.seq, entity, op, ackedAt: null, madeAt: now });
+      if (also) await also.write(op);
       if (dry.outcome !== 'duplicate') await db.views.put({ id: entity, state: dry.state });
       await saveMeta(db, { ...meta, nextSeq: meta.nextSeq + 1, clock });
       return op;

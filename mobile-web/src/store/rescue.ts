@@ -2,6 +2,11 @@
  * The rescue file: every op the server has not confirmed and every rejection, as one JSON file
  * the inspector can hand over (by cable, chat or USB) when the phone cannot sync. The ops are
  * exactly as the phone would send them, so the county office can replay them later.
+ *
+ * Photos not yet uploaded are **listed** (record, hash, size, type, capture time, how far the
+ * upload got, the server's reason if it refused one), not embedded: a day's photos are
+ * hundreds of megabytes. Their attestations are in the ops; the bytes stay on the phone until
+ * the server has them, and the screen says so.
  */
 import { loadDevice } from '../device/session';
 import type { YanshouDb } from './db';
@@ -15,11 +20,26 @@ export interface RescueFile {
   device: string | null;
   ops: unknown[];
   rejections: unknown[];
+  /** Photos the server has not confirmed (their bytes are still on the phone). */
+  photos_not_uploaded: RescuePhoto[];
+}
+
+export interface RescuePhoto {
+  record: string;
+  sha256: string;
+  size: number | null;
+  content_type: string | null;
+  captured_at_ms: number | null;
+  state: string;
+  uploaded_bytes: number;
+  message: string | null;
 }
 
 export async function buildRescueFile(db: YanshouDb, username: string, now = new Date()): Promise<RescueFile> {
   const device = await loadDevice(db);
   const { outbox, rejections } = await rescueExport(db);
+  const uploads = (await db.uploads.toArray()).filter((u) => u.state !== 'complete');
+  const photos = await db.photos.bulkGet(uploads.map((u) => u.sha256));
   return {
     kind: 'yanshou-rescue',
     version: 1,
@@ -28,11 +48,25 @@ export async function buildRescueFile(db: YanshouDb, username: string, now = new
     device: device?.id ?? null,
     ops: outbox.map((r) => ({ ...r.op, acknowledged_at: r.ackedAt })),
     rejections,
+    photos_not_uploaded: uploads.map((u, i) => ({
+      record: u.entity,
+      sha256: u.sha256,
+      size: photos[i]?.size ?? null,
+      content_type: photos[i]?.contentType ?? null,
+      captured_at_ms: photos[i]?.capturedAt ?? null,
+      state: u.state,
+      uploaded_bytes: u.offset,
+      message: u.message,
+    })),
   };
 }
 
-/** Saves the rescue file through the browser's download; returns how many ops it holds. */
-export async function downloadRescueFile(db: YanshouDb, username: string): Promise<number> {
+/** Saves the rescue file through the browser's download; returns how many ops and photos it
+ * names. */
+export async function downloadRescueFile(
+  db: YanshouDb,
+  username: string,
+): Promise<{ items: number; photos: number }> {
   const file = await buildRescueFile(db, username);
   const blob = new Blob([JSON.stringify(file, null, 2)], { type: 'application/json' });
   const url = URL.createObjectURL(blob);
@@ -43,5 +77,5 @@ export async function downloadRescueFile(db: YanshouDb, username: string): Promi
   a.click();
   a.remove();
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
-  return file.ops.length + file.rejections.length;
+  return { items: file.ops.length + file.rejections.length, photos: file.photos_not_uploaded.length };
 }

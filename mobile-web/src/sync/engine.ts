@@ -10,7 +10,7 @@
 import { reactive } from 'vue';
 import { ApiError, NetworkError, describeError, request, requestText } from '../api/client';
 import type { Department, Mine, MineDetail, Round, Template, Township } from '../api/types';
-import { accessToken, loadSession, LoginRequired } from '../device/session';
+import { authed, loadSession, LoginRequired } from '../device/session';
 import { decodeResponse, type EntityState, type SyncRequest } from '../protocol';
 import { StorageError, type YanshouDb } from '../store/db';
 import { loadOwners, saveOwners } from '../store/owners';
@@ -24,6 +24,11 @@ export interface SyncStatus {
   /** Ops not yet confirmed by the server. */
   pending: number;
   rejections: number;
+  /** Photos not yet uploaded (their item names them), and photos the server refused. */
+  pendingUploads: number;
+  refusedUploads: number;
+  /** The upload queue is running. */
+  uploading: boolean;
   lastSyncAt: number | null;
   lastError: string | null;
   /** Bumped after every successful sync, so screens reload what they show. */
@@ -34,6 +39,9 @@ export const status = reactive<SyncStatus>({
   phase: 'idle',
   pending: 0,
   rejections: 0,
+  pendingUploads: 0,
+  refusedUploads: 0,
+  uploading: false,
   lastSyncAt: null,
   lastError: null,
   generation: 0,
@@ -45,21 +53,11 @@ const MAX_ROUNDS = 200;
 export async function refreshCounts(db: YanshouDb): Promise<void> {
   status.pending = await db.outbox.count();
   status.rejections = await db.rejections.count();
+  status.pendingUploads = await db.uploads.where('state').equals('pending').count();
+  status.refusedUploads = await db.uploads.where('state').equals('refused').count();
   const row = await db.meta.get('sync');
   const saved = row?.value as { lastSyncAt: number | null } | undefined;
   if (saved && status.lastSyncAt === null) status.lastSyncAt = saved.lastSyncAt;
-}
-
-async function authed<T>(db: YanshouDb, f: (token: string) => Promise<T>): Promise<T> {
-  const token = await accessToken(db);
-  try {
-    return await f(token);
-  } catch (e) {
-    if (e instanceof ApiError && e.status === 401) {
-      return f(await accessToken(db, true));
-    }
-    throw e;
-  }
 }
 
 /** Push and pull until both are done. */
@@ -237,6 +235,8 @@ async function doSync(db: YanshouDb): Promise<void> {
   status.phase = 'syncing';
   try {
     await pushPull(db, session.deviceId);
+    // Photos go after the ops that name them; the queue runs beside the rest of the sync.
+    if ((await db.uploads.where('state').equals('pending').count()) > 0) uploadSoon(db);
     await refreshCatalog(db);
     status.lastSyncAt = Date.now();
     status.lastError = null;
@@ -260,6 +260,44 @@ async function doSync(db: YanshouDb): Promise<void> {
     await refreshCounts(db);
     status.generation++;
   }
+}
+
+let uploads: Promise<void> | null = null;
+
+/**
+ * Runs the photo upload queue unless it is running (its code is loaded on first use, so the
+ * first screen does not pay for it). When photos completed, a sync follows: the server's
+ * findings (`photos/<sha256>`) arrive through the feed.
+ */
+export function uploadSoon(db: YanshouDb): Promise<void> {
+  if (!uploads) {
+    uploads = (async () => {
+      status.uploading = true;
+      try {
+        const { runUploads } = await import('../upload/queue');
+        const report = await runUploads(db);
+        await refreshCounts(db);
+        status.generation++;
+        if (report.completed > 0) {
+          // A sync under way may have pulled before the server wrote them: one more after it.
+          if (running) await running;
+          void syncNow(db);
+        }
+      } catch (e) {
+        if (e instanceof LoginRequired) {
+          status.phase = 'login';
+          status.lastError = e.message;
+        } else {
+          status.lastError = `照片上传失败：${describeError(e)}`;
+        }
+      } finally {
+        status.uploading = false;
+      }
+    })().finally(() => {
+      uploads = null;
+    });
+  }
+  return uploads;
 }
 
 let editTimer: ReturnType<typeof setTimeout> | null = null;

@@ -23,6 +23,7 @@ export function fieldLabel(template: Template | null, field: string): string {
   let part: string;
   if (key === 'remark') part = '备注';
   else if (key === 'rectification') part = '整改要求';
+  else if (key === 'photos') part = '照片';
   else part = item?.parts.find((p) => p.key === key)?.label ?? (key === 'result' ? '结果' : key);
   if (m[3]) part = `${part}（设计值）`;
   return item ? `${unit} 第${number}项「${item.title}」· ${part}` : `${unit} 第${number}项 · ${part}`;

@@ -38,6 +38,7 @@ describe('fieldLabel', () => {
     ['water_resources/14.length', '水利局 第14项「截排水沟闭合、畅通、无淤堵」· 截排水沟长度'],
     ['water_resources/14.result', '水利局 第14项「截排水沟闭合、畅通、无淤堵」· 结果'],
     ['water_resources/14.remark', '水利局 第14项「截排水沟闭合、畅通、无淤堵」· 备注'],
+    ['water_resources/14.photos', '水利局 第14项「截排水沟闭合、畅通、无淤堵」· 照片'],
     ['water_resources/14.rectification', '水利局 第14项「截排水沟闭合、畅通、无淤堵」· 整改要求'],
     ['water_resources/14.length.design', '水利局 第14项「截排水沟闭合、畅通、无淤堵」· 截排水沟长度（设计值）'],
     ['forestry/20.result', '林业局 第20项 · 结果'],
