@@ -51,7 +51,7 @@ pub struct NewEvidenceRequest {
 }
 
 /// Who filed an entry.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = EvidenceFiler)]
 pub struct FilerView {
     pub id: Uuid,
@@ -89,18 +89,19 @@ async fn views(state: &AppState, entries: Vec<MineEvidence>) -> Result<Vec<Evide
     let mut filers: HashMap<Uuid, FilerView> = HashMap::new();
     let mut out = Vec::with_capacity(entries.len());
     for e in entries {
-        if !filers.contains_key(&e.created_by) {
-            let user = state.store.get_user(e.created_by).await?;
-            filers.insert(
-                e.created_by,
-                FilerView {
+        let filer = match filers.get(&e.created_by) {
+            Some(f) => f.clone(),
+            None => {
+                let user = state.store.get_user(e.created_by).await?;
+                let f = FilerView {
                     id: user.id,
                     display_name: user.display_name,
                     role: user.role,
-                },
-            );
-        }
-        let filer = &filers[&e.created_by];
+                };
+                filers.insert(e.created_by, f.clone());
+                f
+            }
+        };
         let kind = if e.kind == EvidenceKind::Photo.as_str() {
             EvidenceKind::Photo
         } else {
@@ -128,11 +129,7 @@ async fn views(state: &AppState, entries: Vec<MineEvidence>) -> Result<Vec<Evide
             description: e.description,
             items: e.items,
             deadline_key: e.deadline_key,
-            filed_by: FilerView {
-                id: filer.id,
-                display_name: filer.display_name.clone(),
-                role: filer.role,
-            },
+            filed_by: filer,
             filed_at: e.created_at,
             thumbnails,
         });
