@@ -127,7 +127,108 @@ pub async fn seed(state: &AppState) -> Result<(Vec<DemoUser>, String)> {
         });
     }
     seed_mines(state, office_id, holder_id).await?;
+    if let Some(holder) = holder_id {
+        seed_holder_evidence(state, holder).await?;
+    }
     Ok((users, password))
+}
+
+/// The demo holder's evidence for their mine: a photo of the restored slope and the
+/// restoration plan (a one-page PDF), filed as the holder would after uploading them.
+async fn seed_holder_evidence(state: &AppState, holder: uuid::Uuid) -> Result<()> {
+    let Some(mine) = state
+        .store
+        .list_mines_of_holder(holder)
+        .await?
+        .into_iter()
+        .next()
+    else {
+        return Ok(());
+    };
+    let now = state.clock.now_ms();
+    let jpeg = crate::photos::sample::sample_jpeg(640, 480, None, 85);
+    let photo = crate::photos::evidence::ingest_off_thread(jpeg.clone().into()).await?;
+    crate::photos::evidence::keep_unlinked(state, &photo).await?;
+    state.blobs.put(jpeg.clone().into()).await?;
+    let pdf = demo_pdf("Huangjiashan quarry: ecological restoration plan (demo)");
+    let pdf_hash = state.blobs.put(pdf.clone().into()).await?;
+    let entries = [
+        (
+            "document",
+            pdf_hash.hex(),
+            crate::photos::upload::DOCUMENT_CONTENT_TYPE,
+            pdf.len(),
+            "黄家山采石场生态修复方案（经县自然资源局审查）",
+            Vec::new(),
+            Some("restoration_plan"),
+        ),
+        (
+            "photo",
+            photo.sha256.clone(),
+            photo.kind.media_type(),
+            jpeg.len(),
+            "采场边坡削坡后覆土复绿，排水沟已修通",
+            vec!["19.1".to_owned()],
+            None,
+        ),
+    ];
+    for (i, (kind, sha256, content_type, size, description, items, deadline)) in
+        entries.into_iter().enumerate()
+    {
+        state
+            .store
+            .add_mine_evidence(&crate::store::MineEvidence {
+                id: uuid::Uuid::now_v7(),
+                mine_id: mine.id,
+                kind: kind.into(),
+                sha256,
+                content_type: content_type.into(),
+                size: size as u64,
+                description: description.into(),
+                items,
+                deadline_key: deadline.map(str::to_owned),
+                created_by: holder,
+                created_at: now + i as i64,
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// A one-page PDF showing `text` (ASCII), with a correct cross-reference table.
+fn demo_pdf(text: &str) -> Vec<u8> {
+    let content = format!("BT /F1 14 Tf 60 780 Td ({text}) Tj ET");
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R \
+         /Resources << /Font << /F1 5 0 R >> >> >>"
+            .to_owned(),
+        format!(
+            "<< /Length {} >>\nstream\n{content}\nendstream",
+            content.len()
+        ),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_owned(),
+    ];
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, body) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend(format!("{} 0 obj\n{body}\nendobj\n", i + 1).bytes());
+    }
+    let xref = out.len();
+    out.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).bytes());
+    for o in offsets {
+        out.extend(format!("{o:010} 00000 n \n").bytes());
+    }
+    out.extend(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .bytes(),
+    );
+    out
 }
 
 /// One demo mine: where it is and the steps it has gone through (dates in the 2023 campaign).

@@ -78,6 +78,10 @@ pub enum ErrorCode {
     /// The uploaded file is not a photo the server keeps: another type than declared (by its
     /// magic bytes), HEIC, or beyond the byte or pixel caps.
     PhotoRefused,
+    /// The uploaded document is not the type declared (a PDF starts with `%PDF-`).
+    DocumentRefused,
+    /// Holder evidence names a file not (or not completely) uploaded for this mine yet.
+    EvidenceNotUploaded,
 }
 
 impl ErrorCode {
@@ -114,6 +118,8 @@ impl ErrorCode {
             ErrorCode::HashMismatch => "hash_mismatch",
             ErrorCode::UploadTooLarge => "upload_too_large",
             ErrorCode::PhotoRefused => "photo_refused",
+            ErrorCode::DocumentRefused => "document_refused",
+            ErrorCode::EvidenceNotUploaded => "evidence_not_uploaded",
         }
     }
 }

@@ -873,6 +873,8 @@ async fn health_and_openapi(b: Backend) {
         "/api/v1/photos/{sha256}/meta",
         "/api/v1/rounds/{id}/photos",
         "/api/v1/rounds/{id}/record",
+        "/api/v1/mines/{id}/evidence",
+        "/api/v1/mines/{id}/evidence/{entry}/file",
         "/healthz",
         "/readyz",
     ] {
@@ -1013,6 +1015,9 @@ async fn authorization_matrix(b: Backend) {
     let (photo, photo_round) =
         photo_fixture(&app, office, township_id, Some(holder_id), "PH-1", 1).await;
     let (other_photo, _) = photo_fixture(&app, office, other_township, None, "PH-2", 2).await;
+    // The holder's mine with a photo uploaded for it and filed as its evidence.
+    let (evidence_mine, evidence_photo, evidence_entry) =
+        evidence_fixture(&app, township_id, holder_id).await;
     type Expect = Box<dyn Fn(Role) -> S>;
     let table: Vec<(Method, &str, &str, Expect)> = vec![
         // Photos: whoever sees one of the photo's records; a holder no original; else 404.
@@ -1069,6 +1074,64 @@ async fn authorization_matrix(b: Backend) {
             "/api/v1/rounds/{random}/photos",
             "",
             Box::new(everyone(S::NOT_FOUND)),
+        ),
+        // Holder evidence: whoever sees the mine sees it (a holder their own mine's, originals
+        // of its evidence photos included); its holder, the county office and admins file it.
+        (
+            Method::GET,
+            "/api/v1/mines/{evidence_mine}/evidence",
+            "",
+            Box::new(everyone(S::OK)),
+        ),
+        (
+            Method::GET,
+            "/api/v1/mines/{other_mine}/evidence",
+            "",
+            Box::new(elsewhere),
+        ),
+        (
+            Method::GET,
+            "/api/v1/mines/{evidence_mine}/evidence/{evidence_entry}/file",
+            "",
+            Box::new(everyone(S::OK)),
+        ),
+        (
+            Method::GET,
+            "/api/v1/mines/{evidence_mine}/evidence/{random}/file",
+            "",
+            Box::new(everyone(S::NOT_FOUND)),
+        ),
+        (
+            Method::POST,
+            "/api/v1/mines/{evidence_mine}/evidence",
+            "evidence",
+            Box::new(|r: Role| match r {
+                Role::Admin | Role::CountyOffice | Role::Operator => S::CREATED,
+                _ => S::FORBIDDEN,
+            }),
+        ),
+        // Not uploaded for that mine (409), or not the holder's mine (404).
+        (
+            Method::POST,
+            "/api/v1/mines/{other_mine}/evidence",
+            "evidence",
+            Box::new(|r: Role| match r {
+                Role::Admin | Role::CountyOffice => S::CONFLICT,
+                Role::Operator => S::NOT_FOUND,
+                _ => S::FORBIDDEN,
+            }),
+        ),
+        (
+            Method::GET,
+            "/api/v1/photos/{evidence_photo}",
+            "",
+            Box::new(everyone(S::OK)),
+        ),
+        (
+            Method::GET,
+            "/api/v1/photos/{evidence_photo}/thumb/large",
+            "",
+            Box::new(everyone(S::OK)),
         ),
         // The assembled record: whoever sees the mine (a holder their own mine's).
         (
@@ -1440,6 +1503,9 @@ async fn authorization_matrix(b: Backend) {
                 .replace("{approved_mine}", &approved.id.to_string())
                 .replace("{other_mine}", &other_mine.id.to_string())
                 .replace("{held_mine}", &held_mine.id.to_string())
+                .replace("{evidence_mine}", &evidence_mine)
+                .replace("{evidence_photo}", &evidence_photo)
+                .replace("{evidence_entry}", &evidence_entry)
                 .replace("{photo}", &photo)
                 .replace("{other_photo}", &other_photo)
                 .replace("{photo_round}", &photo_round)
@@ -1461,6 +1527,8 @@ async fn authorization_matrix(b: Backend) {
                 "bind_holder" => Some(json!({"user_id": bystander.id})),
                 "new_upload" => Some(json!({"sha256": "ab".repeat(32), "size": 10,
                     "content_type": "image/jpeg", "record_id": Uuid::now_v7()})),
+                "evidence" => Some(json!({"sha256": evidence_photo, "kind": "photo",
+                    "description": "覆土复绿后", "items": ["19.1"]})),
                 "case" => Some(json!({"kind": "referral", "what": "未履行修复义务",
                     "to": "县检察院", "evidence": ["照片1"]})),
                 _ => None,
@@ -1619,6 +1687,63 @@ async fn photo_fixture(
         .unwrap();
     app.state.blobs.put(jpeg.into()).await.unwrap();
     (ingested.sha256, round)
+}
+
+/// A mine of `township` bound to `holder`, with a photo uploaded for it (as an upload's finish
+/// keeps it) and filed as its evidence; returns the mine's id, the photo's hash, the entry's id.
+async fn evidence_fixture(app: &TestApp, township: Uuid, holder: Uuid) -> (String, String, String) {
+    let mine = fixture_mine(township, "EV-1", true, Some(holder));
+    app.store
+        .create_mines(std::slice::from_ref(&mine))
+        .await
+        .unwrap();
+    let jpeg = yanshou_server::photos::sample::sample_jpeg(50, 40, None, 80);
+    let ingested =
+        yanshou_server::photos::ingest(&jpeg, &yanshou_server::photos::sniff::Limits::default())
+            .unwrap();
+    yanshou_server::photos::evidence::keep_unlinked(&app.state, &ingested)
+        .await
+        .unwrap();
+    app.state.blobs.put(jpeg.clone().into()).await.unwrap();
+    let device = yanshou_server::model::Device {
+        id: Uuid::now_v7(),
+        user_id: holder,
+        name: "手机".into(),
+        public_key_spki: "AAAA".into(),
+        created_at: 0,
+        revoked_at: None,
+    };
+    app.store.create_device(&device).await.unwrap();
+    let upload = yanshou_server::store::Upload {
+        id: Uuid::now_v7(),
+        user_id: holder,
+        device_id: device.id,
+        record_id: None,
+        mine_id: Some(mine.id),
+        sha256: ingested.sha256.clone(),
+        size: jpeg.len() as u64,
+        content_type: "image/jpeg".into(),
+        received: jpeg.len() as u64,
+        created_at: 0,
+        updated_at: 0,
+        completed_at: Some(0),
+    };
+    app.store.create_upload(&upload).await.unwrap();
+    let entry = yanshou_server::store::MineEvidence {
+        id: Uuid::now_v7(),
+        mine_id: mine.id,
+        kind: "photo".into(),
+        sha256: ingested.sha256.clone(),
+        content_type: "image/jpeg".into(),
+        size: jpeg.len() as u64,
+        description: "边坡复绿".into(),
+        items: Vec::new(),
+        deadline_key: None,
+        created_by: holder,
+        created_at: 0,
+    };
+    app.store.add_mine_evidence(&entry).await.unwrap();
+    (mine.id.to_string(), ingested.sha256, entry.id.to_string())
 }
 
 /// A mine registered directly in the store (approved for cancellation when `approved`).

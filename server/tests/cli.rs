@@ -297,6 +297,61 @@ async fn demo_starts_a_county_whose_printed_password_logs_in() {
     assert_eq!(board["mines"], 13, "{board}");
     assert!(board["by_stage"].as_object().unwrap().len() >= 8, "{board}");
     assert!(!board["overdue"].as_array().unwrap().is_empty(), "{board}");
+
+    // The holder's mine carries their evidence: a photo and the restoration plan (a PDF).
+    let holder: serde_json::Value = client
+        .post(format!("{}/api/v1/auth/login", server.base))
+        .json(&serde_json::json!({"username": "holder", "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = holder["access_token"].as_str().unwrap();
+    let get = |path: String| {
+        client
+            .get(format!("{}{path}", server.base))
+            .bearer_auth(token)
+    };
+    let mines: serde_json::Value = get("/api/v1/mines".into())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mine = mines[0]["id"].as_str().unwrap();
+    let evidence: serde_json::Value = get(format!("/api/v1/mines/{mine}/evidence"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = evidence
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["document", "photo"], "{evidence}");
+    let pdf = get(evidence[0]["href"].as_str().unwrap().to_owned())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(pdf.starts_with(b"%PDF-"));
+    let thumb = get(evidence[1]["thumbnails"]["small"]["href"]
+        .as_str()
+        .unwrap()
+        .to_owned())
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(thumb.status(), 200);
 }
 
 #[tokio::test]

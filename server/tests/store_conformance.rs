@@ -53,6 +53,9 @@
 //!   `parallel_chunks_at_one_offset_let_exactly_one_through`
 //! - add_photo, link_photo, get_photo, list_photo_records, list_record_photos:
 //!   `photos_are_kept_once_and_linked_to_each_record`, `parallel_adds_of_one_photo_keep_one_row`
+//! - find_mine_upload: `uploads_for_a_mine_are_found_by_mine_and_hash`
+//! - keep_photo, add_mine_evidence, list_mine_evidence, get_mine_evidence, list_evidence_mines:
+//!   `holder_evidence_is_listed_per_mine_and_found_by_blob`
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -75,8 +78,9 @@ use yanshou_server::{
         Role, Stage, Township,
     },
     store::{
-        ChangeRow, ConflictRow, EntityRow, Photo, RefreshToken, RoundEntity, SigningKey,
-        StoreError, StoreResult, StoredOp, StoredThumb, SyncLoaded, SyncWrites, Upload, Visibility,
+        ChangeRow, ConflictRow, EntityRow, MineEvidence, Photo, RefreshToken, RoundEntity,
+        SigningKey, StoreError, StoreResult, StoredOp, StoredThumb, SyncLoaded, SyncWrites, Upload,
+        Visibility,
     },
 };
 
@@ -2878,7 +2882,8 @@ async fn new_upload(db: &TestDb) -> Upload {
         id: Uuid::now_v7(),
         user_id: user.id,
         device_id: d.id,
-        record_id: round.id,
+        record_id: Some(round.id),
+        mine_id: None,
         sha256: "ab".repeat(32),
         size: 100,
         content_type: "image/jpeg".into(),
@@ -2946,7 +2951,7 @@ async fn uploads_advance_only_from_the_expected_offset(b: Backend) {
     // An upload names an existing record.
     let orphan = Upload {
         id: Uuid::now_v7(),
-        record_id: Uuid::now_v7(),
+        record_id: Some(Uuid::now_v7()),
         ..up
     };
     assert!(matches!(
@@ -3014,7 +3019,7 @@ async fn next_round(db: &TestDb, of: Uuid) -> Uuid {
 
 async fn photos_are_kept_once_and_linked_to_each_record(b: Backend) {
     let db = TestDb::new(b).await;
-    let first = new_upload(&db).await.record_id;
+    let first = new_upload(&db).await.record_id.unwrap();
     let second = next_round(&db, first).await;
     let p = photo_row(&"c".repeat(64));
     assert!(matches!(
@@ -3081,7 +3086,7 @@ async fn photos_are_kept_once_and_linked_to_each_record(b: Backend) {
 
 async fn parallel_adds_of_one_photo_keep_one_row(b: Backend) {
     let db = TestDb::new(b).await;
-    let record = new_upload(&db).await.record_id;
+    let record = new_upload(&db).await.record_id.unwrap();
     let tasks: Vec<_> = (0..8)
         .map(|n| {
             let store = Arc::clone(&db.store);
@@ -3098,6 +3103,228 @@ async fn parallel_adds_of_one_photo_keep_one_row(b: Backend) {
         vec![record]
     );
     assert_eq!(db.store.list_record_photos(record).await.unwrap().len(), 1);
+}
+
+/// An upload for a mine of the user and device of `up` (a record's upload).
+async fn mine_upload(db: &TestDb, up: &Upload, mine: Uuid, sha: &str, at: i64) -> Upload {
+    let u = Upload {
+        id: Uuid::now_v7(),
+        record_id: None,
+        mine_id: Some(mine),
+        sha256: sha.into(),
+        content_type: "application/pdf".into(),
+        created_at: at,
+        updated_at: at,
+        ..up.clone()
+    };
+    db.store.create_upload(&u).await.unwrap();
+    u
+}
+
+async fn uploads_for_a_mine_are_found_by_mine_and_hash(b: Backend) {
+    let db = TestDb::new(b).await;
+    let up = new_upload(&db).await;
+    let mine = db
+        .store
+        .get_round(up.record_id.unwrap())
+        .await
+        .unwrap()
+        .mine_id;
+    let sha = "9".repeat(64);
+    assert_eq!(db.store.find_mine_upload(mine, &sha).await.unwrap(), None);
+    // A record's upload of that hash is not the mine's.
+    db.store
+        .create_upload(&Upload {
+            sha256: sha.clone(),
+            ..up.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(db.store.find_mine_upload(mine, &sha).await.unwrap(), None);
+    // Two attempts: the one that got furthest is found, the complete one before all others.
+    let first = mine_upload(&db, &up, mine, &sha, NOW).await;
+    let second = mine_upload(&db, &up, mine, &sha, NOW + 1).await;
+    assert_eq!(
+        db.store.find_mine_upload(mine, &sha).await.unwrap(),
+        Some(second.clone())
+    );
+    assert!(
+        db.store
+            .advance_upload(first.id, 0, 100, NOW + 2)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        db.store
+            .find_mine_upload(mine, &sha)
+            .await
+            .unwrap()
+            .map(|u| u.id),
+        Some(first.id)
+    );
+    assert!(
+        db.store
+            .advance_upload(second.id, 0, 100, NOW + 3)
+            .await
+            .unwrap()
+    );
+    assert!(db.store.complete_upload(second.id, NOW + 4).await.unwrap());
+    let found = db
+        .store
+        .find_mine_upload(mine, &sha)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((found.id, found.completed_at), (second.id, Some(NOW + 4)));
+    assert_eq!(found.mine_id, Some(mine));
+    assert_eq!(found.record_id, None);
+    // Another mine, another hash: nothing.
+    assert_eq!(
+        db.store
+            .find_mine_upload(Uuid::now_v7(), &sha)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        db.store
+            .find_mine_upload(mine, &"8".repeat(64))
+            .await
+            .unwrap(),
+        None
+    );
+    // An upload is for a record or a mine, never both, never neither.
+    for (record_id, mine_id) in [(up.record_id, Some(mine)), (None, None)] {
+        let bad = Upload {
+            id: Uuid::now_v7(),
+            record_id,
+            mine_id,
+            ..up.clone()
+        };
+        assert!(db.store.create_upload(&bad).await.is_err());
+    }
+    // A mine's upload names an existing mine.
+    let orphan = Upload {
+        id: Uuid::now_v7(),
+        record_id: None,
+        mine_id: Some(Uuid::now_v7()),
+        ..up
+    };
+    assert!(matches!(
+        db.store.create_upload(&orphan).await,
+        Err(StoreError::Conflict { .. })
+    ));
+}
+
+fn evidence_entry(mine: Uuid, user: Uuid, sha: &str, at: i64) -> MineEvidence {
+    MineEvidence {
+        id: Uuid::now_v7(),
+        mine_id: mine,
+        kind: "photo".into(),
+        sha256: sha.into(),
+        content_type: "image/jpeg".into(),
+        size: 3_456_789,
+        description: "边坡已削坡并覆土复绿".into(),
+        items: vec!["3.1".into(), "3.4".into()],
+        deadline_key: Some("reinspection".into()),
+        created_by: user,
+        created_at: at,
+    }
+}
+
+async fn holder_evidence_is_listed_per_mine_and_found_by_blob(b: Backend) {
+    let db = TestDb::new(b).await;
+    let t = mine_setup(&db).await;
+    let (m1, m2) = (mine(t.id, "一矿", "EV-1"), mine(t.id, "二矿", "EV-2"));
+    db.store
+        .create_mines(&[m1.clone(), m2.clone()])
+        .await
+        .unwrap();
+    let holder = db
+        .store
+        .create_user(&new_user("holder", Role::Operator))
+        .await
+        .unwrap();
+    // A holder's photo is kept without a record: no links, and kept once.
+    let p = photo_row(&"7".repeat(64));
+    db.store.keep_photo(&p).await.unwrap();
+    let mut again = p.clone();
+    again.exif = "{}".into();
+    db.store.keep_photo(&again).await.unwrap();
+    assert_eq!(db.store.get_photo(&p.sha256).await.unwrap(), p);
+    assert!(
+        db.store
+            .list_photo_records(&p.sha256)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        db.store
+            .list_evidence_mines(&p.sha256)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let a = evidence_entry(m1.id, holder.id, &p.sha256, NOW + 2);
+    let mut doc = evidence_entry(m1.id, holder.id, &"6".repeat(64), NOW + 1);
+    doc.kind = "document".into();
+    doc.content_type = "application/pdf".into();
+    doc.items = Vec::new();
+    doc.deadline_key = None;
+    let c = evidence_entry(m2.id, holder.id, &p.sha256, NOW);
+    for e in [&a, &doc, &c] {
+        db.store.add_mine_evidence(e).await.unwrap();
+    }
+    // Filing order per mine; an entry round-trips (items, no deadline).
+    assert_eq!(
+        db.store.list_mine_evidence(m1.id).await.unwrap(),
+        vec![doc.clone(), a.clone()]
+    );
+    assert_eq!(
+        db.store.list_mine_evidence(m2.id).await.unwrap(),
+        vec![c.clone()]
+    );
+    assert!(
+        db.store
+            .list_mine_evidence(Uuid::now_v7())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        db.store.get_mine_evidence(m1.id, doc.id).await.unwrap(),
+        doc
+    );
+    // Another mine's entry is not found under this one.
+    assert!(matches!(
+        db.store.get_mine_evidence(m1.id, c.id).await,
+        Err(StoreError::NotFound)
+    ));
+    // The mines a blob is evidence of, each once, by first filing.
+    assert_eq!(
+        db.store.list_evidence_mines(&p.sha256).await.unwrap(),
+        vec![m2.id, m1.id]
+    );
+    db.store
+        .add_mine_evidence(&evidence_entry(m2.id, holder.id, &p.sha256, NOW + 9))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store.list_evidence_mines(&p.sha256).await.unwrap(),
+        vec![m2.id, m1.id]
+    );
+    // An entry names an existing mine and user.
+    for bad in [
+        evidence_entry(Uuid::now_v7(), holder.id, &p.sha256, NOW),
+        evidence_entry(m1.id, Uuid::now_v7(), &p.sha256, NOW),
+    ] {
+        assert!(matches!(
+            db.store.add_mine_evidence(&bad).await,
+            Err(StoreError::Conflict { .. })
+        ));
+    }
 }
 
 #[test]
@@ -3288,4 +3515,6 @@ both_backends!(
     parallel_chunks_at_one_offset_let_exactly_one_through,
     photos_are_kept_once_and_linked_to_each_record,
     parallel_adds_of_one_photo_keep_one_row,
+    uploads_for_a_mine_are_found_by_mine_and_hash,
+    holder_evidence_is_listed_per_mine_and_found_by_blob,
 );

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod devices;
+pub mod evidence;
 pub mod health;
 pub mod mines;
 pub mod org;
@@ -191,6 +192,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(org::router())
         .merge(sync::router())
         .merge(mines::router())
+        .merge(evidence::router())
         .merge(templates::router())
         .merge(uploads::router())
         .merge(photos::router())

@@ -117,7 +117,7 @@ pub struct ThumbView {
 }
 
 impl ThumbView {
-    fn new(photo: &str, size: &str, t: &StoredThumb) -> Self {
+    pub fn new(photo: &str, size: &str, t: &StoredThumb) -> Self {
         ThumbView {
             sha256: t.sha256.clone(),
             bytes: t.bytes,
@@ -183,6 +183,8 @@ pub struct PhotoDetailView {
     pub photo: PhotoView,
     /// The acceptance records (round ids) the photo was uploaded for, of those the caller sees.
     pub records: Vec<Uuid>,
+    /// The mines whose holder evidence the photo is, of those the caller sees.
+    pub mines: Vec<Uuid>,
 }
 
 /// Where a photo was taken, against the mine's boundary.
@@ -295,7 +297,8 @@ async fn serve_file(
         .into_response())
 }
 
-/// The original photo, byte for byte (EXIF and GPS included). Not for a mine's holder.
+/// The original photo, byte for byte (EXIF and GPS included). Not for a mine's holder, but for
+/// the photos filed as their own mine's evidence.
 #[utoipa::path(get, path = "/photos/{sha256}", tag = "photos", security(("bearer" = [])),
     params(("sha256" = String, Path, description = "SHA-256 of the original"),
            ("If-None-Match" = Option<String>, Header, description = "an ETag already held")),
@@ -358,10 +361,12 @@ async fn photo_meta(
         photo,
         exif,
         records,
+        mines,
     } = evidence::visible_photo(&state, &caller, &sha256).await?;
     let view = PhotoDetailView {
         photo: PhotoView::new(&photo, &exif),
         records,
+        mines,
     };
     Ok((
         [

@@ -1,4 +1,5 @@
-//! Resumable photo uploads (tus-like): limits, create, offset, chunks, finish.
+//! Resumable uploads (tus-like): limits, create, offset, chunks, finish. Inspectors' photos for
+//! an acceptance record; a mine holder's evidence (photos, PDF documents) for a mine.
 
 use axum::{
     Json,
@@ -15,7 +16,9 @@ use crate::{
     AppState,
     error::{ApiJson, AppError, ErrorBody, Result},
     identity::auth::AuthUser,
-    photos::upload::{self, Created, LIMITS, NewUpload},
+    photos::upload::{
+        self, Created, DOCUMENT_CONTENT_TYPE, DOCUMENT_MAX_BYTES, LIMITS, NewUpload, Target,
+    },
     store::Upload,
 };
 
@@ -43,8 +46,12 @@ pub struct UploadLimits {
     pub chunk_max_bytes: u64,
     /// Largest file.
     pub file_max_bytes: u64,
-    /// Accepted media types.
+    /// Accepted media types of photos.
     pub content_types: Vec<String>,
+    /// Largest document (a mine holder's evidence).
+    pub document_max_bytes: u64,
+    /// Accepted media types of documents (uploads for a mine only).
+    pub document_content_types: Vec<String>,
 }
 
 /// A file to upload, declared by its hash and size.
@@ -54,14 +61,18 @@ pub struct NewUploadRequest {
     /// SHA-256 of the whole file, 64 lowercase hexadecimal digits.
     #[schema(pattern = "^[0-9a-f]{64}$")]
     pub sha256: String,
-    /// Size of the whole file in bytes (at most the limits' `file_max_bytes`).
+    /// Size of the whole file in bytes (at most the limits' `file_max_bytes`, for a document
+    /// `document_max_bytes`).
     #[schema(minimum = 1, maximum = 30_000_000)]
     pub size: u64,
-    /// Media type, one of the limits' `content_types`.
-    #[schema(pattern = "^image/(jpeg|png)$")]
+    /// Media type, one of the limits' `content_types` (for a mine also
+    /// `document_content_types`).
+    #[schema(pattern = "^(image/(jpeg|png)|application/pdf)$")]
     pub content_type: String,
-    /// The acceptance record (round id) the photo is for.
-    pub record_id: Uuid,
+    /// The acceptance record (round id) the photo is for; or
+    pub record_id: Option<Uuid>,
+    /// the mine whose holder's evidence the file is (exactly one of the two).
+    pub mine_id: Option<Uuid>,
 }
 
 /// State of an upload.
@@ -125,31 +136,51 @@ async fn upload_limits(_caller: AuthUser) -> Json<UploadLimits> {
             .iter()
             .map(|t| (*t).to_owned())
             .collect(),
+        document_max_bytes: DOCUMENT_MAX_BYTES,
+        document_content_types: vec![DOCUMENT_CONTENT_TYPE.to_owned()],
     })
 }
 
 /// Declare an upload for a record (from an enrolled device of a user who may write the
-/// record). 201 with the upload to send chunks to, or 200 with `complete: true` when the server
-/// already holds a file with this hash.
+/// record), or for a mine (its holder's evidence: the bound holder, the county office, an
+/// admin). 201 with the upload to send chunks to, or 200 with `complete: true` when the server
+/// already holds a file with this hash (for a mine: one uploaded for this mine).
 #[utoipa::path(post, path = "/uploads", tag = "uploads", security(("bearer" = [])),
     request_body = NewUploadRequest,
     responses((status = 201, description = "upload created", body = UploadView),
               (status = 200, description = "already stored", body = UploadView),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 403, description = "no device-bound session, or may not write the record",
-               body = ErrorBody),
-              (status = 404, description = "no such record", body = ErrorBody),
+              (status = 403, description = "no device-bound session, or may not write the record \
+               (a holder never does) or upload to the mine", body = ErrorBody),
+              (status = 404, description = "no such record or mine", body = ErrorBody),
               (status = 413, description = "file larger than the limit", body = ErrorBody)))]
 async fn create_upload(
     State(state): State<AppState>,
     caller: AuthUser,
     ApiJson(body): ApiJson<NewUploadRequest>,
 ) -> Result<Response> {
+    let target = match (body.record_id, body.mine_id) {
+        (Some(record), None) => Target::Record(record),
+        (None, Some(mine)) => Target::Mine(mine),
+        (Some(_), Some(_)) => {
+            return Err(AppError::invalid_field(
+                "mine_id",
+                "give record_id (an acceptance record's photo) or mine_id (a holder's \
+                 evidence), not both",
+            ));
+        }
+        (None, None) => {
+            return Err(AppError::invalid_field(
+                "record_id",
+                "required (or mine_id, for a holder's evidence)",
+            ));
+        }
+    };
     let new = NewUpload {
         sha256: body.sha256,
         size: body.size,
         content_type: body.content_type,
-        record_id: body.record_id,
+        target,
     };
     Ok(match upload::create(&state, &caller, new).await? {
         Created::Started(u) => (StatusCode::CREATED, Json(UploadView::from(&u))).into_response(),

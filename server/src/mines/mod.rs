@@ -1,8 +1,8 @@
 //! The mine registry and its workflow operations: create and import mines (with licence
 //! boundaries converted from CGCS2000 Gauss-Krüger corner points), export, transitions with an
 //! audit trail, the dashboard (counts, overdue and due-soon lists as of a date), and the case log
-//! (一事一议, 线索移送, 公告). Files: [`registry`], [`csv`], [`transitions`], [`dashboard`],
-//! [`cases`]; the campaigns mines follow are here.
+//! (一事一议, 线索移送, 公告), and the holder's rectification evidence. Files: [`registry`], [`csv`],
+//! [`transitions`], [`dashboard`], [`cases`], [`evidence`]; the campaigns mines follow are here.
 //!
 //! Dates: the workflow counts in the county's calendar (China Standard Time, UTC+8), from the
 //! server's [`Clock`] — never from a device.
@@ -10,6 +10,7 @@
 mod cases;
 mod csv;
 mod dashboard;
+mod evidence;
 mod registry;
 mod transitions;
 
@@ -18,6 +19,7 @@ use std::{collections::HashMap, sync::Arc};
 pub use cases::{NewCase, add_case};
 pub use csv::{ImportReport, RowError, export_csv, import_csv};
 pub use dashboard::{Dashboard, DeadlineItem, TownshipProgress, WaitingMine, dashboard};
+pub use evidence::{EvidenceKind, NewEvidence, file_evidence, get_evidence, list_evidence};
 pub use registry::{
     BoundaryInput, CreatedMine, HolderBinding, MineDetail, NewMine, bind_holder, create, detail,
     mine_warnings, validate_mine, visible_mines,

@@ -3,9 +3,11 @@
 //! of their records, and the place and time verdicts of a record's photos.
 //!
 //! Who sees a photo: a caller who may see one of its records (the rule of records and mines,
-//! [`visible_mine`] through the round's mine). A mine's holder (`operator`) sees thumbnails and
-//! facts of its own mine's photos but never an original. Anything else is "not found", whether
-//! the photo exists or not.
+//! [`visible_mine`] through the round's mine), or one of the mines whose holder evidence it is.
+//! A mine's holder (`operator`) sees thumbnails and facts of its own mine's photos but never the
+//! original of an inspector's photo; the original of a photo filed as their mine's evidence
+//! (uploaded for that mine, so theirs or the county office's) they may get back. Anything else
+//! is "not found", whether the photo exists or not.
 
 use bytes::Bytes;
 use uuid::Uuid;
@@ -60,6 +62,21 @@ pub fn refused(e: IngestError) -> AppError {
 /// Keep an ingested photo for `record`: both thumbnails as blobs, then its row and the link.
 /// The original's blob is the caller's (stored before or after, by its own rules).
 pub async fn keep(state: &AppState, photo: &Ingested, record: Uuid) -> Result<()> {
+    let row = thumbnails(state, photo).await?;
+    state.store.add_photo(&row, record, row.created_at).await?;
+    Ok(())
+}
+
+/// Keep an ingested photo uploaded for a mine (a holder's evidence): thumbnails and row, no
+/// record; it is linked to the mine when it is filed (and visible from then on).
+pub async fn keep_unlinked(state: &AppState, photo: &Ingested) -> Result<()> {
+    let row = thumbnails(state, photo).await?;
+    state.store.keep_photo(&row).await?;
+    Ok(())
+}
+
+/// Store both thumbnails as blobs; the photo's row to keep.
+async fn thumbnails(state: &AppState, photo: &Ingested) -> Result<Photo> {
     let small = state
         .blobs
         .put(Bytes::from(photo.small.jpeg.clone()))
@@ -70,8 +87,7 @@ pub async fn keep(state: &AppState, photo: &Ingested, record: Uuid) -> Result<()
         .await?;
     let exif = serde_json::to_string(&photo.exif)
         .map_err(|e| AppError::Internal(format!("EXIF facts: {e}")))?;
-    let now = state.clock.now_ms();
-    let row = Photo {
+    Ok(Photo {
         sha256: photo.sha256.clone(),
         content_type: photo.kind.media_type().to_owned(),
         bytes: photo.bytes as u64,
@@ -90,10 +106,8 @@ pub async fn keep(state: &AppState, photo: &Ingested, record: Uuid) -> Result<()
             width: photo.large.width,
             height: photo.large.height,
         },
-        created_at: now,
-    };
-    state.store.add_photo(&row, record, now).await?;
-    Ok(())
+        created_at: state.clock.now_ms(),
+    })
 }
 
 /// A photo the server already holds, declared again (for this record or another): link it to
@@ -125,9 +139,12 @@ pub struct Visible {
     pub photo: Photo,
     pub exif: PhotoExif,
     pub records: Vec<Uuid>,
+    /// The mines whose holder evidence it is, of those the caller sees.
+    pub mines: Vec<Uuid>,
 }
 
-/// The photo `sha256` if the caller may see one of its records (else "not found").
+/// The photo `sha256` if the caller may see one of its records, or one of the mines whose
+/// evidence it is (else "not found").
 pub async fn visible_photo(state: &AppState, caller: &AuthUser, sha256: &str) -> Result<Visible> {
     let not_found = || AppError::NotFound("photo");
     let hash: BlobHash = sha256.parse().map_err(|_| not_found())?;
@@ -149,7 +166,15 @@ pub async fn visible_photo(state: &AppState, caller: &AuthUser, sha256: &str) ->
             Err(e) => return Err(e),
         }
     }
-    if records.is_empty() {
+    let mut mines = Vec::new();
+    for mine in state.store.list_evidence_mines(&photo.sha256).await? {
+        match visible_mine(state, caller, mine).await {
+            Ok(_) => mines.push(mine),
+            Err(AppError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if records.is_empty() && mines.is_empty() {
         return Err(not_found());
     }
     let exif = exif_of(&photo);
@@ -157,10 +182,12 @@ pub async fn visible_photo(state: &AppState, caller: &AuthUser, sha256: &str) ->
         photo,
         exif,
         records,
+        mines,
     })
 }
 
-/// The media type and blob of one file of a visible photo; a holder gets no original.
+/// The media type and blob of one file of a visible photo; a holder gets no original but of
+/// their own mine's evidence.
 pub async fn file(
     state: &AppState,
     caller: &AuthUser,
@@ -169,7 +196,7 @@ pub async fn file(
 ) -> Result<(String, BlobHash)> {
     let seen = visible_photo(state, caller, sha256).await?;
     let (media, hash) = match variant {
-        Variant::Original if caller.role() == Role::Operator => {
+        Variant::Original if caller.role() == Role::Operator && seen.mines.is_empty() => {
             return Err(AppError::NotFound("photo"));
         }
         Variant::Original => (seen.photo.content_type.clone(), &seen.photo.sha256),

@@ -1,7 +1,8 @@
 //! Photo evidence: how a photo arrives, what the file is, what its EXIF says, its thumbnails,
 //! and verdicts on where and when it was taken.
 //!
-//! - [`upload`]: resumable uploads (tus-like): create for a declared SHA-256 and size, send
+//! - [`upload`]: resumable uploads (tus-like) for an acceptance record or for a mine (its
+//!   holder's evidence photos and PDF documents): create for a declared SHA-256 and size, send
 //!   chunks at an offset, finish; the hash is verified before the blob exists; the state lives
 //!   in the store and the received parts in the blob store, so another replica, or a restarted
 //!   server, continues an upload;
@@ -13,7 +14,8 @@
 //! - [`geofence`]: location verdict against the mine's boundary, time verdict against the
 //!   visit, and EXIF-versus-phone position disagreement;
 //! - [`evidence`]: a record's photos as kept (thumbnails, facts, the records they belong to),
-//!   who may see them (an original never to a holder), and their verdicts;
+//!   who may see them (through their records, or the mines whose holder evidence they are; an
+//!   original never to a holder, but of their own mine's evidence), and their verdicts;
 //! - [`findings`]: what the server found about each photo a record's evidence names, written
 //!   into the record (`photos/<sha256>`) so phones learn it through sync;
 //! - [`sample`]: synthetic JPEGs with EXIF for tests, fuzz seeds and the benchmark.

@@ -1,9 +1,15 @@
 //! Resumable uploads: create, ask the offset, append chunks, finish.
 //!
 //! - **create** declares the SHA-256, size and media type of a file for one acceptance record
-//!   (a round's id). The caller must be on an enrolled device and allowed to write some section
-//!   of the record (the rights of `sync::policy`). A hash the blob store already holds answers
-//!   at once (and links the photo to this record too): nothing is uploaded twice.
+//!   (a round's id) or one mine (its holder's rectification evidence). The caller must be on an
+//!   enrolled device and allowed to write some section of the record (the rights of
+//!   `sync::policy`), or be the mine's bound holder, the county office or an admin. For a
+//!   record, a hash the blob store already holds answers at once (and links the photo to this
+//!   record too): nothing is uploaded twice. For a mine, only a file already uploaded for that
+//!   mine does: a holder proves they have the bytes by sending them, so a hash seen elsewhere
+//!   (an inspector's photo) never becomes the holder's evidence, nor their original to fetch.
+//!   A mine also takes documents: a PDF (by its `%PDF-` magic bytes, at most
+//!   [`DOCUMENT_MAX_BYTES`]), kept as uploaded without ingest.
 //! - **append** writes a chunk at the upload's current offset as a part in the blob store, and
 //!   only then advances the stored offset, in one write guarded by the offset the chunk was
 //!   sent at: a chunk at another offset, or a duplicate that lost the race, gets 409 with the
@@ -11,7 +17,8 @@
 //!   part is written again by the retry).
 //! - **finish** joins the parts, checks size and SHA-256 and ingests the file (off the async
 //!   threads: type, caps, EXIF, both thumbnails; an undecodable image is refused and nothing is
-//!   kept), stores the thumbnails, the photo's facts and its link to the record, then the blob,
+//!   kept; a document is only checked for its magic bytes), stores the thumbnails, the photo's
+//!   facts and its link to the record (a mine's photo is linked when it is filed), then the blob,
 //!   marks the upload complete and deletes the parts. Finishing again answers the same.
 
 use bytes::Bytes;
@@ -34,13 +41,29 @@ use crate::{
 
 pub use crate::model::record::{LIMITS, Limits};
 
+/// The media type of the documents a mine's holder may upload (生态修复方案, completion reports).
+pub const DOCUMENT_CONTENT_TYPE: &str = "application/pdf";
+/// Largest document: a scanned report of a few dozen pages.
+pub const DOCUMENT_MAX_BYTES: u64 = 20_000_000;
+/// The first bytes of every PDF file.
+pub const PDF_MAGIC: &[u8] = b"%PDF-";
+
+/// What an upload is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// An acceptance record (a round's id): an inspector's photo.
+    Record(Uuid),
+    /// A mine: its holder's evidence of the rectification (photo or document).
+    Mine(Uuid),
+}
+
 /// A new upload as declared by the phone.
 #[derive(Debug, Clone)]
 pub struct NewUpload {
     pub sha256: String,
     pub size: u64,
     pub content_type: String,
-    pub record_id: Uuid,
+    pub target: Target,
 }
 
 /// What `create` answers.
@@ -65,34 +88,78 @@ pub async fn create(state: &AppState, caller: &AuthUser, new: NewUpload) -> Resu
             "an empty file is not a photo",
         ));
     }
-    if new.size > LIMITS.file_max_bytes {
+    let document = new.content_type == DOCUMENT_CONTENT_TYPE;
+    let max = if document {
+        DOCUMENT_MAX_BYTES
+    } else {
+        LIMITS.file_max_bytes
+    };
+    if new.size > max {
         return Err(AppError::TooLarge(format!(
-            "the file has {} bytes; at most {} are accepted",
-            new.size, LIMITS.file_max_bytes
+            "the file has {} bytes; at most {max} are accepted",
+            new.size
         )));
     }
-    if !LIMITS.content_types.contains(&new.content_type.as_str()) {
-        return Err(AppError::invalid_field(
-            "content_type",
-            format!("accepted types: {}", LIMITS.content_types.join(", ")),
-        ));
+    let photo_type = LIMITS.content_types.contains(&new.content_type.as_str());
+    match new.target {
+        Target::Record(_) if !photo_type => {
+            return Err(AppError::invalid_field(
+                "content_type",
+                format!("accepted types: {}", LIMITS.content_types.join(", ")),
+            ));
+        }
+        Target::Mine(_) if !photo_type && !document => {
+            return Err(AppError::invalid_field(
+                "content_type",
+                format!(
+                    "accepted types: {}, {DOCUMENT_CONTENT_TYPE}",
+                    LIMITS.content_types.join(", ")
+                ),
+            ));
+        }
+        _ => {}
     }
-    check_may_write_record(state, caller, new.record_id).await?;
-    if state.blobs.size(hash).await? == Some(new.size) {
-        // Already held: this record is one more the photo belongs to.
-        evidence::link_held(state, hash, new.record_id).await?;
-        publish_findings(super::findings::publish(state, EntityId(new.record_id))).await;
-        return Ok(Created::AlreadyStored {
-            sha256: hash,
-            size: new.size,
-        });
+    match new.target {
+        Target::Record(record) => {
+            check_may_write_record(state, caller, record).await?;
+            if state.blobs.size(hash).await? == Some(new.size) {
+                // Already held: this record is one more the photo belongs to.
+                evidence::link_held(state, hash, record).await?;
+                publish_findings(super::findings::publish(state, EntityId(record))).await;
+                return Ok(Created::AlreadyStored {
+                    sha256: hash,
+                    size: new.size,
+                });
+            }
+        }
+        Target::Mine(mine) => {
+            check_may_upload_to_mine(state, caller, mine).await?;
+            if let Some(done) = state.store.find_mine_upload(mine, &hash.hex()).await?
+                && done.completed_at.is_some()
+                && done.size == new.size
+                && done.content_type == new.content_type
+            {
+                // Sent for this mine before (by its holder or the county office).
+                return Ok(Created::AlreadyStored {
+                    sha256: hash,
+                    size: new.size,
+                });
+            }
+        }
     }
     let now = state.clock.now_ms();
     let upload = Upload {
         id: Uuid::now_v7(),
         user_id: caller.id(),
         device_id: device,
-        record_id: new.record_id,
+        record_id: match new.target {
+            Target::Record(r) => Some(r),
+            Target::Mine(_) => None,
+        },
+        mine_id: match new.target {
+            Target::Mine(m) => Some(m),
+            Target::Record(_) => None,
+        },
         sha256: hash.hex(),
         size: new.size,
         content_type: new.content_type,
@@ -202,24 +269,40 @@ pub async fn finish(state: &AppState, caller: &AuthUser, id: Uuid) -> Result<(Bl
             upload.size
         )));
     }
-    let photo = match ingest(&upload, bytes.clone()).await {
-        Ok(photo) => photo,
-        Err(e) => {
-            // A file the server will not keep: its parts are of no use either.
+    if upload.content_type == DOCUMENT_CONTENT_TYPE {
+        if !bytes.starts_with(PDF_MAGIC) {
             state.blobs.delete_parts(id).await?;
-            return Err(e);
+            return Err(AppError::Unprocessable {
+                code: ErrorCode::DocumentRefused,
+                message: format!(
+                    "the file is not a PDF (it does not start with %PDF-), not the declared \
+                     {DOCUMENT_CONTENT_TYPE}"
+                ),
+            });
         }
-    };
-    if photo.sha256 != hash.hex() {
-        state.blobs.delete_parts(id).await?;
-        return Err(mismatch(format!(
-            "the bytes hash to {}, not the declared {hash}; start a new upload",
-            photo.sha256
-        )));
+    } else {
+        let photo = match ingest(&upload, bytes.clone()).await {
+            Ok(photo) => photo,
+            Err(e) => {
+                // A file the server will not keep: its parts are of no use either.
+                state.blobs.delete_parts(id).await?;
+                return Err(e);
+            }
+        };
+        if photo.sha256 != hash.hex() {
+            state.blobs.delete_parts(id).await?;
+            return Err(mismatch(format!(
+                "the bytes hash to {}, not the declared {hash}; start a new upload",
+                photo.sha256
+            )));
+        }
+        // The thumbnails and facts first: a stored original always has them (a crash in
+        // between leaves unreferenced thumbnails, and a retry makes the same ones).
+        match upload.record_id {
+            Some(record) => evidence::keep(state, &photo, record).await?,
+            None => evidence::keep_unlinked(state, &photo).await?,
+        }
     }
-    // The thumbnails and facts first: a stored original always has them (a crash in between
-    // leaves unreferenced thumbnails, and a retry makes the same ones).
-    evidence::keep(state, &photo, upload.record_id).await?;
     match state.blobs.put_expecting(hash, bytes).await {
         Ok(()) => {}
         Err(BlobError::HashMismatch { actual, .. }) => {
@@ -238,7 +321,9 @@ pub async fn finish(state: &AppState, caller: &AuthUser, id: Uuid) -> Result<(Bl
     if let Err(e) = state.blobs.delete_parts(id).await {
         tracing::warn!(upload = %id, error = %e, "could not delete the parts of an upload");
     }
-    publish_findings(super::findings::after_upload(state, &hash.hex())).await;
+    if upload.record_id.is_some() {
+        publish_findings(super::findings::after_upload(state, &hash.hex())).await;
+    }
     Ok((hash, upload.size))
 }
 
@@ -276,6 +361,24 @@ pub fn enrolled_device(caller: &AuthUser) -> Result<Uuid> {
             "uploads need a session bound to an enrolled device (log in with device_id)".into(),
         )
     })
+}
+
+/// The mine must exist and be visible to the caller (else "not found": a holder's own mines
+/// only), and the caller must be its holder, the county office or an admin (else 403:
+/// inspectors, township officers and experts add photos to acceptance records).
+async fn check_may_upload_to_mine(state: &AppState, caller: &AuthUser, mine: Uuid) -> Result<()> {
+    if !matches!(
+        caller.role(),
+        Role::Operator | Role::CountyOffice | Role::Admin
+    ) {
+        return Err(AppError::Forbidden(
+            "only the mine's holder, the county office or an admin upload to a mine; \
+             inspectors upload photos to acceptance records (record_id)"
+                .into(),
+        ));
+    }
+    visible_mine(state, caller, mine).await?;
+    Ok(())
 }
 
 /// The record must exist and be visible to the caller (else "not found"), and the caller must

@@ -8,7 +8,8 @@
 //!   throttle, signing key, refresh tokens, devices), [`SyncStore`] (`sync.rs`), [`MineStore`]
 //!   (`mines.rs`: mines, transitions, events, case records), [`RoundStore`] (`rounds.rs`) and
 //!   [`UploadStore`] (`uploads.rs`: resumable photo uploads) and [`PhotoStore`] (`photos.rs`:
-//!   ingested photos and the records they belong to).
+//!   ingested photos and the records they belong to) and [`EvidenceStore`] (`evidence.rs`: the
+//!   photos and documents a mine's holder files as evidence of the rectification).
 //!   Calling any of their methods on `dyn Store` needs no import.
 //! - **SqlStore**: the one implementation. Its SQL is written once over the backend-dispatch
 //!   layer in `sql.rs` (see there why not generic code); `sqlite.rs` (embedded default) and
@@ -25,6 +26,7 @@
 //! refresh tokens and signing keys all live here.
 
 mod catalog;
+mod evidence;
 mod identity;
 mod mines;
 mod photos;
@@ -41,6 +43,7 @@ use async_trait::async_trait;
 
 pub use self::{
     catalog::CatalogStore,
+    evidence::{EvidenceStore, MineEvidence},
     identity::{IdentityStore, PrincipalStatus, RefreshToken, SigningKey},
     mines::MineStore,
     photos::{Photo, PhotoStore, StoredThumb},
@@ -124,6 +127,7 @@ pub trait Store:
     + RoundStore
     + UploadStore
     + PhotoStore
+    + EvidenceStore
     + Send
     + Sync
     + std::fmt::Debug

@@ -45,6 +45,9 @@ pub trait PhotoStore {
     /// it to `record_id`, then. Idempotent and safe to race: two calls for one
     /// photo leave one row, and one link per record.
     async fn add_photo(&self, photo: &Photo, record_id: Uuid, now: i64) -> StoreResult<()>;
+    /// Keep `photo` without linking it to a record (a holder's evidence photo, linked to its
+    /// mine when it is filed); the first row for its hash wins, as in [`Self::add_photo`].
+    async fn keep_photo(&self, photo: &Photo) -> StoreResult<()>;
     /// Link an already stored photo to another record; `false` when no photo has this hash.
     async fn link_photo(&self, sha256: &str, record_id: Uuid, now: i64) -> StoreResult<bool>;
     /// The photo `sha256`, or [`super::StoreError::NotFound`].
@@ -67,6 +70,18 @@ impl PhotoStore for SqlStore {
     async fn add_photo(&self, p: &Photo, record_id: Uuid, now: i64) -> StoreResult<()> {
         // Two plain statements, not a transaction: each is idempotent on its own, and a failure
         // between them leaves a photo that the retry (or a dedupe `create`) links.
+        self.keep_photo(p).await?;
+        self.db
+            .query(LINK)
+            .bind(&p.sha256)
+            .bind(record_id)
+            .bind(now)
+            .execute(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    async fn keep_photo(&self, p: &Photo) -> StoreResult<()> {
         self.db
             .query(
                 "insert into photos (sha256, content_type, bytes, width, height, exif, \
@@ -90,13 +105,6 @@ impl PhotoStore for SqlStore {
             .bind(i64::from(p.large.width))
             .bind(i64::from(p.large.height))
             .bind(p.created_at)
-            .execute(&self.db)
-            .await?;
-        self.db
-            .query(LINK)
-            .bind(&p.sha256)
-            .bind(record_id)
-            .bind(now)
             .execute(&self.db)
             .await?;
         Ok(())

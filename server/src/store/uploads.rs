@@ -1,5 +1,6 @@
 //! Resumable uploads: the state of each upload (declared hash and size, bytes acknowledged,
-//! completion). The bytes themselves are parts in the blob store.
+//! completion) and what it is for (an acceptance record, or a mine: its holder's evidence).
+//! The bytes themselves are parts in the blob store.
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -15,8 +16,10 @@ pub struct Upload {
     pub id: Uuid,
     pub user_id: Uuid,
     pub device_id: Uuid,
-    /// The acceptance record (a round's id) the file is for.
-    pub record_id: Uuid,
+    /// The acceptance record (a round's id) the file is for, or …
+    pub record_id: Option<Uuid>,
+    /// … the mine whose holder's evidence it is: exactly one of the two (a check constraint).
+    pub mine_id: Option<Uuid>,
     /// Declared SHA-256, lowercase hex.
     pub sha256: String,
     /// Declared size in bytes.
@@ -48,9 +51,12 @@ pub trait UploadStore {
     /// Mark the upload complete (the first completion time is kept); `false` when there is no
     /// such upload.
     async fn complete_upload(&self, id: Uuid, now: i64) -> StoreResult<bool>;
+    /// The upload of `sha256` for the mine `mine_id` that got furthest (a complete one first,
+    /// then the most bytes, then the latest), or `None` when the file was never declared for it.
+    async fn find_mine_upload(&self, mine_id: Uuid, sha256: &str) -> StoreResult<Option<Upload>>;
 }
 
-const SELECT_UPLOADS: &str = "select id, user_id, device_id, record_id, sha256, size, \
+const SELECT_UPLOADS: &str = "select id, user_id, device_id, record_id, mine_id, sha256, size, \
      content_type, received, created_at, updated_at, completed_at from uploads";
 
 #[async_trait]
@@ -58,14 +64,15 @@ impl UploadStore for SqlStore {
     async fn create_upload(&self, u: &Upload) -> StoreResult<()> {
         self.db
             .query(
-                "insert into uploads (id, user_id, device_id, record_id, sha256, size, \
+                "insert into uploads (id, user_id, device_id, record_id, mine_id, sha256, size, \
                  content_type, received, created_at, updated_at, completed_at) \
-                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             )
             .bind(u.id)
             .bind(u.user_id)
             .bind(u.device_id)
             .bind(u.record_id)
+            .bind(u.mine_id)
             .bind(&u.sha256)
             .bind(to_i64(u.size))
             .bind(&u.content_type)
@@ -123,6 +130,21 @@ impl UploadStore for SqlStore {
             .await?;
         Ok(n == 1)
     }
+
+    async fn find_mine_upload(&self, mine_id: Uuid, sha256: &str) -> StoreResult<Option<Upload>> {
+        let row = self
+            .db
+            .query(format!(
+                "{SELECT_UPLOADS} where mine_id = $1 and sha256 = $2 \
+                 order by (case when completed_at is null then 1 else 0 end), received desc, \
+                 created_at desc, id desc limit 1"
+            ))
+            .bind(mine_id)
+            .bind(sha256)
+            .fetch_optional(&self.db)
+            .await?;
+        row.as_ref().map(upload_from_row).transpose()
+    }
 }
 
 fn upload_from_row(r: &Row) -> StoreResult<Upload> {
@@ -131,6 +153,7 @@ fn upload_from_row(r: &Row) -> StoreResult<Upload> {
         user_id: r.get("user_id")?,
         device_id: r.get("device_id")?,
         record_id: r.get("record_id")?,
+        mine_id: r.get("mine_id")?,
         sha256: r.get("sha256")?,
         size: to_u64(r.get("size")?),
         content_type: r.get("content_type")?,
