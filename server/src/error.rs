@@ -78,6 +78,9 @@ pub enum ErrorCode {
     /// The uploaded file is not a photo the server keeps: another type than declared (by its
     /// magic bytes), HEIC, or beyond the byte or pixel caps.
     PhotoRefused,
+    /// A PDF export needs a CJK font the server cannot find (the message names it and the
+    /// package that provides it).
+    FontMissing,
 }
 
 impl ErrorCode {
@@ -114,6 +117,7 @@ impl ErrorCode {
             ErrorCode::HashMismatch => "hash_mismatch",
             ErrorCode::UploadTooLarge => "upload_too_large",
             ErrorCode::PhotoRefused => "photo_refused",
+            ErrorCode::FontMissing => "font_missing",
         }
     }
 }
@@ -178,6 +182,10 @@ pub enum AppError {
     UnsupportedProtocol(String),
     #[error("service temporarily unavailable")]
     Unavailable(String),
+    /// An export needs a font the server lacks (503): the message says which and how to
+    /// install it, for the operator reading it in the client.
+    #[error("{0}")]
+    FontMissing(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -217,7 +225,7 @@ impl AppError {
             AppError::PayloadTooLarge | AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable(_) | AppError::FontMissing(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -240,6 +248,7 @@ impl AppError {
             AppError::RateLimited { .. } => ErrorCode::RateLimited,
             AppError::UnsupportedProtocol(_) => ErrorCode::UnsupportedProtocolVersion,
             AppError::Unavailable(_) => ErrorCode::Unavailable,
+            AppError::FontMissing(_) => ErrorCode::FontMissing,
             AppError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -267,6 +276,7 @@ impl IntoResponse for AppError {
         match &self {
             AppError::Internal(detail) => tracing::error!(?detail, "internal error"),
             AppError::Unavailable(detail) => tracing::warn!(?detail, "store unavailable"),
+            AppError::FontMissing(detail) => tracing::warn!(%detail, "export without a font"),
             _ => {}
         }
         let fields = match &self {
