@@ -364,7 +364,7 @@ async fn measure_pdf_time_per_page_and_size() {
     let photos = 8;
     let mut c = county(TestApp::new(Backend::Sqlite).await).await;
     let office = c.office.clone();
-    photographed_and_signed(&mut c, photos, 2000, 1500).await;
+    photographed_and_signed(&mut c, photos, 1500, 1125).await;
     let record = format!("/api/v1/rounds/{}/record", c.record.0);
     let pdf_path = format!("{record}.pdf");
     let (_, _, pdf) = get_raw(&c.app, &pdf_path, &office).await; // warm: the font is read once

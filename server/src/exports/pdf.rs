@@ -261,10 +261,10 @@ const PAD: f32 = 3.5;
 const COLUMNS: [(&str, f32); 6] = [
     ("序号", 26.0),
     ("验收项目", 92.0),
-    ("验收标准", 150.0),
+    ("验收标准", 144.0),
     ("验收结果", 96.0),
     ("问题/整改要求", 111.28),
-    ("照片", 40.0),
+    ("照片", 46.0),
 ];
 
 /// One drawing operation of a page (y grows downwards, text at its baseline).
@@ -347,8 +347,19 @@ impl<'a> Metrics<'a> {
             for token in tokens(paragraph) {
                 let w = self.width(token, size);
                 if line_w + w > width && !line.is_empty() {
+                    // No closing punctuation at a line's start: the character before it goes
+                    // down with it.
+                    let carried = if token.chars().all(closing_punctuation) {
+                        line.pop()
+                    } else {
+                        None
+                    };
                     lines.push(std::mem::take(&mut line).trim_end().to_owned());
                     line_w = 0.0;
+                    if let Some(c) = carried {
+                        line.push(c);
+                        line_w = self.glyph(c).1 * size;
+                    }
                     if token == " " {
                         continue;
                     }
@@ -372,6 +383,11 @@ impl<'a> Metrics<'a> {
         }
         lines
     }
+}
+
+/// Punctuation that may not begin a line (禁则).
+fn closing_punctuation(c: char) -> bool {
+    "）)》」』】〕，。、；：！？,.;:!?%".contains(c)
 }
 
 /// Break opportunities: a run of non-space ASCII is one token, anything else one character.
@@ -791,7 +807,7 @@ fn item_cells(item: &ItemRecord) -> [String; 6] {
         notes.push(format!("备注：{r}"));
     }
     let photos = match (item.photos.len(), item.photo_expectation.as_str()) {
-        (0, "required") => "0 张（应附）".to_owned(),
+        (0, "required") => "0 张\n（应附）".to_owned(),
         (0, _) => "—".to_owned(),
         (n, _) => format!("{n} 张"),
     };
@@ -1055,6 +1071,7 @@ mod tests {
     #[test]
     fn latin_words_stay_whole_and_cjk_breaks_anywhere() {
         assert_eq!(tokens("ab cd验收"), vec!["ab", " ", "cd", "验", "收"]);
+        assert!(closing_punctuation('）') && !closing_punctuation('（'));
     }
 
     #[test]
