@@ -281,10 +281,15 @@ async fn the_pdf_is_the_form_with_one_page_per_photo_and_the_hash_in_every_foote
         .as_str()
         .unwrap();
     assert!(all.contains(&section_hash[..16]), "{all}");
-    // Each photo page is captioned with its photo's hash.
-    for (bytes, page) in photos.iter().zip(&text[form_pages..]) {
+    // Each photo has one page (in the record's order, not the upload's), captioned with its
+    // hash.
+    for bytes in &photos {
         let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes));
-        assert!(page.contains(&sha), "{page}");
+        let on = text[form_pages..]
+            .iter()
+            .filter(|p| p.contains(&sha))
+            .count();
+        assert_eq!(on, 1, "photo {sha} is on {on} photo pages");
     }
 
     // The large thumbnails are embedded as they are (JPEG passthrough, no re-encoding).
