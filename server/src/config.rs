@@ -77,6 +77,11 @@ pub struct Settings {
     /// `/healthz` and `/readyz`. A relative path is taken from the working directory. When it
     /// does not exist, `/` answers a page saying how to build the app.
     pub web_dir: PathBuf,
+    /// Font file with Simplified Chinese glyphs for the PDF exports (`.ttf`, `.otf`, or a
+    /// `.ttc` collection, whose SC face is taken). Unset: the usual Debian paths are searched,
+    /// Debian's `fonts-noto-cjk` first (`NotoSansCJK-Regular.ttc`); with no font found the
+    /// exports answer 503 naming the font and package, never a PDF of empty boxes.
+    pub pdf_font_file: Option<PathBuf>,
     /// PEM file of the server's certificate chain (leaf first). With `tls_key_file`, the server
     /// speaks HTTPS: phones on the LAN need it (service workers and WebCrypto require a secure
     /// context). Re-read when the file changes, without a restart.
@@ -115,6 +120,7 @@ impl Default for Settings {
             max_json_body_bytes: 1024 * 1024,
             acceptance_template: DEFAULT_TEMPLATE_REF.into(),
             web_dir: PathBuf::from("mobile-web/dist"),
+            pdf_font_file: None,
             tls_cert_file: None,
             tls_key_file: None,
             log: "info".into(),
@@ -232,6 +238,9 @@ impl Settings {
             "max_json_body_bytes" => self.max_json_body_bytes = parse(name, value)?,
             "acceptance_template" => self.acceptance_template = value.into(),
             "web_dir" => self.web_dir = value.into(),
+            "pdf_font_file" => {
+                self.pdf_font_file = Some(value).filter(|v| !v.is_empty()).map(Into::into)
+            }
             "tls_cert_file" => {
                 self.tls_cert_file = Some(value).filter(|v| !v.is_empty()).map(Into::into)
             }
@@ -371,6 +380,7 @@ impl fmt::Debug for Settings {
             .field("s3_bucket", &self.s3_bucket)
             .field("s3_endpoint", &self.s3_endpoint)
             .field("web_dir", &self.web_dir)
+            .field("pdf_font_file", &self.pdf_font_file)
             .field("tls_cert_file", &self.tls_cert_file)
             .field("tls_key_file", &self.tls_key_file)
             .field("token_issuer", &self.token_issuer)
@@ -462,6 +472,11 @@ acceptance_template = "{acceptance_template}"
 # origin as the API at every path outside /api/, /healthz and /readyz. Relative to the working
 # directory. When it is missing, / answers a page saying how to build the app.
 web_dir = "{web_dir}"
+
+# Font with Simplified Chinese glyphs for the PDF exports (.ttf, .otf, or a .ttc collection whose
+# SC face is taken). Unset: the usual Debian paths are searched, fonts-noto-cjk first
+# (apt-get install fonts-noto-cjk); without one the exports answer 503 saying so.
+# pdf_font_file = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"
 
 # HTTPS: PEM files of the server's certificate chain (leaf first) and its private key; set both
 # or neither. Phones on the LAN need HTTPS (service workers and WebCrypto require a secure

@@ -82,6 +82,9 @@ pub enum ErrorCode {
     DocumentRefused,
     /// Holder evidence names a file not (or not completely) uploaded for this mine yet.
     EvidenceNotUploaded,
+    /// A PDF export needs a CJK font the server cannot find (the message names it and the
+    /// package that provides it).
+    FontMissing,
 }
 
 impl ErrorCode {
@@ -120,6 +123,7 @@ impl ErrorCode {
             ErrorCode::PhotoRefused => "photo_refused",
             ErrorCode::DocumentRefused => "document_refused",
             ErrorCode::EvidenceNotUploaded => "evidence_not_uploaded",
+            ErrorCode::FontMissing => "font_missing",
         }
     }
 }
@@ -184,6 +188,10 @@ pub enum AppError {
     UnsupportedProtocol(String),
     #[error("service temporarily unavailable")]
     Unavailable(String),
+    /// An export needs a font the server lacks (503): the message says which and how to
+    /// install it, for the operator reading it in the client.
+    #[error("{0}")]
+    FontMissing(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -223,7 +231,7 @@ impl AppError {
             AppError::PayloadTooLarge | AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable(_) | AppError::FontMissing(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -246,6 +254,7 @@ impl AppError {
             AppError::RateLimited { .. } => ErrorCode::RateLimited,
             AppError::UnsupportedProtocol(_) => ErrorCode::UnsupportedProtocolVersion,
             AppError::Unavailable(_) => ErrorCode::Unavailable,
+            AppError::FontMissing(_) => ErrorCode::FontMissing,
             AppError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -273,6 +282,7 @@ impl IntoResponse for AppError {
         match &self {
             AppError::Internal(detail) => tracing::error!(?detail, "internal error"),
             AppError::Unavailable(detail) => tracing::warn!(?detail, "store unavailable"),
+            AppError::FontMissing(detail) => tracing::warn!(%detail, "export without a font"),
             _ => {}
         }
         let fields = match &self {

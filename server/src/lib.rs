@@ -23,6 +23,8 @@
 //! - [`records`]: the assembled acceptance record of a visit (one document with its content
 //!   hash, signatures and photos checked again), what reviews and exports show;
 //! - [`mines`]: the mine registry, import/export, transitions, dashboard, case log;
+//! - [`exports`]: documents made from the assembled record: its PDF (a Chinese government
+//!   form with photo pages, `krilla`);
 //! - [`api`]: the HTTP routes, their request and response views, the OpenAPI document;
 //! - [`web`]: the built phone app, served at every path outside `/api/`;
 //! - [`tls`]: HTTPS with certificates reloaded when their files change ([`serve_tls`]);
@@ -38,6 +40,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod exports;
 pub mod identity;
 pub mod mines;
 pub mod model;

@@ -875,6 +875,7 @@ async fn health_and_openapi(b: Backend) {
         "/api/v1/rounds/{id}/record",
         "/api/v1/mines/{id}/evidence",
         "/api/v1/mines/{id}/evidence/{entry}/file",
+        "/api/v1/rounds/{id}/record.pdf",
         "/healthz",
         "/readyz",
     ] {
@@ -1143,6 +1144,19 @@ async fn authorization_matrix(b: Backend) {
         (
             Method::GET,
             "/api/v1/rounds/{random}/record",
+            "",
+            Box::new(everyone(S::NOT_FOUND)),
+        ),
+        // Its PDF: the same visibility.
+        (
+            Method::GET,
+            "/api/v1/rounds/{photo_round}/record.pdf",
+            "",
+            Box::new(everyone(S::OK)),
+        ),
+        (
+            Method::GET,
+            "/api/v1/rounds/{random}/record.pdf",
             "",
             Box::new(everyone(S::NOT_FOUND)),
         ),

@@ -26,7 +26,7 @@ const LAYERS: &[&[&str]] = &[
     &["sync"],
     &["photos"],
     &["rounds", "records"],
-    &["mines"],
+    &["mines", "exports"],
     &["api", "web", "tls"],
     &["demo"],
 ];

@@ -8,19 +8,24 @@
 use axum::{
     Json,
     extract::{Path, State},
+    http::{HeaderValue, header},
+    response::{IntoResponse, Response},
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
     AppState,
-    error::{ErrorBody, Result},
+    error::{AppError, ErrorBody, Result},
+    exports::pdf,
     identity::auth::AuthUser,
     records::{self, AssembledRecord},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(assembled_record))
+    OpenApiRouter::new()
+        .routes(routes!(assembled_record))
+        .routes(routes!(record_pdf))
 }
 
 /// One visit as one document: the mine's header, each department's section with its items,
@@ -39,4 +44,57 @@ async fn assembled_record(
     Path(id): Path<Uuid>,
 ) -> Result<Json<AssembledRecord>> {
     Ok(Json(records::assemble(&state, &caller, id).await?))
+}
+
+/// The record as a PDF laid out like the county's paper form (A4): title, header block, each
+/// department's acceptance table with its signature line, the conclusion with open conflicts
+/// and photos awaiting upload, then one page per received photo (its large thumbnail with the
+/// place and time verdicts); 第 x 页 共 y 页 and the record's content hash in every footer.
+/// Same visibility as the JSON record.
+#[utoipa::path(get, path = "/rounds/{id}/record.pdf", tag = "acceptance", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "round (record) id")),
+    responses((status = 200, content_type = "application/pdf",
+               description = "the PDF (`Content-Disposition: inline`)",
+               headers(("Content-Disposition" = String))),
+              (status = 401, body = ErrorBody),
+              (status = 404, description = "no such record, or not one the caller may see",
+               body = ErrorBody),
+              (status = 503, description = "no CJK font on the server (`font_missing`: the \
+               message names the font and the package to install)", body = ErrorBody)))]
+async fn record_pdf(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Response> {
+    let pdf = pdf::record_pdf(&state, &caller, id).await?;
+    // RFC 6266: an ASCII fallback name and the UTF-8 one (the mine's name is Chinese).
+    let disposition = format!(
+        "inline; filename=\"record-{id}.pdf\"; filename*=UTF-8''{}",
+        percent_encode(&pdf.filename)
+    );
+    let disposition = HeaderValue::from_str(&disposition)
+        .map_err(|e| AppError::Internal(format!("Content-Disposition: {e}")))?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/pdf"),
+            ),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        pdf.bytes,
+    )
+        .into_response())
+}
+
+/// RFC 3986 percent-encoding of everything but the unreserved characters.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            b => format!("%{b:02X}"),
+        })
+        .collect()
 }

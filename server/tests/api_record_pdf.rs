@@ -1,0 +1,399 @@
+//! The assembled record as a PDF (issue #11 item 5): `GET /api/v1/rounds/{id}/record.pdf`. The
+//! pages are read back with poppler's `pdftotext` and `pdfinfo` (Debian's poppler-utils, which
+//! `.ci/run` installs), so the tests check the text a reader sees, not the file's bytes.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::{collections::BTreeMap, process::Command, time::Instant};
+
+use axum::{
+    body::Body,
+    http::{Method, Request, StatusCode, header},
+};
+use common::{Backend, Phone, TestApp};
+use serde_json::json;
+use sync_protocol::{EntityId, Value};
+use tower::ServiceExt;
+use uuid::Uuid;
+use yanshou_server::{
+    model::Role,
+    photos::{exif::build::ExifSpec, sample},
+};
+
+/// A 200 m square licence boundary whose south-west corner is at 28.2345 N, 114.8123 E.
+const BOUNDARY: &str = "1, 3124696.73, 38579727.20\n2, 3124696.73, 38579927.20\n\
+                        3, 3124896.73, 38579927.20\n4, 3124896.73, 38579727.20";
+/// Inside the square.
+const INSIDE: (f64, f64) = (28.2354, 114.8133);
+const PHOTOS: &str = "forestry/19.photos";
+
+struct County {
+    app: TestApp,
+    record: EntityId,
+    forestry: Phone,
+    /// The county office's token (it sees every record).
+    office: String,
+}
+
+/// A 注销 mine with a licence boundary, an open round, and a forestry inspector's phone that
+/// holds the record (the setup of `api_evidence.rs`).
+async fn county(app: TestApp) -> County {
+    let office = app.token_for("office", Role::CountyOffice).await;
+    let township = app.token_for("sixi", Role::TownshipOfficer).await;
+    let mine = app
+        .approved_cancel_mine_with(
+            &office,
+            &township,
+            "C-PDF-1",
+            json!({"boundary": {"format": "gauss_kruger", "points": BOUNDARY}}),
+        )
+        .await;
+    let (s, round) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/mines/{mine}/rounds"),
+            Some(&township),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{round}");
+    let record = EntityId(Uuid::parse_str(round["id"].as_str().unwrap()).unwrap());
+    app.user("lin", Role::DepartmentInspector).await;
+    let mut forestry = Phone::enroll(&app, "lin").await;
+    forestry.sync(&app).await;
+    County {
+        app,
+        record,
+        forestry,
+        office,
+    }
+}
+
+/// A real JPEG with an EXIF position inside the boundary, taken today at 10:00 county time.
+fn photo(width: u32, height: u32, seed: u8) -> Vec<u8> {
+    let now = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap());
+    let spec = ExifSpec {
+        lat: Some(INSIDE.0),
+        lon: Some(INSIDE.1),
+        accuracy_m: Some(5.0),
+        date_time_original: Some(now.format("%Y:%m:%d 10:00:00").to_string()),
+        make: Some("Huawei".into()),
+        model: Some(format!("P{seed}")),
+        ..ExifSpec::default()
+    };
+    sample::sample_jpeg(width + u32::from(seed), height, Some(&spec), 80)
+}
+
+fn position(at: (f64, f64)) -> Value {
+    Value::Map(BTreeMap::from([
+        ("lat".to_owned(), Value::from(format!("{:.6}", at.0))),
+        ("lon".to_owned(), Value::from(format!("{:.6}", at.1))),
+        ("accuracy_m".to_owned(), Value::from("8")),
+        ("altitude_m".to_owned(), Value::Null),
+    ]))
+}
+
+/// Attest `count` photos of `width` × `height` on the forestry item, answer and sign the
+/// forestry section, and upload the photos; returns their bytes.
+async fn photographed_and_signed(
+    c: &mut County,
+    count: u8,
+    width: u32,
+    height: u32,
+) -> Vec<Vec<u8>> {
+    c.forestry.now = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap();
+    let photos: Vec<Vec<u8>> = (1..=count).map(|s| photo(width, height, s)).collect();
+    for bytes in &photos {
+        let element = c.forestry.attest(bytes, "image/jpeg", position(INSIDE));
+        c.forestry.add(c.record, PHOTOS, element);
+    }
+    c.forestry.answer_section(c.record, "forestry");
+    c.forestry.sign(c.record, "forestry");
+    c.forestry.sync(&c.app).await;
+    let token = c.forestry.token.clone();
+    for bytes in &photos {
+        c.app
+            .upload_photo(&token, &c.record.0.to_string(), bytes, "image/jpeg")
+            .await;
+    }
+    photos
+}
+
+/// GET `path` as raw bytes with the response's headers.
+async fn get_raw(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+) -> (StatusCode, header::HeaderMap, Vec<u8>) {
+    let req = Request::builder()
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let res = app.router.clone().oneshot(req).await.unwrap();
+    let (status, headers) = (res.status(), res.headers().clone());
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, headers, bytes.to_vec())
+}
+
+/// Run a poppler tool on `pdf`; returns its standard output.
+fn poppler(tool: &str, args: &[&str], pdf: &[u8]) -> String {
+    let dir = tempfile_dir();
+    let file = dir.join("record.pdf");
+    std::fs::write(&file, pdf).unwrap();
+    let out = Command::new(tool)
+        .args(args)
+        .arg(&file)
+        .arg("-")
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} (Debian's poppler-utils) is needed: {e}"));
+    assert!(
+        out.status.success(),
+        "{tool}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("yanshou-pdf-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn page_count(pdf: &[u8]) -> usize {
+    let dir = tempfile_dir();
+    let file = dir.join("record.pdf");
+    std::fs::write(&file, pdf).unwrap();
+    let out = Command::new("pdfinfo").arg(&file).output().unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let info = String::from_utf8(out.stdout).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pages:"))
+        .unwrap_or_else(|| panic!("pdfinfo: {info}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The text of each page without whitespace (`pdftotext` puts a form feed between pages, and
+/// spaces where its layout guesses them, not where the PDF has them).
+fn pages_text(pdf: &[u8]) -> Vec<String> {
+    let text = poppler("pdftotext", &["-layout"], pdf);
+    let mut pages: Vec<String> = text
+        .split('\u{c}')
+        .map(|p| p.chars().filter(|c| !c.is_whitespace()).collect())
+        .collect();
+    if pages.last().is_some_and(|p| p.trim().is_empty()) {
+        pages.pop();
+    }
+    pages
+}
+
+async fn the_pdf_is_the_form_with_one_page_per_photo_and_the_hash_in_every_footer(b: Backend) {
+    let mut c = county(TestApp::new(b).await).await;
+    let office = c.office.clone();
+    let pdf_path = format!("/api/v1/rounds/{}/record.pdf", c.record.0);
+
+    // Before any photo: the form alone.
+    let (s, headers, before) = get_raw(&c.app, &pdf_path, &office).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&before));
+    assert_eq!(headers[header::CONTENT_TYPE], "application/pdf");
+    let disposition = headers[header::CONTENT_DISPOSITION].to_str().unwrap();
+    assert!(
+        disposition.starts_with("inline; filename="),
+        "{disposition}"
+    );
+    assert!(disposition.contains("filename*=UTF-8''"), "{disposition}");
+    assert!(before.starts_with(b"%PDF-"));
+    let form_pages = page_count(&before);
+
+    let photos = photographed_and_signed(&mut c, 2, 64, 48).await;
+    let (s, record) = c
+        .app
+        .call(
+            Method::GET,
+            &format!("/api/v1/rounds/{}/record", c.record.0),
+            Some(&office),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{record}");
+    let hash = record["content_hash"].as_str().unwrap();
+    let mine = record["mine"]["name"].as_str().unwrap();
+    assert_eq!(record["photos_awaiting_upload"], 0, "{record}");
+
+    let (s, _, pdf) = get_raw(&c.app, &pdf_path, &office).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(pdf.starts_with(b"%PDF-"));
+    let pages = page_count(&pdf);
+    assert_eq!(
+        pages,
+        form_pages + photos.len(),
+        "the form, then one page per photo"
+    );
+
+    let text = pages_text(&pdf);
+    assert_eq!(text.len(), pages);
+    for (n, page) in text.iter().enumerate() {
+        assert!(
+            page.contains(hash),
+            "page {} lacks the content hash:\n{page}",
+            n + 1
+        );
+        let number = format!("第{}页共{pages}页", n + 1);
+        assert!(
+            page.contains(&number),
+            "page {} lacks {number}:\n{page}",
+            n + 1
+        );
+    }
+    let all = text.join("\n");
+    for expected in [
+        &mine.replace(' ', ""),
+        "验收表》",
+        "矿山名称",
+        "采矿许可证号",
+        "乡镇（林场）",
+        "第1次验收",
+        "序号",
+        "验收标准",
+        "验收结果",
+        "林业签字：",
+        "签名有效",
+        "验收结论：",
+        "在矿区范围内",
+        "与验收同日",
+    ] {
+        assert!(all.contains(expected), "no {expected:?} in the PDF:\n{all}");
+    }
+    // The forestry section's signature line names the signer's section hash, shortened.
+    let section_hash = record["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["department"] == "forestry")
+        .unwrap()["signature"]["content_hash"]
+        .as_str()
+        .unwrap();
+    assert!(all.contains(&section_hash[..16]), "{all}");
+    // Each photo has one page (in the record's order, not the upload's), captioned with its
+    // hash.
+    for bytes in &photos {
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes));
+        let on = text[form_pages..]
+            .iter()
+            .filter(|p| p.contains(&sha))
+            .count();
+        assert_eq!(on, 1, "photo {sha} is on {on} photo pages");
+    }
+
+    // The large thumbnails are embedded as they are (JPEG passthrough, no re-encoding).
+    for bytes in &photos {
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes));
+        let (s, _, large) = get_raw(
+            &c.app,
+            &format!("/api/v1/photos/{sha}/thumb/large"),
+            &office,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(
+            pdf.windows(large.len()).any(|w| w == large.as_slice()),
+            "the large thumbnail of {sha} is not in the PDF byte for byte"
+        );
+    }
+
+    // Same visibility as the JSON record: a stranger's round is not found.
+    let (s, _, _) = get_raw(
+        &c.app,
+        &format!("/api/v1/rounds/{}/record.pdf", Uuid::new_v4()),
+        &office,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+async fn without_a_cjk_font_the_pdf_is_refused_naming_the_font_and_package(b: Backend) {
+    let missing = "/nonexistent/fonts/NotoSansCJK-Regular.ttc";
+    let app = TestApp::with_settings(b, |s| s.pdf_font_file = Some(missing.into())).await;
+    let c = county(app).await;
+    let office = c.office.clone();
+    let (s, body) = c
+        .app
+        .call(
+            Method::GET,
+            &format!("/api/v1/rounds/{}/record.pdf", c.record.0),
+            Some(&office),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "font_missing", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    for expected in [missing, "fonts-noto-cjk", "CJK", "pdf_font_file"] {
+        assert!(
+            message.contains(expected),
+            "{expected:?} not in {message:?}"
+        );
+    }
+    // The JSON record does not need a font.
+    let (s, _) = c
+        .app
+        .call(
+            Method::GET,
+            &format!("/api/v1/rounds/{}/record", c.record.0),
+            Some(&office),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+both_backends!(
+    the_pdf_is_the_form_with_one_page_per_photo_and_the_hash_in_every_footer,
+    without_a_cjk_font_the_pdf_is_refused_naming_the_font_and_package,
+);
+
+/// Time per page and file size of a record with several camera-sized photos (their large
+/// thumbnails are 1280 px wide). Not a timed assertion: run it and read the numbers, e.g.
+/// `cargo test --release -p yanshou-server --test api_record_pdf -- --ignored --nocapture`.
+/// `YANSHOU_PDF_OUT=dir` keeps the PDF there (to look at it: `pdftoppm -r 60 -png`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test"]
+async fn measure_pdf_time_per_page_and_size() {
+    let photos = 8;
+    let mut c = county(TestApp::new(Backend::Sqlite).await).await;
+    let office = c.office.clone();
+    photographed_and_signed(&mut c, photos, 1500, 1125).await;
+    let record = format!("/api/v1/rounds/{}/record", c.record.0);
+    let pdf_path = format!("{record}.pdf");
+    let (_, _, pdf) = get_raw(&c.app, &pdf_path, &office).await; // warm: the font is read once
+    let runs = 10;
+    let started = Instant::now();
+    for _ in 0..runs {
+        get_raw(&c.app, &record, &office).await;
+    }
+    let json_ms = started.elapsed().as_secs_f64() * 1000.0 / f64::from(runs);
+    let started = Instant::now();
+    for _ in 0..runs {
+        get_raw(&c.app, &pdf_path, &office).await;
+    }
+    let pdf_ms = started.elapsed().as_secs_f64() * 1000.0 / f64::from(runs);
+    let pages = page_count(&pdf);
+    println!(
+        "record with {photos} photos: {pages} pages, {} bytes ({:.1} KiB/photo page incl. form); \
+         GET record.pdf {pdf_ms:.1} ms, GET record (JSON, assembly alone) {json_ms:.1} ms, \
+         PDF work {:.2} ms/page",
+        pdf.len(),
+        pdf.len() as f64 / 1024.0 / f64::from(photos),
+        (pdf_ms - json_ms) / pages as f64
+    );
+    if let Ok(dir) = std::env::var("YANSHOU_PDF_OUT") {
+        std::fs::write(std::path::Path::new(&dir).join("record.pdf"), &pdf).unwrap();
+    }
+}
