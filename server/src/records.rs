@@ -136,10 +136,8 @@ pub struct AnswerRecord {
     /// The unit of a number.
     pub unit: Option<String>,
     /// As written (`pass`, `"85.5"`, text), or null when unanswered.
-    #[schema(value_type = Object)]
     pub value: serde_json::Value,
     /// The design value a rule compares with, when the rule says so.
-    #[schema(value_type = Object)]
     pub design_value: Option<serde_json::Value>,
 }
 
@@ -154,12 +152,10 @@ pub struct PhotoRecord {
     /// Device time of capture, ms since the epoch.
     pub captured_at_ms: i64,
     /// The phone's position at capture (decimal strings), if it had one.
-    #[schema(value_type = Object)]
     pub position: Option<serde_json::Value>,
     /// Whether the capture attestation verifies with the device's enrolled key.
     pub attestation_valid: bool,
     /// The server's findings (PROTOCOL.md §13), null before the server wrote them.
-    #[schema(value_type = Object)]
     pub findings: serde_json::Value,
 }
 
@@ -167,7 +163,6 @@ pub struct PhotoRecord {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SignatureRecord {
     /// `{user, name, role, department, specialty}` as signed.
-    #[schema(value_type = Object)]
     pub signer: serde_json::Value,
     pub device: Uuid,
     /// Device time of signing, ms since the epoch.
@@ -181,10 +176,8 @@ pub struct SignatureRecord {
     /// Whether the ECDSA signature verifies with the device's enrolled key.
     pub signature_valid: bool,
     /// `{sha256, size}` of the handwritten strokes.
-    #[schema(value_type = Object)]
     pub strokes: serde_json::Value,
     /// The signature value as carried by the `sign` op (for offline verification).
-    #[schema(value_type = Object)]
     pub value: serde_json::Value,
 }
 
