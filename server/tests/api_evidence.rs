@@ -19,9 +19,6 @@ use yanshou_server::{
     photos::{exif::build::ExifSpec, sample},
 };
 
-/// A 200 m square licence boundary whose south-west corner is at 28.2345 N, 114.8123 E.
-const BOUNDARY: &str = "1, 3124696.73, 38579727.20\n2, 3124696.73, 38579927.20\n\
-                        3, 3124896.73, 38579927.20\n4, 3124896.73, 38579727.20";
 /// Inside the square.
 const INSIDE: (f64, f64) = (28.2354, 114.8133);
 /// About 1.6 km north of it.
@@ -38,26 +35,7 @@ struct County {
 /// holds the record.
 async fn county(b: Backend) -> County {
     let app = TestApp::new(b).await;
-    let office = app.token_for("office", Role::CountyOffice).await;
-    let township = app.token_for("sixi", Role::TownshipOfficer).await;
-    let mine = app
-        .approved_cancel_mine_with(
-            &office,
-            &township,
-            "C-EVIDENCE-1",
-            json!({"boundary": {"format": "gauss_kruger", "points": BOUNDARY}}),
-        )
-        .await;
-    let (s, round) = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/mines/{mine}/rounds"),
-            Some(&township),
-            None,
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{round}");
-    let record = EntityId(Uuid::parse_str(round["id"].as_str().unwrap()).unwrap());
+    let (_, record) = app.open_round_on_square_mine("C-EVIDENCE-1").await;
     app.user("lin", Role::DepartmentInspector).await;
     let mut forestry = Phone::enroll(&app, "lin").await;
     forestry.sync(&app).await;

@@ -12,7 +12,6 @@ use axum::{
     http::{Method, Request, StatusCode, header},
 };
 use common::{Backend, Phone, TestApp};
-use serde_json::json;
 use sync_protocol::{EntityId, Value};
 use tower::ServiceExt;
 use uuid::Uuid;
@@ -21,9 +20,6 @@ use yanshou_server::{
     photos::{exif::build::ExifSpec, sample},
 };
 
-/// A 200 m square licence boundary whose south-west corner is at 28.2345 N, 114.8123 E.
-const BOUNDARY: &str = "1, 3124696.73, 38579727.20\n2, 3124696.73, 38579927.20\n\
-                        3, 3124896.73, 38579927.20\n4, 3124896.73, 38579727.20";
 /// Inside the square.
 const INSIDE: (f64, f64) = (28.2354, 114.8133);
 const PHOTOS: &str = "forestry/19.photos";
@@ -39,26 +35,7 @@ struct County {
 /// A 注销 mine with a licence boundary, an open round, and a forestry inspector's phone that
 /// holds the record (the setup of `api_evidence.rs`).
 async fn county(app: TestApp) -> County {
-    let office = app.token_for("office", Role::CountyOffice).await;
-    let township = app.token_for("sixi", Role::TownshipOfficer).await;
-    let mine = app
-        .approved_cancel_mine_with(
-            &office,
-            &township,
-            "C-PDF-1",
-            json!({"boundary": {"format": "gauss_kruger", "points": BOUNDARY}}),
-        )
-        .await;
-    let (s, round) = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/mines/{mine}/rounds"),
-            Some(&township),
-            None,
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{round}");
-    let record = EntityId(Uuid::parse_str(round["id"].as_str().unwrap()).unwrap());
+    let (office, record) = app.open_round_on_square_mine("C-PDF-1").await;
     app.user("lin", Role::DepartmentInspector).await;
     let mut forestry = Phone::enroll(&app, "lin").await;
     forestry.sync(&app).await;

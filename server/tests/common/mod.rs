@@ -204,6 +204,11 @@ pub struct TestApp {
 
 pub const PASSWORD: &str = "field-work-2024";
 
+/// A 200 m square licence boundary (CGCS2000 Gauss-Krüger, zone 38) whose south-west corner is
+/// at 28.2345 N, 114.8123 E.
+pub const SQUARE_BOUNDARY: &str = "1, 3124696.73, 38579727.20\n2, 3124696.73, 38579927.20\n\
+                                   3, 3124896.73, 38579927.20\n4, 3124896.73, 38579727.20";
+
 impl TestApp {
     /// A 注销 mine registered by `office`, proposed by `township` and approved: ready for its
     /// acceptance rounds. Returns its id.
@@ -215,6 +220,33 @@ impl TestApp {
     ) -> String {
         self.approved_cancel_mine_with(office, township, licence_no, json!({}))
             .await
+    }
+
+    /// A 注销 mine with the [`SQUARE_BOUNDARY`] registered by the county office (`office`),
+    /// approved, and its first round opened by the township (`sixi`): the office's token and
+    /// the record.
+    pub async fn open_round_on_square_mine(&self, licence_no: &str) -> (String, EntityId) {
+        let office = self.token_for("office", Role::CountyOffice).await;
+        let township = self.token_for("sixi", Role::TownshipOfficer).await;
+        let mine = self
+            .approved_cancel_mine_with(
+                &office,
+                &township,
+                licence_no,
+                json!({"boundary": {"format": "gauss_kruger", "points": SQUARE_BOUNDARY}}),
+            )
+            .await;
+        let (s, round) = self
+            .call(
+                Method::POST,
+                &format!("/api/v1/mines/{mine}/rounds"),
+                Some(&township),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{round}");
+        let record = EntityId(Uuid::parse_str(round["id"].as_str().unwrap()).unwrap());
+        (office, record)
     }
 
     /// [`Self::approved_cancel_mine`] with more members of the new mine (e.g. a boundary).
