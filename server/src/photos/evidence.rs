@@ -267,7 +267,7 @@ pub async fn record_findings(
 }
 
 /// The stored EXIF facts (a row that does not parse shows as a warning, not an error).
-fn exif_of(photo: &Photo) -> PhotoExif {
+pub(super) fn exif_of(photo: &Photo) -> PhotoExif {
     serde_json::from_str(&photo.exif).unwrap_or_else(|e| PhotoExif {
         warnings: vec![super::exif::ExifWarning {
             field: "EXIF".into(),

@@ -311,15 +311,7 @@ pub fn findings(
     let phone = phone_fix(claim);
     let phone_time = DateTime::from_timestamp_millis(claim.captured_at_ms)
         .map(|t| CaptureTime::Zoned(t.with_timezone(&CHINA_STANDARD_TIME)));
-    let exif = photo.map(|p| {
-        serde_json::from_str::<PhotoExif>(&p.exif).unwrap_or_else(|e| PhotoExif {
-            warnings: vec![super::exif::ExifWarning {
-                field: "EXIF".into(),
-                problem: format!("stored facts unreadable: {e}"),
-            }],
-            ..PhotoExif::default()
-        })
-    });
+    let exif = photo.map(super::evidence::exif_of);
     let exif_fix = exif.as_ref().and_then(|e| {
         e.position()
             .map(|(lat, lon)| Fix::wgs84(lat, lon, e.accuracy_m))
