@@ -7,6 +7,9 @@
 //!   never in code or in the repository.
 //! - A refresh token is 32 random bytes (base64url); only its SHA-256 is stored. Each use rotates
 //!   it; presenting a rotated token again means it leaked, so its whole family is revoked.
+//! - The same key signs the manifest of an archive bundle ([`TokenKeys::sign_document`]): ES256
+//!   over the document's exact bytes. A JWT's signing input is base64url text joined by `.`, a
+//!   signed document is JSON (it starts with `{`), so neither can pass for the other.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -61,6 +64,8 @@ pub struct TokenKeys {
     issuer: String,
     audience: String,
     access_ttl_secs: i64,
+    /// The same key, for signing exported documents ([`Self::sign_document`]).
+    document_signer: p256::ecdsa::SigningKey,
     /// Tokens whose signature was verified, by their full text. A phone sends the same token for
     /// up to 15 minutes; verifying ES256 every time cost ~10% of a sync request. Only the
     /// signature check is skipped on a hit: the time window is checked again, and the caller
@@ -123,12 +128,31 @@ impl TokenKeys {
             issuer: settings.token_issuer.clone(),
             audience: settings.token_audience.clone(),
             access_ttl_secs: i64::try_from(settings.access_token_ttl_secs).unwrap_or(900),
+            document_signer: p256::ecdsa::SigningKey::from(secret),
             verified: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
     pub fn access_ttl_secs(&self) -> i64 {
         self.access_ttl_secs
+    }
+
+    /// The key's id: the first 8 bytes of the SHA-256 of its SPKI DER, in hex (the JWT `kid`).
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The public half of the key.
+    pub fn public_key(&self) -> p256::ecdsa::VerifyingKey {
+        *self.document_signer.verifying_key()
+    }
+
+    /// An ES256 signature of `bytes` as `r‖s` (RFC 6979 deterministic `k`): what an archive
+    /// bundle's `manifest.sig` holds, in base64url.
+    pub fn sign_document(&self, bytes: &[u8]) -> [u8; 64] {
+        use p256::ecdsa::signature::Signer;
+        let sig: p256::ecdsa::Signature = self.document_signer.sign(bytes);
+        sig.to_bytes().into()
     }
 
     /// Issue an access token for `user` (optionally bound to a device) at `now_secs`.
@@ -314,6 +338,19 @@ mod tests {
             k.verify(&short, now + 40).is_err(),
             "expired on the server's clock"
         );
+    }
+
+    #[test]
+    fn documents_are_signed_with_the_token_key_under_its_kid() {
+        use p256::{ecdsa::signature::Verifier, pkcs8::EncodePublicKey};
+        let (k, key) = keys();
+        let sig = k.sign_document(b"{\"a\":1}");
+        let sig = p256::ecdsa::Signature::from_slice(&sig).expect("r||s");
+        assert!(k.public_key().verify(b"{\"a\":1}", &sig).is_ok());
+        assert!(k.public_key().verify(b"{\"a\":2}", &sig).is_err());
+        let spki = k.public_key().to_public_key_der().expect("spki");
+        assert_eq!(k.kid(), hex::encode(&Sha256::digest(spki.as_bytes())[..8]));
+        assert_eq!(k.kid(), key.kid);
     }
 
     #[test]
