@@ -212,6 +212,16 @@ pub async fn assemble(
     caller: &AuthUser,
     round_id: Uuid,
 ) -> Result<AssembledRecord> {
+    Ok(assemble_with_entity(state, caller, round_id).await?.0)
+}
+
+/// [`assemble`], with the record's sync entity as it was read for the document (an archive
+/// keeps both, so they must be the same read: the record may change in between).
+pub async fn assemble_with_entity(
+    state: &AppState,
+    caller: &AuthUser,
+    round_id: Uuid,
+) -> Result<(AssembledRecord, EntityState)> {
     let round = match state.store.get_round(round_id).await {
         Ok(r) => r,
         Err(StoreError::NotFound) => return Err(AppError::NotFound("record")),
@@ -471,7 +481,7 @@ pub async fn assemble(
         content_hash: String::new(),
     };
     doc.content_hash = content_hash(&doc)?;
-    Ok(doc)
+    Ok((doc, record))
 }
 
 /// The canonical hash of `doc` without its `content_hash` member (PROTOCOL.md §3).

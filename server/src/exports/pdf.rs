@@ -186,7 +186,11 @@ pub struct RecordPdf {
 
 /// The PDF of round `round_id`'s record, for a caller who may see it (else "not found").
 pub async fn record_pdf(state: &AppState, caller: &AuthUser, round_id: Uuid) -> Result<RecordPdf> {
-    let record = records::assemble(state, caller, round_id).await?;
+    render_record(state, records::assemble(state, caller, round_id).await?).await
+}
+
+/// The PDF of a record already assembled (for the caller who asked for it).
+pub async fn render_record(state: &AppState, record: AssembledRecord) -> Result<RecordPdf> {
     let font = cjk_font(state.settings.pdf_font_file.as_deref())?;
     let template = crate::sync::templates::template(state, &record.template).await?;
     let mut photos = Vec::new();
