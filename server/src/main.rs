@@ -9,6 +9,7 @@ use yanshou_server::{
     AppState, app,
     clock::{Clock, SystemClock},
     config::{Settings, annotated_default_config},
+    exports::verify,
     identity::accounts,
     init_tracing,
     model::Role,
@@ -49,6 +50,18 @@ enum Command {
     Migrate,
     /// Print an annotated example configuration.
     DefaultConfig,
+    /// Check an archive bundle (GET /api/v1/rounds/{id}/bundle.zip) offline, without a server
+    /// or database: the manifest's signature, every file's size and hash, the record's content
+    /// hash, every device signature and section hash, photos and strokes. One line per check;
+    /// exits 1 on any failure.
+    Verify {
+        /// The bundle (a .zip file).
+        bundle: PathBuf,
+        /// The kid of the server key the manifest must be signed with, as
+        /// GET /api/v1/server-key publishes it.
+        #[arg(long)]
+        kid: Option<String>,
+    },
     /// Manage user accounts from the shell (e.g. to create the first administrator).
     User {
         #[command(subcommand)]
@@ -119,9 +132,25 @@ enum UserCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::DefaultConfig = cli.command {
-        print!("{}", annotated_default_config());
-        return ExitCode::SUCCESS;
+    match &cli.command {
+        Command::DefaultConfig => {
+            print!("{}", annotated_default_config());
+            return ExitCode::SUCCESS;
+        }
+        // Offline: no settings, store or runtime.
+        Command::Verify { bundle, kid } => {
+            let options = verify::Options {
+                expect_kid: kid.clone(),
+            };
+            let report = verify::verify_path(bundle, &options);
+            print!("{report}");
+            return if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+        _ => {}
     }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
@@ -155,7 +184,7 @@ fn main() -> ExitCode {
 
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
-        Command::DefaultConfig => Ok(()),
+        Command::DefaultConfig | Command::Verify { .. } => Ok(()),
         Command::Serve => {
             let listener = bind(&settings).await?;
             let state = AppState::from_settings(settings)

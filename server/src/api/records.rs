@@ -4,20 +4,26 @@
 //! The body is the domain document itself, not a view built from it: its `content_hash` covers
 //! exactly these members, so it is served as assembled (like the sync response, a documented
 //! exception to "one view per resource").
+//!
+//! The archive bundle (`bundle.zip`) packs the record with everything needed to check it
+//! offline (`yanshou verify`); `server-key` publishes the key its manifest is signed with.
 
 use axum::{
     Json,
+    body::Body,
     extract::{Path, State},
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
 };
+use serde::Serialize;
+use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
     AppState,
     error::{AppError, ErrorBody, Result},
-    exports::pdf,
+    exports::{bundle, manifest, pdf},
     identity::auth::AuthUser,
     records::{self, AssembledRecord},
 };
@@ -26,6 +32,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(assembled_record))
         .routes(routes!(record_pdf))
+        .routes(routes!(record_bundle))
+        .routes(routes!(server_key))
 }
 
 /// One visit as one document: the mine's header, each department's section with its items,
@@ -67,13 +75,7 @@ async fn record_pdf(
     Path(id): Path<Uuid>,
 ) -> Result<Response> {
     let pdf = pdf::record_pdf(&state, &caller, id).await?;
-    // RFC 6266: an ASCII fallback name and the UTF-8 one (the mine's name is Chinese).
-    let disposition = format!(
-        "inline; filename=\"record-{id}.pdf\"; filename*=UTF-8''{}",
-        percent_encode(&pdf.filename)
-    );
-    let disposition = HeaderValue::from_str(&disposition)
-        .map_err(|e| AppError::Internal(format!("Content-Disposition: {e}")))?;
+    let disposition = content_disposition("inline", &format!("record-{id}.pdf"), &pdf.filename)?;
     Ok((
         [
             (
@@ -85,6 +87,86 @@ async fn record_pdf(
         pdf.bytes,
     )
         .into_response())
+}
+
+/// The archive bundle of the round: a zip of `record.json` (this record as `GET …/record`
+/// answers it), `entity.json` (the record's sync entity, from which every section hash can be
+/// recomputed), `record.pdf`, the original photos (`photos/<sha256>.jpg|png`) and handwritten
+/// strokes (`strokes/<sha256>.json`) its signatures name, `keys.json` (the keys of the devices
+/// that signed) and `manifest.json` (every file's size and SHA-256, the signatures' verdicts at
+/// export, what the server did not hold) signed by the server's key in `manifest.sig`.
+/// `yanshou verify BUNDLE.zip` checks it offline. Whoever may read the record, except a mine's
+/// holder (the bundle holds the inspectors' original photos).
+#[utoipa::path(get, path = "/rounds/{id}/bundle.zip", tag = "acceptance", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "round (record) id")),
+    responses((status = 200, content_type = "application/zip",
+               description = "the bundle (`Content-Disposition: attachment`)",
+               headers(("Content-Disposition" = String), ("Content-Length" = u64))),
+              (status = 401, body = ErrorBody),
+              (status = 403, description = "a mine's holder", body = ErrorBody),
+              (status = 404, description = "no such record, or not one the caller may see",
+               body = ErrorBody),
+              (status = 503, description = "no CJK font for the PDF (`font_missing`), or the \
+               blob store is unavailable", body = ErrorBody)))]
+async fn record_bundle(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Response> {
+    let bundle = bundle::bundle(&state, &caller, id).await?;
+    let disposition =
+        content_disposition("attachment", &format!("bundle-{id}.zip"), &bundle.filename)?;
+    let stream = tokio_util::io::ReaderStream::with_capacity(
+        tokio::fs::File::from_std(bundle.file),
+        64 * 1024,
+    );
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/zip"),
+            ),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::CONTENT_LENGTH, HeaderValue::from(bundle.size)),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// The server's signing key: what an archive bundle's `manifest.json` names and its
+/// `manifest.sig` is made with.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServerKeyView {
+    /// `ES256` (ECDSA P-256 with SHA-256).
+    pub alg: String,
+    /// The first 8 bytes of the SHA-256 of the key's SPKI DER, in hex.
+    pub kid: String,
+    /// The public key as a JWK.
+    #[schema(value_type = Object)]
+    pub public_key: serde_json::Value,
+}
+
+/// The server's public signing key, for an auditor to compare with the `kid` a bundle's
+/// manifest names (`yanshou verify --kid`). Public: a public key is no secret.
+#[utoipa::path(get, path = "/server-key", tag = "acceptance",
+    responses((status = 200, body = ServerKeyView)))]
+async fn server_key(State(state): State<AppState>) -> Json<ServerKeyView> {
+    let key = manifest::ServerKey::of(&state.keys.public_key());
+    Json(ServerKeyView {
+        alg: key.alg,
+        kid: key.kid,
+        public_key: key.public_key,
+    })
+}
+
+/// RFC 6266: an ASCII fallback name and the UTF-8 one (the mine's name is Chinese).
+fn content_disposition(kind: &str, ascii: &str, utf8: &str) -> Result<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{kind}; filename=\"{ascii}\"; filename*=UTF-8''{}",
+        percent_encode(utf8)
+    ))
+    .map_err(|e| AppError::Internal(format!("Content-Disposition: {e}")))
 }
 
 /// RFC 3986 percent-encoding of everything but the unreserved characters.
