@@ -876,6 +876,8 @@ async fn health_and_openapi(b: Backend) {
         "/api/v1/mines/{id}/evidence",
         "/api/v1/mines/{id}/evidence/{entry}/file",
         "/api/v1/rounds/{id}/record.pdf",
+        "/api/v1/rounds/{id}/bundle.zip",
+        "/api/v1/server-key",
         "/healthz",
         "/readyz",
     ] {
@@ -1159,6 +1161,26 @@ async fn authorization_matrix(b: Backend) {
             "/api/v1/rounds/{random}/record.pdf",
             "",
             Box::new(everyone(S::NOT_FOUND)),
+        ),
+        // Its archive bundle: the same visibility, but not for a holder (it holds the original
+        // photos, which a holder never gets).
+        (
+            Method::GET,
+            "/api/v1/rounds/{photo_round}/bundle.zip",
+            "",
+            Box::new(|r: Role| match r {
+                Role::Operator => S::FORBIDDEN,
+                _ => S::OK,
+            }),
+        ),
+        (
+            Method::GET,
+            "/api/v1/rounds/{random}/bundle.zip",
+            "",
+            Box::new(|r: Role| match r {
+                Role::Operator => S::FORBIDDEN,
+                _ => S::NOT_FOUND,
+            }),
         ),
         (Method::GET, "/api/v1/me", "", Box::new(everyone(S::OK))),
         (
@@ -1580,6 +1602,7 @@ async fn authorization_matrix(b: Backend) {
     let public: Vec<(Method, &str, Option<Value>, S)> = vec![
         (Method::GET, "/healthz", None, S::OK),
         (Method::GET, "/readyz", None, S::OK),
+        (Method::GET, "/api/v1/server-key", None, S::OK),
         (
             Method::POST,
             "/api/v1/auth/login",
