@@ -291,8 +291,8 @@ impl TestApp {
         Self::with_settings(backend, |_| {}).await
     }
 
-    /// Uploads a whole (small) photo for `record` from the phone of `token`: declare, one
-    /// chunk, finish; every step must succeed. A photo the server holds already is not sent.
+    /// Uploads a whole photo for `record` from the phone of `token`: declare, chunks of the
+    /// largest size the server takes, finish; every step must succeed. A photo the server holds already is not sent.
     pub async fn upload_photo(&self, token: &str, record: &str, bytes: &[u8], content_type: &str) {
         use sha2::Digest;
         let (s, upload) = self
@@ -311,16 +311,19 @@ impl TestApp {
         }
         assert_eq!(s, StatusCode::CREATED, "{upload}");
         let id = upload["id"].as_str().unwrap();
-        let patch = Request::builder()
-            .method(Method::PATCH)
-            .uri(format!("/api/v1/uploads/{id}"))
-            .header(header::AUTHORIZATION, format!("Bearer {token}"))
-            .header(header::CONTENT_TYPE, "application/offset+octet-stream")
-            .header("Upload-Offset", "0")
-            .body(Body::from(bytes.to_vec()))
-            .unwrap();
-        let res = self.router.clone().oneshot(patch).await.unwrap();
-        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        let chunk = usize::try_from(yanshou_server::model::record::LIMITS.chunk_max_bytes).unwrap();
+        for (n, part) in bytes.chunks(chunk).enumerate() {
+            let patch = Request::builder()
+                .method(Method::PATCH)
+                .uri(format!("/api/v1/uploads/{id}"))
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .header(header::CONTENT_TYPE, "application/offset+octet-stream")
+                .header("Upload-Offset", (n * chunk).to_string())
+                .body(Body::from(part.to_vec()))
+                .unwrap();
+            let res = self.router.clone().oneshot(patch).await.unwrap();
+            assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        }
         let finish = Request::builder()
             .method(Method::POST)
             .uri(format!("/api/v1/uploads/{id}/finish"))
