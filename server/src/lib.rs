@@ -24,7 +24,8 @@
 //!   hash, signatures and photos checked again), what reviews and exports show;
 //! - [`mines`]: the mine registry, import/export, transitions, dashboard, case log;
 //! - [`exports`]: documents made from the assembled record: its PDF (a Chinese government
-//!   form with photo pages, `krilla`);
+//!   form with photo pages, `krilla`), the archive bundle of a round (a zip with a signed
+//!   manifest) and its offline check (`yanshou verify`);
 //! - [`api`]: the HTTP routes, their request and response views, the OpenAPI document;
 //! - [`web`]: the built phone app, served at every path outside `/api/`;
 //! - [`tls`]: HTTPS with certificates reloaded when their files change ([`serve_tls`]);

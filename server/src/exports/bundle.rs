@@ -6,9 +6,10 @@
 //! - the record and its sync entity come from one read ([`records::assemble_with_entity`]), so
 //!   `record.json` and `entity.json` describe the same state; the PDF is rendered from that
 //!   same assembled record;
-//! - the zip is written to an unnamed temporary file (gone when closed) on the blocking pool,
-//!   one photo at a time: the server holds at most one photo's bytes, never the whole bundle,
-//!   and the response streams the finished file;
+//! - the zip is written to an unnamed temporary file (gone when closed; in `$TMPDIR`, which
+//!   should be on disk, not a RAM-backed tmpfs) on the blocking pool, one photo at a time: the
+//!   server holds at most one photo's bytes, never the whole bundle, and the response streams
+//!   the finished file with its length; at most two bundles are made at once;
 //! - photos are stored as they are (a JPEG does not deflate), the JSON, strokes and PDF are
 //!   deflated;
 //! - the manifest lists every other file with its size and SHA-256 and is signed with the
@@ -58,6 +59,12 @@ const BUNDLE_ROLES: &[Role] = &[
     Role::Expert,
 ];
 
+/// Bundles made at once. Each holds a temporary file the size of its photos (150 MB for 30
+/// camera photos) and a core for hashing and the PDF: a few auditors exporting every round at
+/// once wait their turn instead of filling the temporary directory together.
+static BUILDING: std::sync::LazyLock<tokio::sync::Semaphore> =
+    std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(2));
+
 /// A finished bundle: the zip in an unnamed temporary file, positioned at its start.
 #[derive(Debug)]
 pub struct Bundle {
@@ -77,6 +84,7 @@ pub async fn bundle(state: &AppState, caller: &AuthUser, round_id: Uuid) -> Resu
         )
     })?;
     let (record, entity) = records::assemble_with_entity(state, caller, round_id).await?;
+    let _permit = BUILDING.acquire().await.map_err(internal)?;
     let exported_at_ms = state.clock.now_ms();
     let filename = format!(
         "验收档案-{}-第{}次-{}.zip",

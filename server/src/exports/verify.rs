@@ -29,15 +29,21 @@ use p256::ecdsa::VerifyingKey;
 use sha2::{Digest, Sha256};
 use sync_protocol::{
     EntityState, SectionSignature, Value,
-    signature::{self, DeviceSignature, PURPOSE_SECTION},
+    signature::{self, DeviceSignature, PURPOSE_LETTER, PURPOSE_SECTION},
 };
 use uuid::Uuid;
 
 use super::manifest::{
-    self, DeviceKey, ENTITY, KEYS, KeysFile, MANIFEST, MANIFEST_SIG, Manifest, PHOTOS_DIR, RECORD,
-    STROKES_DIR,
+    self, DeviceKey, ENTITY, KEYS, KeysFile, LETTER_ENTITY, MANIFEST, MANIFEST_SIG, Manifest,
+    PHOTOS_DIR, RECORD, STROKES_DIR,
 };
 use crate::model::record::is_evidence_field;
+
+/// The opinion letter's entity type, its text's section and its experts' words (PROTOCOL.md
+/// §15).
+const LETTER_TYPE: &str = "opinion_letter";
+const LETTER_SECTION: &str = "letter";
+const OPINIONS_FIELD: &str = "experts/opinions";
 
 /// A JSON file larger than this is not parsed (a record of hundreds of items is ~1 MB).
 const MAX_JSON_BYTES: usize = 64 * 1024 * 1024;
@@ -176,6 +182,17 @@ pub fn verify<R: Read + Seek>(archive: R, options: &Options) -> Report {
     if let Some(entity) = &entity {
         c.check_signatures(entity, &keys, manifest.as_ref());
         c.check_photos(entity, &keys, manifest.as_ref());
+    }
+    let has_letter = c.entries.contains_key(LETTER_ENTITY)
+        || manifest.as_ref().is_some_and(|m| m.letter.is_some());
+    if has_letter {
+        let expected = manifest
+            .as_ref()
+            .and_then(|m| m.letter.as_ref())
+            .map(|l| l.letter_id);
+        if let Some(letter) = c.read_entity(LETTER_ENTITY, expected) {
+            c.check_letter(&letter, record.as_ref(), &keys, manifest.as_ref());
+        }
     }
     c.check_photo_names();
     c.check_unnamed_blobs();
@@ -661,7 +678,7 @@ impl Checker {
             }
             if let Some(parsed) = self.section_statement(entity, section, sig, &what) {
                 self.check_device_signature(ENTITY, &what, &parsed, keys);
-                self.check_strokes(&parsed, &what, manifest);
+                self.check_strokes(ENTITY, &parsed, &what, manifest);
             }
         }
         for w in &entity.withdrawals {
@@ -671,7 +688,7 @@ impl Checker {
             );
             if let Some(parsed) = self.section_statement(entity, &w.section, &w.signature, &what) {
                 self.check_device_signature(ENTITY, &what, &parsed, keys);
-                self.check_strokes(&parsed, &what, manifest);
+                self.check_strokes(ENTITY, &parsed, &what, manifest);
             }
         }
     }
@@ -717,10 +734,16 @@ impl Checker {
 
     /// The strokes blob a statement names: in the bundle with that hash and size, or known to
     /// be missing.
-    fn check_strokes(&mut self, sig: &DeviceSignature, what: &str, manifest: Option<&Manifest>) {
+    fn check_strokes(
+        &mut self,
+        file: &str,
+        sig: &DeviceSignature,
+        what: &str,
+        manifest: Option<&Manifest>,
+    ) {
         let Some((sha256, size)) = manifest::strokes_of(&sig.statement) else {
             self.fail(
-                ENTITY,
+                file,
                 format!("{what}: names no strokes blob {{sha256, size}}"),
             );
             return;
@@ -791,6 +814,126 @@ impl Checker {
                     ),
                 ),
             },
+        }
+    }
+
+    /// The opinion letter (PROTOCOL.md §15): its hash recomputed from its entity, what it
+    /// was drafted from and issued over, and every expert's word.
+    fn check_letter(
+        &mut self,
+        letter: &EntityState,
+        record: Option<&serde_json::Value>,
+        keys: &BTreeMap<Uuid, (DeviceKey, VerifyingKey)>,
+        manifest: Option<&Manifest>,
+    ) {
+        const FILE: &str = LETTER_ENTITY;
+        if letter.entity_type != LETTER_TYPE {
+            self.fail(
+                FILE,
+                format!(
+                    "an entity of type {:?}, not an opinion letter",
+                    letter.entity_type
+                ),
+            );
+            return;
+        }
+        let hash = match sync_protocol::section_hash(letter, LETTER_SECTION) {
+            Ok(h) => h,
+            Err(e) => {
+                self.fail(FILE, format!("the letter has no hash: {e}"));
+                return;
+            }
+        };
+        match manifest.and_then(|m| m.letter.as_ref()) {
+            Some(m) if m.content_hash != hash => self.fail(
+                FILE,
+                format!(
+                    "the letter hashes to {hash} (section letter, recomputed), the manifest \
+                     names {}: it was changed after export",
+                    m.content_hash
+                ),
+            ),
+            _ => self.ok(
+                FILE,
+                format!("the letter hashes to {hash} (section letter, recomputed from the entity)"),
+            ),
+        }
+        let text = |key: &str| letter.value(key).and_then(Value::as_str).map(str::to_owned);
+        if let Some(record) = record {
+            let record_id = record["record_id"].as_str().unwrap_or_default();
+            if text("record").as_deref() != Some(record_id) {
+                self.fail(
+                    FILE,
+                    format!(
+                        "the letter is about record {}, not the bundle's record {record_id}",
+                        text("record").unwrap_or_default()
+                    ),
+                );
+            }
+            let record_hash = record["content_hash"].as_str().unwrap_or_default();
+            match text("letter/record_hash") {
+                Some(h) if h == record_hash => self.ok(
+                    FILE,
+                    format!("the letter was drafted from this record ({h})"),
+                ),
+                other => self.skip(
+                    FILE,
+                    format!(
+                        "the letter was drafted from the record as it hashed to {}; the \
+                         bundle's record hashes to {record_hash} (it changed after drafting)",
+                        other.unwrap_or_default()
+                    ),
+                ),
+            }
+        }
+        if let Some(Value::Map(issued)) = letter.value("issued") {
+            match issued.get("content_hash").and_then(Value::as_str) {
+                Some(h) if h == hash => {
+                    self.ok(FILE, format!("issued over this text ({h})"));
+                }
+                other => self.fail(
+                    FILE,
+                    format!(
+                        "issued over the text hashing to {}, but the letter hashes to {hash}: it \
+                         was changed after it was issued",
+                        other.unwrap_or("nothing")
+                    ),
+                ),
+            }
+        }
+        let letter_id = letter.id.0.to_string();
+        for element in letter.elements(OPINIONS_FIELD) {
+            let sig = match DeviceSignature::from_value(element) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.fail(FILE, format!("an expert's word is not a signature ({e})"));
+                    continue;
+                }
+            };
+            let name = match sig.statement.get("signer") {
+                Some(Value::Map(m)) => m.get("name").and_then(Value::as_str).unwrap_or_default(),
+                _ => "",
+            };
+            let decision = sig.str("decision").unwrap_or_default().to_owned();
+            let what = format!("the word of {name} ({decision})");
+            if sig.purpose() != Some(PURPOSE_LETTER) || sig.str("letter") != Some(&letter_id) {
+                self.fail(FILE, format!("{what}: not a statement about this letter"));
+                continue;
+            }
+            self.check_device_signature(FILE, &what, &sig, keys);
+            match sig.str("content_hash") {
+                Some(h) if h == hash => self.ok(FILE, format!("{what}: given on this text")),
+                other => self.skip(
+                    FILE,
+                    format!(
+                        "{what}: given on an earlier text ({}), superseded",
+                        other.unwrap_or("no hash")
+                    ),
+                ),
+            }
+            if decision == "sign" || manifest::strokes_of(&sig.statement).is_some() {
+                self.check_strokes(FILE, &sig, &what, manifest);
+            }
         }
     }
 
