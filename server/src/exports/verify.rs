@@ -1140,3 +1140,247 @@ impl Checker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The opinion letter's checks on a hand-made bundle (the record's own checks run against
+    //! real exports in `server/tests/api_bundle.rs`).
+    #![allow(clippy::unwrap_used)]
+
+    use std::{collections::BTreeSet, io::Write};
+
+    use p256::ecdsa::{SigningKey, signature::Signer};
+    use sync_protocol::{DeviceId, EntityId, FieldState, Hlc, OpId, OrSet, SetElement};
+
+    use super::*;
+    use crate::exports::manifest::{FileEntry, LetterSummary, Missing, ServerKey};
+
+    fn key() -> SigningKey {
+        SigningKey::from(p256::SecretKey::random(
+            &mut p256::elliptic_curve::rand_core::OsRng,
+        ))
+    }
+
+    fn field(value: Value) -> FieldState {
+        FieldState {
+            value,
+            rev: 1,
+            last_writer: DeviceId(Uuid::nil()),
+            op: OpId(Uuid::now_v7()),
+            hlc: Hlc {
+                wall_ms: 1,
+                counter: 0,
+            },
+            streak_base: 0,
+            conflict: None,
+            resolution: None,
+        }
+    }
+
+    struct Letter {
+        entity: EntityState,
+        expert: SigningKey,
+        device: Uuid,
+        strokes: Vec<u8>,
+    }
+
+    /// A letter with one expert's signing word on its current text.
+    fn letter() -> Letter {
+        let id = EntityId(Uuid::now_v7());
+        let mut entity = EntityState {
+            id,
+            entity_type: LETTER_TYPE.into(),
+            created_by: OpId(Uuid::now_v7()),
+            tombstoned: false,
+            fields: BTreeMap::new(),
+            sets: BTreeMap::new(),
+            signatures: BTreeMap::new(),
+            withdrawals: Vec::new(),
+        };
+        for (k, v) in [
+            ("status", "draft"),
+            ("letter/title", "验收合格意见书"),
+            ("letter/conclusion", "pass"),
+        ] {
+            entity.fields.insert(k.into(), field(Value::from(v)));
+        }
+        entity.sets.insert(OPINIONS_FIELD.into(), OrSet::default());
+        let hash = sync_protocol::section_hash(&entity, LETTER_SECTION).unwrap();
+        let expert = key();
+        let device = Uuid::now_v7();
+        let strokes = br#"{"format":"yanshou-strokes/1","width":1,"height":1,"strokes":[{"points":[[0,0,0]]}]}"#.to_vec();
+        let statement = BTreeMap::from([
+            ("purpose".to_owned(), Value::from(PURPOSE_LETTER)),
+            ("device".to_owned(), Value::from(device.to_string())),
+            ("letter".to_owned(), Value::from(id.0.to_string())),
+            ("content_hash".to_owned(), Value::from(hash)),
+            ("decision".to_owned(), Value::from("sign")),
+            ("reason".to_owned(), Value::from("")),
+            (
+                "signer".to_owned(),
+                Value::Map(BTreeMap::from([("name".to_owned(), Value::from("王专家"))])),
+            ),
+            ("signed_at_ms".to_owned(), Value::Int(1)),
+            (
+                "strokes".to_owned(),
+                Value::Map(BTreeMap::from([
+                    (
+                        "sha256".to_owned(),
+                        Value::from(hex::encode(Sha256::digest(&strokes))),
+                    ),
+                    ("size".to_owned(), Value::Int(strokes.len() as i64)),
+                ])),
+            ),
+        ]);
+        let word = signature::sign(&expert, statement).to_value();
+        entity
+            .sets
+            .get_mut(OPINIONS_FIELD)
+            .unwrap()
+            .elements
+            .insert(
+                sync_protocol::canonical_json(&word).unwrap(),
+                SetElement {
+                    value: word,
+                    tags: BTreeSet::from([OpId(Uuid::now_v7())]),
+                },
+            );
+        Letter {
+            entity,
+            expert,
+            device,
+            strokes,
+        }
+    }
+
+    /// A bundle of the letter alone, its manifest naming `letter_hash`.
+    fn bundle(l: &Letter, letter_hash: &str) -> Vec<u8> {
+        let keys = KeysFile {
+            devices: vec![DeviceKey {
+                device: l.device,
+                name: "王 的手机".into(),
+                user: Uuid::now_v7(),
+                user_name: "王专家".into(),
+                public_key: manifest::jwk_of(l.expert.verifying_key()),
+                enrolled_at_ms: 0,
+                revoked_at_ms: None,
+            }],
+        };
+        let strokes_path = manifest::strokes_path(&hex::encode(Sha256::digest(&l.strokes)));
+        let files = [
+            (
+                LETTER_ENTITY.to_owned(),
+                serde_json::to_vec(&l.entity).unwrap(),
+            ),
+            (KEYS.to_owned(), serde_json::to_vec(&keys).unwrap()),
+            (strokes_path, l.strokes.clone()),
+        ];
+        let server = key();
+        let m = Manifest {
+            format: manifest::FORMAT.into(),
+            round_id: Uuid::now_v7(),
+            record_content_hash: String::new(),
+            letter: Some(LetterSummary {
+                letter_id: l.entity.id.0,
+                content_hash: letter_hash.into(),
+                status: "draft".into(),
+            }),
+            exported_at_ms: 0,
+            exported_at: String::new(),
+            server: ServerKey::of(server.verifying_key()),
+            files: files
+                .iter()
+                .map(|(path, bytes)| FileEntry {
+                    path: path.clone(),
+                    size: bytes.len() as u64,
+                    sha256: hex::encode(Sha256::digest(bytes)),
+                })
+                .collect(),
+            signatures: Vec::new(),
+            missing: Missing::default(),
+        };
+        let m = serde_json::to_vec(&m).unwrap();
+        let sig: p256::ecdsa::Signature = server.sign(&m);
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (path, bytes) in files.iter().chain(
+            [
+                (MANIFEST.to_owned(), m.clone()),
+                (
+                    MANIFEST_SIG.to_owned(),
+                    manifest::encode_signature(&sig.to_bytes().into()).into_bytes(),
+                ),
+            ]
+            .iter(),
+        ) {
+            w.start_file(path.as_str(), zip::write::SimpleFileOptions::default())
+                .unwrap();
+            w.write_all(bytes).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    fn letter_lines(report: &Report) -> Vec<String> {
+        report
+            .checks
+            .iter()
+            .filter(|c| c.file == LETTER_ENTITY || c.file.starts_with(STROKES_DIR))
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_letter_and_its_experts_words_verify_from_its_entity() {
+        let l = letter();
+        let hash = sync_protocol::section_hash(&l.entity, LETTER_SECTION).unwrap();
+        let report = verify(std::io::Cursor::new(bundle(&l, &hash)), &Options::default());
+        let lines = letter_lines(&report);
+        assert!(lines.iter().all(|l| l.starts_with("ok ")), "{report}");
+        for expected in [
+            "the letter hashes to",
+            "the word of 王专家 (sign): the ECDSA signature verifies",
+            "the word of 王专家 (sign): given on this text",
+        ] {
+            assert!(
+                lines.iter().any(|l| l.contains(expected)),
+                "{expected}: {report}"
+            );
+        }
+        assert!(
+            lines.iter().any(|l| l.starts_with("ok      strokes/")),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn a_letter_changed_after_export_or_a_forged_word_fails_on_the_letter() {
+        let mut l = letter();
+        let hash = sync_protocol::section_hash(&l.entity, LETTER_SECTION).unwrap();
+        // The text changed after export: the manifest names the old hash, the word is on it.
+        l.entity
+            .fields
+            .insert("letter/conclusion".into(), field(Value::from("fail")));
+        let report = verify(std::io::Cursor::new(bundle(&l, &hash)), &Options::default());
+        let failed = letter_lines(&report)
+            .into_iter()
+            .filter(|l| l.starts_with("FAILED"))
+            .collect::<Vec<_>>();
+        assert_eq!(failed.len(), 1, "{report}");
+        assert!(failed[0].contains("the manifest names"), "{report}");
+        assert!(
+            letter_lines(&report)
+                .iter()
+                .any(|l| l.starts_with("skipped") && l.contains("superseded")),
+            "{report}"
+        );
+        // A word signed by another key.
+        let mut l = letter();
+        l.expert = key();
+        let hash = sync_protocol::section_hash(&l.entity, LETTER_SECTION).unwrap();
+        let report = verify(std::io::Cursor::new(bundle(&l, &hash)), &Options::default());
+        assert!(
+            letter_lines(&report).iter().any(|l| l.starts_with("FAILED")
+                && l.contains("the word of 王专家 (sign): the signature does not verify")),
+            "{report}"
+        );
+    }
+}
