@@ -887,7 +887,13 @@ impl Checker {
             }
         }
         if let Some(Value::Map(issued)) = letter.value("issued") {
-            match issued.get("content_hash").and_then(Value::as_str) {
+            // The hash issued over (`letter_hash`; `content_hash` in PROTOCOL.md §15's first
+            // wording).
+            let issued_hash = issued
+                .get("letter_hash")
+                .or_else(|| issued.get("content_hash"))
+                .and_then(Value::as_str);
+            match issued_hash {
                 Some(h) if h == hash => {
                     self.ok(FILE, format!("issued over this text ({h})"));
                 }
