@@ -65,6 +65,7 @@ struct Round {
     office: String,
     photos: Vec<Vec<u8>>,
     awaiting: Vec<Vec<u8>>,
+    strokes: Vec<u8>,
     strokes_sha: String,
 }
 
@@ -91,11 +92,6 @@ fn position() -> Value {
     ]))
 }
 
-/// A handwritten signature as PROTOCOL.md §14 describes it.
-fn strokes_blob() -> Vec<u8> {
-    br#"{"format":"yanshou-strokes/1","width":600,"height":240,"strokes":[{"points":[[12,80,0],[14,82,16],[30,90,40]]}]}"#.to_vec()
-}
-
 async fn signed_round(b: Backend, photos: Vec<Vec<u8>>, awaiting: Vec<Vec<u8>>) -> Round {
     let app = TestApp::new(b).await;
     let (office, record) = app.open_round_on_square_mine("B-1").await;
@@ -107,23 +103,10 @@ async fn signed_round(b: Backend, photos: Vec<Vec<u8>>, awaiting: Vec<Vec<u8>>) 
         let element = forestry.attest(bytes, "image/jpeg", position());
         forestry.add(record, PHOTOS, element);
     }
-    let strokes = strokes_blob();
-    let strokes_sha = app
-        .state
-        .blobs
-        .put(strokes.clone().into())
-        .await
-        .unwrap()
-        .hex();
+    let strokes = forestry.upload_strokes(&app, &record.0.to_string()).await;
+    let strokes_sha = sha256_hex(&strokes);
     forestry.answer_section(record, "forestry");
-    forestry.sign_with_strokes(
-        record,
-        "forestry",
-        Value::Map(BTreeMap::from([
-            ("sha256".to_owned(), Value::from(strokes_sha.clone())),
-            ("size".to_owned(), Value::Int(strokes.len() as i64)),
-        ])),
-    );
+    forestry.sign(record, "forestry");
     forestry.sync(&app).await;
     let token = forestry.token.clone();
     for bytes in &photos {
@@ -136,6 +119,7 @@ async fn signed_round(b: Backend, photos: Vec<Vec<u8>>, awaiting: Vec<Vec<u8>>) 
         office,
         photos,
         awaiting,
+        strokes,
         strokes_sha,
     }
 }
@@ -280,7 +264,7 @@ async fn a_bundle_as_exported_verifies_offline(b: Backend) {
     for (name, bytes) in photo_names.iter().zip(&r.photos) {
         assert_eq!(&files[name], bytes, "{name} is the original, byte for byte");
     }
-    assert_eq!(files[&strokes_name], strokes_blob());
+    assert_eq!(files[&strokes_name], r.strokes);
     assert!(files["record.pdf"].starts_with(b"%PDF-"));
 
     // record.json is the record as the API answers it.
