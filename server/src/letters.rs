@@ -414,6 +414,16 @@ pub async fn experts_accepted(state: &AppState, round_id: Uuid) -> Result<bool> 
 
 /// The letter as one document, for a caller who may see the mine.
 pub async fn assemble(state: &AppState, caller: &AuthUser, id: Uuid) -> Result<AssembledLetter> {
+    Ok(assemble_with_entity(state, caller, id).await?.0)
+}
+
+/// [`assemble`], with the letter's sync entity as it was read for the document (an archive
+/// keeps both, so they must be the same read).
+pub async fn assemble_with_entity(
+    state: &AppState,
+    caller: &AuthUser,
+    id: Uuid,
+) -> Result<(AssembledLetter, EntityState)> {
     let letter = load(state, caller, id).await?;
     let round_id = round_of(&letter)?;
     let record = records::assemble(state, caller, round_id).await?;
@@ -619,7 +629,7 @@ pub async fn assemble(state: &AppState, caller: &AuthUser, id: Uuid) -> Result<A
         content_hash: String::new(),
     };
     doc.content_hash = records::content_hash(&doc)?;
-    Ok(doc)
+    Ok((doc, letter))
 }
 
 /// The commit order of an element: its first add's op id (UUID v7 from the device, so roughly

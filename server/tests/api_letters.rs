@@ -686,7 +686,130 @@ async fn upload(app: &TestApp, token: &str, record: &str, bytes: &[u8]) -> (Stat
     .await
 }
 
+/// The round's archive bundle carries the issued letter (`letter.json`, `letter-entity.json`)
+/// with its experts' strokes and device keys, and `yanshou verify` checks the letter's hash
+/// against its entity, the issue and every word; an edited letter text is blamed on the
+/// letter's entity alone.
+async fn the_round_bundle_archives_the_letter_and_verify_checks_it(b: Backend) {
+    use std::io::{Read, Write};
+    let p = passed(b).await;
+    let panel = p.panel().await;
+    let letter = p.draft(&panel).await;
+    let id = letter["letter_id"].as_str().unwrap().to_owned();
+    let entity = EntityId(Uuid::parse_str(&id).unwrap());
+    for (_, user) in EXPERTS {
+        let mut phone = p.expert_phone(user).await;
+        let element = word(&mut phone, entity, "sign", "");
+        phone.add(entity, OPINIONS_FIELD, element);
+        push_one(&mut phone, &p.app).await;
+    }
+    let (s, issued) = p
+        .call(Method::POST, &format!("/api/v1/letters/{id}/issue"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{issued}");
+
+    let req = axum::http::Request::builder()
+        .uri(format!("/api/v1/rounds/{}/bundle.zip", p.round.0))
+        .header("authorization", format!("Bearer {}", p.office))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = tower::ServiceExt::oneshot(p.app.router.clone(), req)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let bundle = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap()
+        .to_vec();
+    let mut files = std::collections::BTreeMap::new();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(&bundle)).unwrap();
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).unwrap();
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes).unwrap();
+        files.insert(f.name().unwrap().into_owned(), bytes);
+    }
+    let letter: Value = serde_json::from_slice(&files["letter.json"]).unwrap();
+    assert_eq!(
+        letter,
+        p.letter(&id).await,
+        "letter.json is the letter as the API answers it"
+    );
+    let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    assert_eq!(manifest["letter"]["letter_id"], id.as_str());
+    assert_eq!(manifest["letter"]["status"], "issued");
+    assert_eq!(manifest["letter"]["letter_hash"], issued["letter_hash"]);
+    // Every signer's strokes and device key: the inspectors' and the experts'.
+    let keys: Value = serde_json::from_slice(&files["keys.json"]).unwrap();
+    let signers = files.keys().filter(|f| f.starts_with("strokes/")).count();
+    assert!(signers >= 3 + EXPERTS.len(), "{:?}", files.keys());
+    assert_eq!(keys["devices"].as_array().unwrap().len(), signers, "{keys}");
+
+    let dir = std::env::temp_dir().join(format!("yanshou-letter-bundle-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let verify = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_yanshou"))
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let failed: std::collections::BTreeSet<String> = stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("FAILED"))
+            .filter_map(|l| l.trim_start().split_once(": ").map(|(f, _)| f.to_owned()))
+            .collect();
+        (out.status.success(), failed, stdout)
+    };
+    let (ok, _, out) = verify("bundle.zip", &bundle);
+    assert!(ok, "{out}");
+    for expected in [
+        "ok      letter.json: its content hash",
+        "ok      letter-entity.json: the letter hashes to",
+        "ok      letter-entity.json: the letter was drafted from this record",
+        "ok      letter-entity.json: issued over this text",
+        "ok      letter.json: agrees with letter-entity.json: letter hash, status and 3 experts' words",
+    ] {
+        assert!(out.contains(expected), "no {expected:?} in:\n{out}");
+    }
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("ok      letter-entity.json: the word of")
+                && l.contains("given on this text"))
+            .count(),
+        EXPERTS.len(),
+        "{out}"
+    );
+
+    // The conclusion edited in the archived entity: the letter no longer hashes to what was
+    // signed and issued, and only the letter's entity is blamed.
+    let mut edited: Value = serde_json::from_slice(&files["letter-entity.json"]).unwrap();
+    edited["fields"]["letter/conclusion"]["value"] = "fail".into();
+    files.insert(
+        "letter-entity.json".into(),
+        serde_json::to_vec_pretty(&edited).unwrap(),
+    );
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, bytes) in &files {
+        w.start_file(name.as_str(), zip::write::SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(bytes).unwrap();
+    }
+    let (ok, failed, out) = verify("edited.zip", &w.finish().unwrap().into_inner());
+    assert!(!ok, "{out}");
+    assert_eq!(
+        failed,
+        std::collections::BTreeSet::from(["letter-entity.json".to_owned()]),
+        "{out}"
+    );
+    assert!(out.contains("it was changed after it was issued"), "{out}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 both_backends!(
+    the_round_bundle_archives_the_letter_and_verify_checks_it,
     a_letter_signed_by_every_specialty_is_issued_and_cancels_the_licence,
     a_cancel_mine_does_not_pass_without_an_issued_letter,
     letter_bad_input_is_refused_with_its_own_code,

@@ -10,6 +10,9 @@
 //!   should be on disk, not a RAM-backed tmpfs) on the blocking pool, one photo at a time: the
 //!   server holds at most one photo's bytes, never the whole bundle, and the response streams
 //!   the finished file with its length; at most two bundles are made at once;
+//! - the round's opinion letter, when it has one, is archived the same way (`letter.json` as
+//!   `GET /letters/{id}` answers it, `letter-entity.json`); the devices and strokes of its
+//!   experts' words join the record's;
 //! - photos are stored as they are (a JPEG does not deflate), the JSON, strokes and PDF are
 //!   deflated;
 //! - the manifest lists every other file with its size and SHA-256 and is signed with the
@@ -33,8 +36,8 @@ use zip::{CompressionMethod, ZipWriter, write::SimpleFileOptions};
 
 use super::{
     manifest::{
-        self, DeviceKey, ENTITY, FileEntry, KEYS, KeysFile, Manifest, Missing, RECORD, RECORD_PDF,
-        ServerKey, SignatureEntry,
+        self, DeviceKey, ENTITY, FileEntry, KEYS, KeysFile, LETTER, LETTER_ENTITY, LetterSummary,
+        Manifest, Missing, RECORD, RECORD_PDF, ServerKey, SignatureEntry,
     },
     pdf,
 };
@@ -43,7 +46,12 @@ use crate::{
     blobs::{BlobError, BlobHash},
     error::{AppError, Result},
     identity::auth::AuthUser,
-    model::{Role, record::is_evidence_field},
+    letters,
+    model::{
+        Role,
+        letter::{OPINIONS_FIELD, letter_id},
+        record::is_evidence_field,
+    },
     photos::geofence::CHINA_STANDARD_TIME,
     records::{self, AssembledRecord},
     store::StoreError,
@@ -95,7 +103,17 @@ pub async fn bundle(state: &AppState, caller: &AuthUser, round_id: Uuid) -> Resu
     let signatures = signature_entries(&record);
     let record_hash = record.content_hash.clone();
     let pdf = pdf::render_record(state, record).await?;
-    let named = Named::of(&entity);
+    let mut named = Named::of(&entity);
+    let letter = match letters::assemble_with_entity(state, caller, letter_id(round_id)).await {
+        Ok((doc, letter)) => {
+            for word in letter.elements(OPINIONS_FIELD) {
+                named.statement(word);
+            }
+            Some((doc, letter))
+        }
+        Err(AppError::NotFound(_)) => None,
+        Err(e) => return Err(e),
+    };
     let mut missing = Missing::default();
     let keys = device_keys(state, &named.devices, &mut missing).await?;
 
@@ -104,6 +122,22 @@ pub async fn bundle(state: &AppState, caller: &AuthUser, round_id: Uuid) -> Resu
     w = w.add(ENTITY, entity_json, true).await?;
     w = w.add(RECORD_PDF, pdf.bytes, true).await?;
     w = w.add(KEYS, pretty(&keys)?, true).await?;
+    let letter_summary = match letter {
+        Some((doc, entity)) => {
+            let summary = LetterSummary {
+                letter_id: doc.letter_id,
+                letter_hash: doc.letter_hash.clone(),
+                content_hash: doc.content_hash.clone(),
+                status: doc.status.clone(),
+            };
+            w = w
+                .add(LETTER, serde_json::to_vec(&doc).map_err(internal)?, true)
+                .await?;
+            w = w.add(LETTER_ENTITY, pretty(&entity)?, true).await?;
+            Some(summary)
+        }
+        None => None,
+    };
     for (sha256, content_type) in &named.photos {
         match blob(state, sha256).await? {
             Some(bytes) => {
@@ -124,7 +158,7 @@ pub async fn bundle(state: &AppState, caller: &AuthUser, round_id: Uuid) -> Resu
         format: manifest::FORMAT.to_owned(),
         round_id,
         record_content_hash: record_hash,
-        letter: None,
+        letter: letter_summary,
         exported_at_ms,
         exported_at: DateTime::from_timestamp_millis(exported_at_ms)
             .map(|t| t.with_timezone(&CHINA_STANDARD_TIME).to_rfc3339())

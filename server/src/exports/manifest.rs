@@ -116,7 +116,9 @@ pub struct SignatureEntry {
 pub struct LetterSummary {
     /// The letter's entity id.
     pub letter_id: Uuid,
-    /// The letter's hash (the section hash of `letter`) at export.
+    /// The letter's hash (the section hash of `letter`, what the experts sign) at export.
+    pub letter_hash: String,
+    /// The `content_hash` of `letter.json`.
     pub content_hash: String,
     /// `draft` or `issued`.
     pub status: String,

@@ -34,8 +34,8 @@ use sync_protocol::{
 use uuid::Uuid;
 
 use super::manifest::{
-    self, DeviceKey, ENTITY, KEYS, KeysFile, LETTER_ENTITY, MANIFEST, MANIFEST_SIG, Manifest,
-    PHOTOS_DIR, RECORD, STROKES_DIR,
+    self, DeviceKey, ENTITY, KEYS, KeysFile, LETTER, LETTER_ENTITY, MANIFEST, MANIFEST_SIG,
+    Manifest, PHOTOS_DIR, RECORD, STROKES_DIR,
 };
 use crate::model::record::is_evidence_field;
 
@@ -190,8 +190,16 @@ pub fn verify<R: Read + Seek>(archive: R, options: &Options) -> Report {
             .as_ref()
             .and_then(|m| m.letter.as_ref())
             .map(|l| l.letter_id);
+        let named = manifest
+            .as_ref()
+            .and_then(|m| m.letter.as_ref())
+            .map(|l| l.content_hash.clone());
+        let doc = c.check_document(LETTER, named.as_deref());
         if let Some(letter) = c.read_entity(LETTER_ENTITY, expected) {
             c.check_letter(&letter, record.as_ref(), &keys, manifest.as_ref());
+            if let Some(doc) = &doc {
+                c.check_letter_overlap(doc, &letter);
+            }
         }
     }
     c.check_photo_names();
@@ -509,11 +517,17 @@ impl Checker {
 
     /// `record.json` and its own content hash.
     fn check_record(&mut self, manifest: Option<&Manifest>) -> Option<serde_json::Value> {
-        let bytes = self.content(RECORD)?;
+        self.check_document(RECORD, manifest.map(|m| m.record_content_hash.as_str()))
+    }
+
+    /// An assembled document (`record.json`, `letter.json`): its `content_hash` is the
+    /// canonical hash of the rest, and the one the manifest names (when there is one).
+    fn check_document(&mut self, file: &str, named: Option<&str>) -> Option<serde_json::Value> {
+        let bytes = self.content(file)?;
         let json: serde_json::Value = match serde_json::from_slice(&bytes) {
             Ok(j) => j,
             Err(e) => {
-                self.fail(RECORD, format!("not JSON ({e})"));
+                self.fail(file, format!("not JSON ({e})"));
                 return None;
             }
         };
@@ -528,26 +542,23 @@ impl Checker {
         }
         match Value::from_json(rest).and_then(|v| sync_protocol::content_hash(&v)) {
             Ok(actual) if actual == stated => {
-                self.ok(RECORD, format!("its content hash {stated} holds"));
+                self.ok(file, format!("its content hash {stated} holds"));
             }
             Ok(actual) => self.fail(
-                RECORD,
+                file,
                 format!(
                     "its content_hash says {stated} but the document hashes to {actual}: it was \
                      changed after export"
                 ),
             ),
-            Err(e) => self.fail(RECORD, format!("not plain data ({e})")),
+            Err(e) => self.fail(file, format!("not plain data ({e})")),
         }
-        if let Some(m) = manifest
-            && m.record_content_hash != stated
+        if let Some(named) = named
+            && named != stated
         {
             self.fail(
-                RECORD,
-                format!(
-                    "content hash {stated}, the manifest names {}",
-                    m.record_content_hash
-                ),
+                file,
+                format!("content hash {stated}, the manifest names {named}"),
             );
         }
         Some(json)
@@ -845,12 +856,12 @@ impl Checker {
             }
         };
         match manifest.and_then(|m| m.letter.as_ref()) {
-            Some(m) if m.content_hash != hash => self.fail(
+            Some(m) if m.letter_hash != hash => self.fail(
                 FILE,
                 format!(
                     "the letter hashes to {hash} (section letter, recomputed), the manifest \
                      names {}: it was changed after export",
-                    m.content_hash
+                    m.letter_hash
                 ),
             ),
             _ => self.ok(
@@ -940,6 +951,75 @@ impl Checker {
             if decision == "sign" || manifest::strokes_of(&sig.statement).is_some() {
                 self.check_strokes(FILE, &sig, &what, manifest);
             }
+        }
+    }
+
+    /// `letter.json` against `letter-entity.json`: the letter hash, status and every word.
+    fn check_letter_overlap(&mut self, doc: &serde_json::Value, letter: &EntityState) {
+        let (blame, other) = match (self.failed(LETTER), self.failed(LETTER_ENTITY)) {
+            (false, true) => (LETTER_ENTITY, LETTER),
+            _ => (LETTER, LETTER_ENTITY),
+        };
+        let mut disagreements = Vec::new();
+        if doc["letter_id"].as_str() != Some(letter.id.0.to_string().as_str()) {
+            disagreements.push(format!(
+                "letter_id {} is not the entity {}",
+                doc["letter_id"], letter.id.0
+            ));
+        }
+        match sync_protocol::section_hash(letter, LETTER_SECTION) {
+            Ok(h) if doc["letter_hash"].as_str() == Some(h.as_str()) => {}
+            Ok(h) => disagreements.push(format!(
+                "letter_hash {} in letter.json, {h} recomputed from letter-entity.json",
+                doc["letter_hash"]
+            )),
+            Err(_) => {}
+        }
+        let status = letter.value("status").map(Value::to_json);
+        if status.as_ref() != Some(&doc["status"]) {
+            disagreements.push(format!(
+                "status {} in letter.json, {} in letter-entity.json",
+                doc["status"],
+                status.unwrap_or_default()
+            ));
+        }
+        // Compared as canonical JSON (§3), whatever the files' key order.
+        let canonical = |v: &Value| sync_protocol::canonical_json(v).unwrap_or_default();
+        let shown: BTreeSet<String> = doc["opinions"]
+            .as_array()
+            .map(|words| {
+                words
+                    .iter()
+                    .map(|w| {
+                        Value::from_json(w["value"].clone())
+                            .map_or_else(|_| String::new(), |v| canonical(&v))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let held: BTreeSet<String> = letter
+            .elements(OPINIONS_FIELD)
+            .into_iter()
+            .map(canonical)
+            .collect();
+        if shown != held {
+            disagreements.push(format!(
+                "{} experts' words in letter.json, {} in letter-entity.json, not the same",
+                shown.len(),
+                held.len()
+            ));
+        }
+        if disagreements.is_empty() {
+            self.ok(
+                LETTER,
+                format!(
+                    "agrees with letter-entity.json: letter hash, status and {} experts' words",
+                    held.len()
+                ),
+            );
+        }
+        for d in disagreements {
+            self.fail(blame, format!("disagrees with {other}: {d}"));
         }
     }
 
@@ -1288,7 +1368,8 @@ mod tests {
             record_content_hash: String::new(),
             letter: Some(LetterSummary {
                 letter_id: l.entity.id.0,
-                content_hash: letter_hash.into(),
+                letter_hash: letter_hash.into(),
+                content_hash: String::new(),
                 status: "draft".into(),
             }),
             exported_at_ms: 0,
