@@ -740,10 +740,35 @@ async fn the_round_bundle_archives_the_letter_and_verify_checks_it(b: Backend) {
     assert_eq!(manifest["letter"]["status"], "issued");
     assert_eq!(manifest["letter"]["letter_hash"], issued["letter_hash"]);
     // Every signer's strokes and device key: the inspectors' and the experts'.
+    let record: Value = serde_json::from_slice(&files["record.json"]).unwrap();
+    let signatures = record["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["signature"].as_object())
+        .map(|s| (&s["device"], &s["strokes"]["sha256"]));
+    let words = letter["opinions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (&o["device"], &o["strokes"]["sha256"]));
+    let (devices, strokes): (std::collections::BTreeSet<_>, std::collections::BTreeSet<_>) =
+        signatures
+            .chain(words)
+            .map(|(d, s)| (d.as_str().unwrap(), s.as_str().unwrap()))
+            .unzip();
+    assert!(devices.len() >= 3 + EXPERTS.len(), "{devices:?}");
+    for sha in &strokes {
+        assert!(files.contains_key(&format!("strokes/{sha}.json")), "{sha}");
+    }
     let keys: Value = serde_json::from_slice(&files["keys.json"]).unwrap();
-    let signers = files.keys().filter(|f| f.starts_with("strokes/")).count();
-    assert!(signers >= 3 + EXPERTS.len(), "{:?}", files.keys());
-    assert_eq!(keys["devices"].as_array().unwrap().len(), signers, "{keys}");
+    let held: std::collections::BTreeSet<&str> = keys["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["device"].as_str().unwrap())
+        .collect();
+    assert_eq!(held, devices, "{keys}");
 
     let dir = std::env::temp_dir().join(format!("yanshou-letter-bundle-{}", Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
