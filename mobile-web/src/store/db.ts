@@ -169,8 +169,12 @@ export type YanshouDb = Dexie & {
   strokes: EntityTable<StrokesRow, 'sha256'>;
 };
 
-/** Reads the record's mine from its header (`mine_id`), if present. */
+/**
+ * Reads the record's mine from its header (`mine_id`), if present. An opinion letter names its
+ * mine too, but it is not one of the mine's records (it is listed on its own): `null`.
+ */
 export function mineIdOf(state: EntityState): string | null {
+  if (state.entity_type === 'opinion_letter') return null;
   const v = state.fields['mine_id']?.value;
   return typeof v === 'string' ? v : null;
 }
