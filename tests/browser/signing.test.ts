@@ -79,8 +79,10 @@ async function fillNumber(page: Page, field: string, value: string): Promise<voi
 
 /** Draws a signature-like scribble across the pad with the mouse. */
 async function draw(page: Page): Promise<void> {
-  const canvas = page.locator(tid('sign-pad-canvas'));
+  const canvas = page.locator(`${tid('sign-pad-canvas')}[data-ready="yes"]`);
   await canvas.waitFor();
+  // The sheet slides up: draw once it stands still.
+  await expect.poll(() => page.locator('[class*="van-popup-slide-bottom"]').count()).toBe(0);
   const box = await canvas.boundingBox();
   if (!box) throw new Error('the pad has no box');
   const at = (fx: number, fy: number) => [box.x + box.width * fx, box.y + box.height * fy] as const;
