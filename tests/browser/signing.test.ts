@@ -10,6 +10,7 @@
  *
  * Screenshots at 360 × 780: the pad, a signed section, the letter.
  */
+import { createHash } from 'node:crypto';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
@@ -18,11 +19,13 @@ import {
   loginUi,
   newPhone,
   outboxCount,
+  PASSWORD,
   radio,
   shot,
   syncUi,
   tid,
   until,
+  uuid,
   waitControlled,
   YanshouServer,
   type Phone,
@@ -200,3 +203,156 @@ describe('a section signed on the phone', () => {
     expect(phone.errors, phone.errors.join('\n')).toEqual([]);
   });
 });
+
+// ───────────── the rest of the record, signed over the API ─────────────
+
+/** The canonical JSON of PROTOCOL.md §3 (integers, strings, maps, lists only). */
+function canonical(v: unknown): string {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v);
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  const o = v as Record<string, unknown>;
+  return `{${Object.keys(o)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`)
+    .join(',')}}`;
+}
+
+function sha256Hex(bytes: Uint8Array | string): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+interface TemplatePart {
+  key: string;
+  kind: string;
+  rule?: { op: string; threshold: { kind: string; value?: string } } | null;
+}
+interface TemplateDoc {
+  sections: { department: string; applies_to: string[]; items: { number: number; applies_to: string[]; parts: TemplatePart[] }[] }[];
+}
+
+/** A passing answer for a deciding part (with the design value it is compared with), or none. */
+function passing(part: TemplatePart): { value: string; design?: string } | null {
+  if (part.kind === 'pass_fail') return { value: 'pass' };
+  if (part.kind !== 'number' || !part.rule) return null;
+  const t = part.rule.threshold.kind === 'value' ? Number(part.rule.threshold.value) : 10;
+  const op = part.rule.op;
+  const v = op === 'gt' || op === '>' ? t + 1 : op === 'lt' || op === '<' ? t - 1 : t;
+  return part.rule.threshold.kind === 'value' ? { value: String(v) } : { value: String(v), design: String(t) };
+}
+
+/** A person's device over the API: enrolled key, bound session, its own op series. */
+class ApiDevice {
+  private seq = 0;
+  private constructor(
+    readonly id: string,
+    readonly token: string,
+    readonly user: { id: string; display_name: string; role: string; department: string | null; specialty: string | null },
+    private readonly key: CryptoKeyPair,
+  ) {}
+
+  static async enrol(username: string): Promise<ApiDevice> {
+    const first = await server.login(username);
+    const me = await server.api<ApiDevice['user']>('GET', '/me', undefined, first);
+    const key = (await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify'])) as CryptoKeyPair;
+    const { kty, crv, x, y } = await crypto.subtle.exportKey('jwk', key.publicKey);
+    const d = await server.api<{ id: string }>('POST', '/devices', { name: 'api', public_key: { kty, crv, x, y } }, first);
+    const bound = await server.api<{ access_token: string }>('POST', '/auth/login', { username, password: PASSWORD, device_id: d.id }, '');
+    return new ApiDevice(d.id, bound.access_token, me, key);
+  }
+
+  async push(entity: string, bodies: Record<string, unknown>[]): Promise<{ status: string; code?: string; message?: string }[]> {
+    const ops = bodies.map((b) => ({ id: uuid(), device: this.id, seq: ++this.seq, hlc: { wall_ms: Date.now(), counter: this.seq }, entity, ...b }));
+    const res = await server.api<{ results: { status: string; code?: string; message?: string }[] }>(
+      'POST',
+      '/sync',
+      { protocol_version: 1, device: this.id, ops, cursor: 0, pull_limit: 1 },
+      this.token,
+    );
+    return res.results;
+  }
+
+  /** A handwritten scribble, uploaded for `record`. */
+  async strokes(record: string): Promise<{ sha256: string; size: number }> {
+    const text = canonical({ format: 'yanshou-strokes/1', width: 300, height: 120, strokes: [{ points: [[10, 60, 0], [80, 20, 30], [150, 90, 60], [290, 40, 120]] }] });
+    const bytes = new TextEncoder().encode(text);
+    const sha256 = sha256Hex(bytes);
+    const up = await server.api<{ id?: string; complete: boolean }>(
+      'POST',
+      '/uploads',
+      { sha256, size: bytes.length, content_type: 'application/vnd.yanshou.strokes+json', record_id: record },
+      this.token,
+    );
+    if (!up.complete && up.id) {
+      const patch = await fetch(`${server.base}/api/v1/uploads/${up.id}`, {
+        method: 'PATCH',
+        headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/offset+octet-stream', 'upload-offset': '0' },
+        body: bytes,
+      });
+      if (!patch.ok) throw new Error(`PATCH strokes: ${patch.status} ${await patch.text()}`);
+      await server.api('POST', `/uploads/${up.id}/finish`, undefined, this.token);
+    }
+    return { sha256, size: bytes.length };
+  }
+
+  async sign(statement: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const st = { ...statement, device: this.id };
+    const sig = new Uint8Array(
+      await crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, this.key.privateKey, new TextEncoder().encode(canonical(st))),
+    );
+    return { alg: 'ES256', sig: Buffer.from(sig).toString('base64url'), statement: st };
+  }
+
+  signer(): Record<string, unknown> {
+    const u = this.user;
+    return { user: u.id, name: u.display_name, role: u.role, department: u.department ?? null, specialty: u.specialty ?? null };
+  }
+}
+
+/** Every other applicable section answered (passing) and signed by a person of its unit. */
+async function signTheRest(roundId: string, except: string): Promise<void> {
+  const round = await server.api<{ template_ref: string; disposition: string }>('GET', `/rounds/${roundId}`);
+  const at = round.template_ref.lastIndexOf('@');
+  const template = await server.api<TemplateDoc>(
+    'GET',
+    `/templates/${encodeURIComponent(round.template_ref.slice(0, at))}/${encodeURIComponent(round.template_ref.slice(at + 1))}`,
+  );
+  const applies = (list: string[]) => list.length === 0 || list.includes(round.disposition);
+  for (const section of template.sections) {
+    if (section.department === except || !applies(section.applies_to)) continue;
+    const username = `sign.${section.department}`;
+    await server.api('POST', '/users', {
+      username,
+      display_name: `${section.department} 验收员`,
+      password: PASSWORD,
+      ...(section.department === 'township'
+        ? { role: 'township_officer', township_id: seed.townshipId }
+        : { role: 'department_inspector', department: section.department }),
+    });
+    const device = await ApiDevice.enrol(username);
+    const fields: Record<string, string> = {};
+    for (const item of section.items.filter((i) => applies(i.applies_to))) {
+      for (const part of item.parts) {
+        const p = passing(part);
+        const key = `${section.department}/${item.number}.${part.key}`;
+        if (p?.design !== undefined) fields[`${key}.design`] = p.design;
+        if (p) fields[key] = p.value;
+      }
+    }
+    const sets = Object.entries(fields).map(([field, value]) => ({ kind: 'set', field, value, base_rev: 0 }));
+    const hash = sha256Hex(
+      canonical({ entity: roundId, entity_type: 'acceptance_record', fields, section: section.department, sets: {} }),
+    );
+    const strokes = await device.strokes(roundId);
+    const signature = await device.sign({
+      purpose: 'section',
+      entity: roundId,
+      section: section.department,
+      content_hash: hash,
+      signer: device.signer(),
+      signed_at_ms: Date.now(),
+      strokes,
+    });
+    const results = await device.push(roundId, [...sets, { kind: 'sign', section: section.department, content_hash: hash, signature }]);
+    expect(results.filter((r) => r.status !== 'applied'), section.department).toEqual([]);
+  }
+}
