@@ -39,6 +39,7 @@ async fn county(app: TestApp) -> County {
     app.user("lin", Role::DepartmentInspector).await;
     let mut forestry = Phone::enroll(&app, "lin").await;
     forestry.sync(&app).await;
+    forestry.upload_strokes(&app, &record.0.to_string()).await;
     County {
         app,
         record,

@@ -60,7 +60,7 @@ export type LetterDecision = 'sign' | 'decline';
 
 /**
  * The statement of an expert's word on a letter: `reason` is required (non-blank) to decline
- * and `null` when signing; `strokes` names the handwriting when signing, `null` when declining.
+ * and the empty string when signing (the reference reads it as a string either way); `strokes` names the handwriting when signing, `null` when declining.
  */
 export function letterStatement(a: {
   device: string;
@@ -82,7 +82,7 @@ export function letterStatement(a: {
     letter: a.letter,
     content_hash: a.contentHash,
     decision: a.decision,
-    reason: a.decision === 'decline' ? (a.reason ?? '').trim() : null,
+    reason: a.decision === 'decline' ? (a.reason ?? '').trim() : '',
     signer: signerValue(a.signer),
     signed_at_ms: a.signedAtMs,
     strokes: a.decision === 'sign' ? strokesValue(a.strokes) : null,
@@ -248,7 +248,7 @@ export function readLetter(state: EntityState): Letter {
       element: el.value,
       signature: sig,
       decision,
-      reason: str(st['reason']),
+      reason: str(st['reason']) || null,
       signer: readSigner(st),
       signedAtMs: typeof signedAt === 'number' ? signedAt : null,
       contentHash,

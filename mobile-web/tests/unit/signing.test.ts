@@ -460,7 +460,7 @@ function letterFields(text: string): Record<string, unknown> {
 }
 
 describe('letter statements and where a letter stands (§15)', () => {
-  it('a signing word names the strokes and no reason; a declining one a reason and no strokes', () => {
+  it('a signing word names the strokes and an empty reason; a declining one a reason and no strokes', () => {
     const ref = strokesRef(serializeStrokes(BLOB));
     const base = { device: A, letter: LETTER, contentHash: 'c'.repeat(64), signer: EXPERT, signedAtMs: 7 };
     expect(letterStatement({ ...base, decision: 'sign', reason: null, strokes: ref })).toEqual({
@@ -469,7 +469,7 @@ describe('letter statements and where a letter stands (§15)', () => {
       letter: LETTER,
       content_hash: 'c'.repeat(64),
       decision: 'sign',
-      reason: null,
+      reason: '',
       signer: { user: 'u-x', name: '钱专家', role: 'expert', department: null, specialty: 'forestry' },
       signed_at_ms: 7,
       strokes: ref,
