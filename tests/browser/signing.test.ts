@@ -204,6 +204,171 @@ describe('a section signed on the phone', () => {
   });
 });
 
+// ───────────── the experts' opinion letter ─────────────
+
+const EXPERTS = [
+  { username: 'expert.forestry', name: '钱林业', specialty: 'forestry', title: '高级工程师', employer: '江西省林业科学院' },
+  { username: 'expert.hydro', name: '吴水工', specialty: 'hydro_engineering_environmental_geology', title: '正高级工程师', employer: '江西省地质局第九地质大队' },
+  { username: 'expert.env', name: '郑环保', specialty: 'environmental_protection', title: '工程师', employer: '宜春市生态环境监测站' },
+];
+
+interface LetterDoc {
+  letter_id: string;
+  status: string;
+  letter_hash: string;
+  issuable: boolean;
+  blocking: string[];
+  opinions: { user: string; decision: string; current: boolean; signature_valid: boolean; on_panel: boolean; strokes: { sha256: string; size: number } | null }[];
+}
+
+describe('an expert signs the opinion letter', () => {
+  let expert: Phone;
+  let office = '';
+  let letterId = '';
+  const ids: string[] = [];
+
+  test('the county office drafts the letter from the passed, fully signed record', async () => {
+    await signTheRest(seed.roundId, SECTION);
+    const record = await server.api<{ fully_signed: boolean; conclusion: string }>('GET', `/rounds/${seed.roundId}/record`);
+    expect(record).toMatchObject({ fully_signed: true, conclusion: 'passed' });
+    await server.addUser('office.sign', '周主任', 'county_office');
+    office = await server.login('office.sign');
+    for (const e of EXPERTS) {
+      const u = await server.api<{ id: string }>('POST', '/users', {
+        username: e.username,
+        display_name: e.name,
+        password: PASSWORD,
+        role: 'expert',
+        specialty: e.specialty,
+      });
+      ids.push(u.id);
+    }
+    const letter = await server.api<LetterDoc>(
+      'POST',
+      `/rounds/${seed.roundId}/letter`,
+      {
+        number: '上整治验字〔2026〕第7号',
+        basis: ['《矿山地质环境保护规定》（国土资源部令第44号）', '《江西省矿山生态修复验收管理办法（试行）》', '经批准的矿山生态修复方案'],
+        date: '2026-12-05',
+        organiser: '上高县矿山综合整治工作领导小组办公室',
+        panel: EXPERTS.map((e, i) => ({ user: ids[i], title: e.title, employer: e.employer })),
+        method: '查阅资料、现场踏勘、实地测量，听取矿山企业和乡镇汇报。',
+        situation: '大岭石灰岩矿位于泗溪镇，2019 年停产。治理工程于 2025 年完成，削坡 1.2 公顷，覆土复绿 2.1 公顷。',
+        opinions: '1. 治理工程按方案完成，边坡稳定，未见地质灾害隐患。\n2. 植被覆盖率 86%，苗木成活率 88%。',
+        problems: '部分坡面植被稀疏，建议加强管护，补植乡土树种。',
+        conclusion: 'pass',
+      },
+      office,
+    );
+    letterId = letter.letter_id;
+    expect(letter.status).toBe('draft');
+  });
+
+  test('the expert reads it (and the record it was drafted from), signs it offline, then online', async () => {
+    expert = await newPhone(browser);
+    const { page } = expert;
+    await loginUi(page, server.base, 'expert.forestry');
+    await waitControlled(page);
+    await page.locator(tid('tab-letters')).click();
+    const item = page.locator(tid('letter-item'));
+    await expect.poll(() => item.count()).toBe(1);
+    await expect.poll(() => item.locator(tid('letter-status')).innerText()).toBe('待审阅');
+    await item.click();
+    await page.locator(tid('letter-text')).waitFor();
+    await expect.poll(() => page.locator(tid('letter-conclusion')).innerText()).toContain('同意通过');
+    expect(await page.locator(tid('letter-panel')).innerText()).toContain('钱林业');
+    await shot(page, 'signing-06-letter');
+
+    // The record it was drafted from, read-only, with the inspector's signature.
+    await page.locator(tid('letter-record')).click();
+    await page.locator(tid(`section-${SECTION}`)).waitFor();
+    await page.locator(tid(`section-${SECTION}`)).locator('.van-collapse-item__title').click();
+    await expect.poll(() => block(page).locator(tid('sign-signer')).innerText()).toContain('孙林业');
+    expect(await page.locator(tid(`section-${SECTION}`)).locator('input, [role="radio"]').count()).toBe(0);
+    expect(await block(page).locator(tid('sign-withdraw')).count()).toBe(0);
+    // The section opens with an animation: scroll until its signature stands in view.
+    await expect
+      .poll(async () => {
+        await block(page).scrollIntoViewIfNeeded();
+        const b = await block(page).boundingBox();
+        return b !== null && b.y >= 0 && b.y + b.height <= 700;
+      })
+      .toBe(true);
+    await shot(page, 'signing-07-record-as-expert');
+    await page.goBack();
+    await page.locator(tid('letter-text')).waitFor();
+
+    await goOfflineOn(expert, true);
+    await page.locator(tid('letter-sign')).click();
+    await draw(page);
+    await shot(page, 'signing-08-letter-pad');
+    await page.locator(tid('sign-pad-confirm')).click();
+    await expect.poll(() => page.locator(tid('letter-state')).innerText()).toBe('已签字');
+    await expect.poll(() => page.locator(tid('letter-pending')).count()).toBe(1);
+    await expect.poll(() => page.locator(`${tid('letter-word')} ${tid('strokes-image')}`).count()).toBe(1);
+    expect(await page.locator(tid('letter-sign')).count()).toBe(0);
+    await page.locator(tid('letter-word')).scrollIntoViewIfNeeded();
+    await shot(page, 'signing-09-letter-signed-offline');
+    expect((await server.api<LetterDoc>('GET', `/letters/${letterId}`, undefined, office)).opinions).toEqual([]);
+
+    await goOfflineOn(expert, false);
+    await syncUi(page);
+    await until('the outbox to empty', async () => (await outboxCount(page)) === 0, 30_000);
+    const doc = await server.api<LetterDoc>('GET', `/letters/${letterId}`, undefined, office);
+    expect(doc.opinions).toEqual([
+      expect.objectContaining({ user: ids[0], decision: 'sign', current: true, signature_valid: true, on_panel: true }),
+    ]);
+    const strokes = await idbAll<{ sha256: string; state: string }>(page, 'strokes');
+    expect(strokes.map((s) => [s.sha256, s.state])).toEqual([[doc.opinions[0]?.strokes?.sha256, 'complete']]);
+    await expect.poll(() => page.locator(tid('letter-pending')).count()).toBe(0);
+    expect(expert.errors, expert.errors.join('\n')).toEqual([]);
+  });
+
+  test('the rest of the panel signs, the office issues it: 已出具, nothing more can be added', async () => {
+    const before = await server.api<LetterDoc>('GET', `/letters/${letterId}`, undefined, office);
+    for (const e of EXPERTS.slice(1)) {
+      const device = await ApiDevice.enrol(e.username);
+      const strokes = await device.strokes(seed.roundId);
+      const element = await device.sign({
+        purpose: 'letter',
+        letter: letterId,
+        content_hash: before.letter_hash,
+        decision: 'sign',
+        reason: '',
+        signer: device.signer(),
+        signed_at_ms: Date.now(),
+        strokes,
+      });
+      expect(await device.push(letterId, [{ kind: 'add', field: 'experts/opinions', element }])).toEqual([
+        expect.objectContaining({ status: 'applied' }),
+      ]);
+    }
+    const issued = await server.api<LetterDoc>('POST', `/letters/${letterId}/issue`, undefined, office);
+    expect(issued.status).toBe('issued');
+    const { page } = expert;
+    await syncUi(page);
+    await expect.poll(() => page.locator(tid('letter-state')).innerText()).toBe('已出具');
+    await expect.poll(() => page.locator(tid('letter-issued')).count()).toBe(1);
+    await expect.poll(() => page.locator(tid('letter-word')).count()).toBe(3);
+    expect(await page.locator(tid('letter-sign')).count()).toBe(0);
+    expect(await page.locator(tid('letter-decline')).count()).toBe(0);
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await shot(page, 'signing-10-letter-issued');
+    await page.locator(tid('tab-letters')).click();
+    await expect.poll(() => page.locator(`${tid('letter-item')} ${tid('letter-status')}`).innerText()).toBe('已出具');
+    expect(expert.errors, expert.errors.join('\n')).toEqual([]);
+  });
+});
+
+async function goOfflineOn(p: Phone, offline: boolean): Promise<void> {
+  await p.context.setOffline(offline);
+  if (offline) {
+    await until('the app to notice it is offline', async () =>
+      ((await p.page.locator(tid('sync-state')).textContent()) ?? '').includes('离线'),
+    );
+  }
+}
+
 // ───────────── the rest of the record, signed over the API ─────────────
 
 /** The canonical JSON of PROTOCOL.md §3 (integers, strings, maps, lists only). */
