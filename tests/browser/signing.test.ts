@@ -204,6 +204,59 @@ describe('a section signed on the phone', () => {
   });
 });
 
+// ───────────── a signature the server refuses ─────────────
+
+describe('a signature made on a section that changed meanwhile', () => {
+  test('is refused hash_mismatch, said in words on the record; reviewed and signed again, it holds', async () => {
+    const water = await newPhone(browser);
+    const { page } = water;
+    const W = 'water_resources';
+    // The colleague (another 水利 inspector) answers the section online.
+    const colleague = await ApiDevice.enrol(seed.users.water2);
+    const answers = await passingAnswers(seed.roundId, W);
+    const sets = Object.entries(answers).map(([field, value]) => ({ kind: 'set', field, value, base_rev: 0 }));
+    expect((await colleague.push(seed.roundId, sets)).every((r) => r.status === 'applied')).toBe(true);
+
+    await loginUi(page, server.base, seed.users.water1);
+    await waitControlled(page);
+    await page.locator(tid('mine-item'), { hasText: seed.mineName }).click();
+    await page.locator(tid('record-item')).first().click();
+    const wblock = page.locator(tid(`sign-block-${W}`));
+    await expect.poll(() => wblock.locator(tid('sign-open')).isDisabled()).toBe(false);
+    await goOfflineOn(water, true);
+    await wblock.locator(tid('sign-open')).click();
+    await draw(page);
+    await page.locator(tid('sign-pad-confirm')).click();
+    await expect.poll(() => wblock.locator(tid('sign-state')).innerText()).toBe('已签字（待同步）');
+
+    // Meanwhile the colleague adds a remark to the section: it is no longer what was signed.
+    expect(await colleague.push(seed.roundId, [{ kind: 'set', field: `${W}/14.remark`, value: '渠道末端有少量淤积', base_rev: 0 }])).toEqual([
+      expect.objectContaining({ status: 'applied' }),
+    ]);
+    await goOfflineOn(water, false);
+    await syncUi(page);
+    const card = page.locator(`${tid('record-rejections')} ${tid('rejection-card')}`);
+    await expect.poll(() => card.count()).toBe(1);
+    const text = await card.innerText();
+    expect(text).toContain('签字时看到的内容已被他人修改');
+    expect(text).toContain('请打开最新内容重新核对');
+    await expect.poll(() => wblock.locator(tid('sign-open')).isDisabled()).toBe(false);
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await shot(page, 'signing-11-hash-mismatch');
+
+    // Reviewed (the remark is there now), signed again: it holds.
+    await card.locator(tid('rejection-dismiss')).click();
+    await wblock.locator(tid('sign-open')).click();
+    await draw(page);
+    await page.locator(tid('sign-pad-confirm')).click();
+    await syncUi(page);
+    await until('the outbox to empty', async () => (await outboxCount(page)) === 0, 30_000);
+    const doc = await server.api<RecordDoc>('GET', `/rounds/${seed.roundId}/record`);
+    expect(doc.sections.find((x) => x.department === W)?.signature).toMatchObject({ hash_holds: true, signature_valid: true });
+    await water.context.close();
+  });
+});
+
 // ───────────── the experts' opinion letter ─────────────
 
 const EXPERTS = [
@@ -473,8 +526,8 @@ class ApiDevice {
   }
 }
 
-/** Every other applicable section answered (passing) and signed by a person of its unit. */
-async function signTheRest(roundId: string, except: string): Promise<void> {
+/** The round's template and a test of what applies to its disposition. */
+async function templateOf(roundId: string) {
   const round = await server.api<{ template_ref: string; disposition: string }>('GET', `/rounds/${roundId}`);
   const at = round.template_ref.lastIndexOf('@');
   const template = await server.api<TemplateDoc>(
@@ -482,8 +535,33 @@ async function signTheRest(roundId: string, except: string): Promise<void> {
     `/templates/${encodeURIComponent(round.template_ref.slice(0, at))}/${encodeURIComponent(round.template_ref.slice(at + 1))}`,
   );
   const applies = (list: string[]) => list.length === 0 || list.includes(round.disposition);
+  return { template, applies };
+}
+
+/** Passing answers to every deciding part of a section's applicable items, by field key. */
+async function passingAnswers(roundId: string, department: string): Promise<Record<string, string>> {
+  const { template, applies } = await templateOf(roundId);
+  const fields: Record<string, string> = {};
+  const section = template.sections.find((x) => x.department === department);
+  for (const item of (section?.items ?? []).filter((i) => applies(i.applies_to))) {
+    for (const part of item.parts) {
+      const p = passing(part);
+      const key = `${department}/${item.number}.${part.key}`;
+      if (p?.design !== undefined) fields[`${key}.design`] = p.design;
+      if (p) fields[key] = p.value;
+    }
+  }
+  return fields;
+}
+
+/** Every other applicable section not yet signed answered (passing) and signed by a person of its unit. */
+async function signTheRest(roundId: string, except: string): Promise<void> {
+  const { template, applies } = await templateOf(roundId);
+  const signed = new Set(
+    (await server.api<RecordDoc>('GET', `/rounds/${roundId}/record`)).sections.filter((x) => x.signature).map((x) => x.department),
+  );
   for (const section of template.sections) {
-    if (section.department === except || !applies(section.applies_to)) continue;
+    if (section.department === except || signed.has(section.department) || !applies(section.applies_to)) continue;
     const username = `sign.${section.department}`;
     await server.api('POST', '/users', {
       username,
@@ -494,15 +572,7 @@ async function signTheRest(roundId: string, except: string): Promise<void> {
         : { role: 'department_inspector', department: section.department }),
     });
     const device = await ApiDevice.enrol(username);
-    const fields: Record<string, string> = {};
-    for (const item of section.items.filter((i) => applies(i.applies_to))) {
-      for (const part of item.parts) {
-        const p = passing(part);
-        const key = `${section.department}/${item.number}.${part.key}`;
-        if (p?.design !== undefined) fields[`${key}.design`] = p.design;
-        if (p) fields[key] = p.value;
-      }
-    }
+    const fields = await passingAnswers(roundId, section.department);
     const sets = Object.entries(fields).map(([field, value]) => ({ kind: 'set', field, value, base_rev: 0 }));
     const hash = sha256Hex(
       canonical({ entity: roundId, entity_type: 'acceptance_record', fields, section: section.department, sets: {} }),

@@ -67,7 +67,7 @@ export const REJECT_CODES: Record<string, string> = {
   entity_tombstoned: '记录已被删除',
   section_signed: '该部分已签字，修改未被接受',
   already_signed: '已经签过字（同一内容不能重复签字）',
-  hash_mismatch: '签字后内容被他人修改，签字未被接受。请重新审阅最新内容后再签字',
+  hash_mismatch: '签字时看到的内容已被他人修改，签字未被接受',
   section_conflicted: '该部分有未解决的冲突',
   conflict_unresolved: '此项有冲突，需先解决',
   stale_resolve: '解决冲突时出现了新的值，请重新查看',

@@ -551,3 +551,21 @@ function serverSet(server: TestServer, entity: string, field: string, value: str
   });
   expect(res.results[0]?.status).toBe('applied');
 }
+
+describe('the new refusals on the wire', () => {
+  it('strokes_missing and letter_issued decode as rejections (an unknown code would fail the whole response)', () => {
+    const res = decodeResponse(
+      JSON.stringify({
+        protocol_version: 1,
+        results: [
+          { status: 'rejected', op: '00000000-0000-0000-0000-000000000001', code: 'strokes_missing', message: 'strokes not held' },
+          { status: 'rejected', op: '00000000-0000-0000-0000-000000000002', code: 'letter_issued', message: 'issued' },
+        ],
+        changes: [],
+        cursor: 0,
+        has_more: false,
+      }),
+    );
+    expect(res.results.map((r) => (r.status === 'rejected' ? r.code : r.status))).toEqual(['strokes_missing', 'letter_issued']);
+  });
+});
