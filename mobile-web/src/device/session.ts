@@ -65,7 +65,8 @@ export async function unsyncedCount(db: YanshouDb): Promise<number> {
   return (
     (await db.outbox.count()) +
     (await db.rejections.count()) +
-    (await db.uploads.where('state').equals('pending').count())
+    (await db.uploads.where('state').equals('pending').count()) +
+    (await db.strokes.where('state').equals('pending').count())
   );
 }
 
@@ -140,9 +141,22 @@ export async function login(db: YanshouDb, username: string, password: string): 
 async function wipeWorkData(db: YanshouDb): Promise<void> {
   await db.transaction(
     'rw',
-    [db.meta, db.entities, db.outbox, db.rejections, db.mines, db.rounds, db.templates, db.org, db.photos, db.uploads],
+    [
+      db.meta,
+      db.entities,
+      db.outbox,
+      db.rejections,
+      db.mines,
+      db.rounds,
+      db.templates,
+      db.org,
+      db.photos,
+      db.uploads,
+      db.strokes,
+    ],
     async () => {
       await Promise.all([
+        db.strokes.clear(),
         db.photos.clear(),
         db.uploads.clear(),
         db.entities.clear(),
