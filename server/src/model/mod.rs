@@ -5,13 +5,17 @@
 //! - [`mine`]: [`Mine`], its [`Disposition`], [`Stage`] and [`MineFacts`], [`MineEvent`],
 //!   [`CaseRecord`];
 //! - [`round`]: the [`AcceptanceRound`];
-//! - [`record`]: the acceptance record's entity type, header fields and section names.
+//! - [`record`]: the acceptance record's entity type, header fields and section names;
+//! - [`strokes`]: handwritten signatures ([`Strokes`]) and the one check of their format,
+//!   [`parse_strokes`].
 
 pub mod identity;
 pub mod mine;
 pub mod record;
 pub mod round;
+pub mod strokes;
 
 pub use identity::*;
 pub use mine::*;
 pub use round::*;
+pub use strokes::{Strokes, StrokesError, parse_strokes};
