@@ -3,6 +3,12 @@
 //! checked at export time.
 //!
 //! - [`pdf`]: the record as a Chinese government form (A4, the acceptance table per department,
-//!   signatures, conclusion, one page per photo), made in process with `krilla`.
+//!   signatures with the signers' handwriting, conclusion, one page per photo);
+//! - [`typeset`]: what the PDFs share: the CJK font, line breaking (with 禁则), pages as lists of
+//!   drawing operations, writing them with `krilla`;
+//! - [`ink`]: handwritten signatures: the strokes blobs a document names, loaded before
+//!   rendering, drawn as pen strokes (or 〔笔迹未上传〕 / 〔笔迹无法读取〕).
 
+pub mod ink;
 pub mod pdf;
+pub mod typeset;

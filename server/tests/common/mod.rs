@@ -580,6 +580,16 @@ impl Phone {
     /// Signs `section` of `entity` as the phone shows it, with this device's key and the
     /// session's user as the signer (PROTOCOL.md §12).
     pub fn sign(&mut self, entity: EntityId, section: &str) -> OpId {
+        self.sign_with_strokes(entity, section, strokes())
+    }
+
+    /// Like [`Phone::sign`], naming the handwritten strokes blob `strokes` (`{sha256, size}`).
+    pub fn sign_with_strokes(
+        &mut self,
+        entity: EntityId,
+        section: &str,
+        strokes: SyncValue,
+    ) -> OpId {
         let id = OpId(Uuid::now_v7());
         let now = self.tick();
         let (device, key, signer) = (self.replica.device(), self.key.clone(), self.signer.clone());
@@ -592,7 +602,7 @@ impl Phone {
                     hash,
                     signer,
                     i64::try_from(now).unwrap(),
-                    strokes(),
+                    strokes,
                 );
                 sync_protocol::signature::sign(&key, statement).to_value()
             })
