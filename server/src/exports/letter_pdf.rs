@@ -25,63 +25,72 @@ use super::{
 };
 use crate::photos::geofence::CHINA_STANDARD_TIME;
 
-/// The letter as this export reads it (mirrors the assembled letter of PROTOCOL.md §15).
+// ── Until `letters` lands on main: a mirror of `crate::letters::AssembledLetter` (the fields
+// this export reads, named as there). Deleted at the merge.
+
+/// The assembled letter (mirror of `letters::AssembledLetter`).
 #[derive(Debug, Clone, Serialize)]
-pub struct LetterDoc {
+pub struct AssembledLetter {
     pub letter_id: Uuid,
     pub mine_name: String,
     pub licence_no: String,
     /// `draft` or `issued`.
     pub status: String,
-    /// 文号
-    pub number: String,
-    pub title: String,
-    /// 验收依据
-    pub basis: Vec<String>,
-    /// 验收日期, `YYYY-MM-DD`.
-    pub date: String,
-    pub organiser: String,
-    pub panel: Vec<PanelMember>,
-    /// 验收方式
-    pub method: String,
-    /// 基本情况
-    pub situation: String,
-    /// 主要验收意见
-    pub opinions: String,
-    /// 存在问题及建议
-    pub problems: String,
-    /// `pass`, `pass_after_rectification` or `fail`.
-    pub conclusion: String,
-    pub expert_opinions: Vec<ExpertOpinion>,
+    pub issued: Option<IssuedRecord>,
+    pub text: LetterTextOut,
+    pub letter_hash: String,
+    pub opinions: Vec<OpinionRecord>,
     pub content_hash: String,
 }
 
-/// An expert of the panel.
+#[derive(Debug, Clone, Serialize)]
+pub struct IssuedRecord {
+    pub at_ms: i64,
+    pub by_name: String,
+    pub letter_hash: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LetterTextOut {
+    pub number: String,
+    pub title: String,
+    pub basis: Vec<String>,
+    pub date: String,
+    pub organiser: String,
+    pub panel: Vec<PanelMember>,
+    pub method: String,
+    pub situation: String,
+    pub opinions: String,
+    pub problems: String,
+    pub conclusion: String,
+    pub conclusion_name: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PanelMember {
     pub user: Uuid,
     pub name: String,
     pub specialty: String,
-    /// 职称
+    pub specialty_name: String,
     pub title: String,
-    /// 单位
     pub employer: String,
 }
 
-/// An expert's word on the letter.
 #[derive(Debug, Clone, Serialize)]
-pub struct ExpertOpinion {
-    /// `sign` or `decline`.
+pub struct OpinionRecord {
+    pub user: Uuid,
+    pub name: String,
+    pub specialty: Option<String>,
     pub decision: String,
-    pub reason: Option<String>,
-    pub signer: serde_json::Value,
-    pub signed_at_ms: Option<i64>,
-    /// Whether it was given on the letter's current hash.
-    pub counts: bool,
+    pub reason: String,
+    pub signed_at_ms: i64,
+    pub current: bool,
     pub signature_valid: bool,
-    /// `{sha256, size}`, or null for a decline without handwriting.
+    pub on_panel: bool,
     pub strokes: serde_json::Value,
 }
+
+// ── end of the mirror
 
 /// Sizes of the letter: larger than the form's, as a letter is read, not filled in.
 const LETTER_TITLE: f32 = 20.0;
@@ -110,9 +119,10 @@ const SIGNATURE_ROW: f32 = 42.0;
 const DRAFT_RED: (u8, u8, u8) = (200, 30, 30);
 const WATERMARK_GREY: (u8, u8, u8) = (222, 222, 222);
 
-/// 同意通过 / 限期整改后通过 / 不予通过
-pub fn conclusion_text(code: &str) -> &str {
+/// 同意通过 / 限期整改后通过 / 不予通过 (the letter's own name of it when it has one).
+fn conclusion_text<'a>(code: &'a str, name: &'a str) -> &'a str {
     match code {
+        _ if !name.is_empty() => name,
         "pass" => "同意通过",
         "pass_after_rectification" => "限期整改后通过",
         "fail" => "不予通过",
@@ -139,7 +149,7 @@ fn day_of(ms: Option<i64>) -> String {
 
 /// Render the letter; returns the PDF and its page count.
 pub fn render(
-    letter: &LetterDoc,
+    letter: &AssembledLetter,
     strokes: &StrokesBlobs,
     font: &CjkFont,
 ) -> std::result::Result<(Vec<u8>, usize), String> {
@@ -151,7 +161,7 @@ pub fn render(
     let metadata = Metadata::new()
         .title(format!(
             "验收合格意见书 {} — {}",
-            letter.number, letter.mine_name
+            letter.text.number, letter.mine_name
         ))
         .description(format!("content hash {}", letter.content_hash))
         .language("zh-CN".to_owned())
@@ -202,11 +212,14 @@ pub fn render(
                 y: PAGE_H - 25.0,
                 size: FOOT,
                 text: format!(
-                    "{} · {} · 意见书 {} · {}",
-                    letter.number,
+                    "{} · {} · 文本哈希 {}… · {}",
+                    letter.text.number,
                     letter.mine_name,
-                    letter.letter_id,
-                    if draft { "草稿" } else { "已签发" }
+                    letter.letter_hash.get(..16).unwrap_or(&letter.letter_hash),
+                    match &letter.issued {
+                        Some(issued) => format!("{}签发", day_of(Some(issued.at_ms))),
+                        None => "草稿".to_owned(),
+                    }
                 ),
             },
         ]);
@@ -236,21 +249,22 @@ fn body(l: &mut Layout<'_, '_>, text: &str) {
     }
 }
 
-fn letter_pages(l: &mut Layout<'_, '_>, d: &LetterDoc, strokes: &StrokesBlobs) {
+fn letter_pages(l: &mut Layout<'_, '_>, d: &AssembledLetter, strokes: &StrokesBlobs) {
+    let t = &d.text;
     l.new_page();
     l.y += 8.0;
-    let title = if d.title.contains("验收合格意见书") {
-        d.title.as_str()
+    let title = if t.title.contains("验收合格意见书") {
+        t.title.as_str()
     } else {
         "验收合格意见书"
     };
     l.centered(title, LETTER_TITLE);
     l.y += 2.0;
-    if !d.number.is_empty() {
-        l.centered(&d.number, TEXT);
+    if !t.number.is_empty() {
+        l.centered(&t.number, TEXT);
     }
-    if !d.title.is_empty() && d.title != title {
-        l.centered(&d.title, HEADING);
+    if !t.title.is_empty() && t.title != title {
+        l.centered(&t.title, HEADING);
     }
     l.y += 10.0;
     l.paragraph(
@@ -260,39 +274,42 @@ fn letter_pages(l: &mut Layout<'_, '_>, d: &LetterDoc, strokes: &StrokesBlobs) {
     l.y += 2.0;
 
     heading(l, 1, "验收依据");
-    if d.basis.is_empty() {
+    if t.basis.is_empty() {
         body(l, "");
     }
-    for (i, basis) in d.basis.iter().enumerate() {
+    for (i, basis) in t.basis.iter().enumerate() {
         l.hanging(&format!("{INDENT}{}．", i + 1), basis, TEXT);
     }
 
     heading(l, 2, "验收组织");
     l.paragraph(
-        &format!("{INDENT}验收日期：{}", chinese_date(&d.date)),
+        &format!("{INDENT}验收日期：{}", chinese_date(&t.date)),
         TEXT,
     );
-    l.paragraph(&format!("{INDENT}组织单位：{}", d.organiser), TEXT);
-    l.paragraph(&format!("{INDENT}专家组（{} 人）：", d.panel.len()), TEXT);
+    l.paragraph(&format!("{INDENT}组织单位：{}", t.organiser), TEXT);
+    l.paragraph(&format!("{INDENT}专家组（{} 人）：", t.panel.len()), TEXT);
     l.y += 3.0;
     panel_table(l, d);
 
     heading(l, 3, "验收方式");
-    body(l, &d.method);
+    body(l, &t.method);
     heading(l, 4, "基本情况");
-    body(l, &d.situation);
+    body(l, &t.situation);
     heading(l, 5, "主要验收意见");
-    body(l, &d.opinions);
+    body(l, &t.opinions);
     heading(l, 6, "存在问题及建议");
-    body(l, &d.problems);
+    body(l, &t.problems);
     heading(l, 7, "验收结论");
     l.paragraph(
-        &format!("{INDENT}{}。", conclusion_text(&d.conclusion)),
+        &format!(
+            "{INDENT}{}。",
+            conclusion_text(&t.conclusion, &t.conclusion_name)
+        ),
         HEADING,
     );
 
     // The organiser and the date at the bottom right, as a letter is signed off.
-    let lines = [d.organiser.clone(), chinese_date(&d.date)];
+    let lines = [t.organiser.clone(), chinese_date(&t.date)];
     let sign_off = 2.0 * TEXT * LEADING + 24.0;
     signature_table(l, d, strokes, sign_off);
     l.room(sign_off);
@@ -307,11 +324,12 @@ fn letter_pages(l: &mut Layout<'_, '_>, d: &LetterDoc, strokes: &StrokesBlobs) {
     }
 }
 
-fn panel_table(l: &mut Layout<'_, '_>, d: &LetterDoc) {
+fn panel_table(l: &mut Layout<'_, '_>, d: &AssembledLetter) {
     let widths: Vec<f32> = PANEL.iter().map(|c| c.1).collect();
     let head: Vec<String> = PANEL.iter().map(|c| c.0.to_owned()).collect();
     let (head_h, head_wrapped) = l.row_height(&head, &widths, CELL);
     let rows: Vec<(f32, Vec<Vec<String>>)> = d
+        .text
         .panel
         .iter()
         .enumerate()
@@ -319,7 +337,7 @@ fn panel_table(l: &mut Layout<'_, '_>, d: &LetterDoc) {
             let cells = [
                 (i + 1).to_string(),
                 m.name.clone(),
-                m.specialty.clone(),
+                specialty_of(m).to_owned(),
                 m.title.clone(),
                 m.employer.clone(),
             ];
@@ -336,36 +354,36 @@ fn panel_table(l: &mut Layout<'_, '_>, d: &LetterDoc) {
     }
 }
 
-/// The word a row shows for an expert: the one that counts on the current hash, else the
-/// latest one.
-fn word_of<'a>(d: &'a LetterDoc, user: &str) -> Option<&'a ExpertOpinion> {
-    let mine = || {
-        d.expert_opinions
-            .iter()
-            .filter(move |o| o.signer.get("user").and_then(|u| u.as_str()) == Some(user))
-    };
-    mine()
-        .filter(|o| o.counts)
-        .max_by_key(|o| o.signed_at_ms)
-        .or_else(|| mine().max_by_key(|o| o.signed_at_ms))
+/// 水工环 (the code when the name is unknown).
+fn specialty_of(m: &PanelMember) -> &str {
+    if m.specialty_name.is_empty() {
+        &m.specialty
+    } else {
+        &m.specialty_name
+    }
 }
 
-/// 有效 / 无效（签名验证失败） / 已失效（意见书已修改） / 拒签：理由 / 未签.
-fn word_text(o: Option<&ExpertOpinion>) -> String {
+/// The word a row shows for an expert: the latest on the current text, else the latest one.
+fn word_of(d: &AssembledLetter, user: Uuid) -> Option<&OpinionRecord> {
+    let theirs = || d.opinions.iter().filter(move |o| o.user == user);
+    theirs()
+        .filter(|o| o.current)
+        .max_by_key(|o| o.signed_at_ms)
+        .or_else(|| theirs().max_by_key(|o| o.signed_at_ms))
+}
+
+/// `同意` or `拒签：理由`, then 有效 / 无效（签名验证失败） / 已失效（…）; 未签 without a word.
+fn word_text(o: Option<&OpinionRecord>) -> String {
     let Some(o) = o else {
         return "未签".to_owned();
     };
-    let reason = o.reason.as_deref().unwrap_or("").trim();
-    let word = if o.decision == "decline" {
-        if reason.is_empty() {
-            "拒签".to_owned()
-        } else {
-            format!("拒签：{reason}")
-        }
-    } else {
-        "同意".to_owned()
+    let reason = o.reason.trim();
+    let word = match (o.decision.as_str(), reason.is_empty()) {
+        ("decline", true) => "拒签".to_owned(),
+        ("decline", false) => format!("拒签：{reason}"),
+        _ => "同意".to_owned(),
     };
-    let status = match (o.counts, o.signature_valid) {
+    let status = match (o.current, o.signature_valid) {
         (true, true) => "有效",
         (true, false) => "无效（签名验证失败）",
         (false, _) => "已失效（签字后意见书已修改）",
@@ -373,55 +391,61 @@ fn word_text(o: Option<&ExpertOpinion>) -> String {
     format!("{word}\n{status}")
 }
 
+/// One row of the signature table: who, and the word shown.
+struct SignatureRow<'a> {
+    name: String,
+    specialty: String,
+    word: Option<&'a OpinionRecord>,
+}
+
 /// The panel's signatures; `keep_with`: the height of what must not be parted from the table.
-fn signature_table(l: &mut Layout<'_, '_>, d: &LetterDoc, strokes: &StrokesBlobs, keep_with: f32) {
+fn signature_table(
+    l: &mut Layout<'_, '_>,
+    d: &AssembledLetter,
+    strokes: &StrokesBlobs,
+    keep_with: f32,
+) {
     let widths: Vec<f32> = SIGNATURES.iter().map(|c| c.1).collect();
     let head: Vec<String> = SIGNATURES.iter().map(|c| c.0.to_owned()).collect();
     let (head_h, head_wrapped) = l.row_height(&head, &widths, CELL);
-    // The panel, then anyone else who gave a word (a panel changed since).
-    let mut rows: Vec<(String, String, Option<&ExpertOpinion>)> = d
+    // The panel, then anyone else who gave a word (taken off the panel since).
+    let mut rows: Vec<SignatureRow<'_>> = d
+        .text
         .panel
         .iter()
-        .map(|m| {
-            (
-                m.name.clone(),
-                m.specialty.clone(),
-                word_of(d, &m.user.to_string()),
-            )
+        .map(|m| SignatureRow {
+            name: m.name.clone(),
+            specialty: specialty_of(m).to_owned(),
+            word: word_of(d, m.user),
         })
         .collect();
-    let member = |o: &ExpertOpinion, k: &str| {
-        o.signer
-            .get(k)
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_owned()
-    };
-    for o in &d.expert_opinions {
-        let user = member(o, "user");
-        let on_panel = d.panel.iter().any(|m| m.user.to_string() == user);
-        let listed = rows
-            .iter()
-            .any(|r| r.2.is_some_and(|w| member(w, "user") == user));
-        if !on_panel && !listed {
-            let word = word_of(d, &user);
-            rows.push((member(o, "name"), member(o, "specialty"), word));
+    for o in &d.opinions {
+        let listed = d.text.panel.iter().any(|m| m.user == o.user)
+            || rows
+                .iter()
+                .any(|r| r.word.is_some_and(|w| w.user == o.user));
+        if !listed {
+            rows.push(SignatureRow {
+                name: o.name.clone(),
+                specialty: o.specialty.clone().unwrap_or_default(),
+                word: word_of(d, o.user),
+            });
         }
     }
-    let laid = rows
+    let laid: Vec<(f32, Vec<Vec<String>>, SignatureRow<'_>)> = rows
         .into_iter()
-        .map(|(name, specialty, word)| {
+        .map(|row| {
             let cells = [
-                name,
-                specialty,
+                row.name.clone(),
+                row.specialty.clone(),
                 String::new(),
-                day_of(word.and_then(|w| w.signed_at_ms)),
-                word_text(word),
+                day_of(row.word.map(|w| w.signed_at_ms)),
+                word_text(row.word),
             ];
             let (h, wrapped) = l.row_height(&cells, &widths, CELL);
-            (h.max(SIGNATURE_ROW), wrapped, word)
+            (h.max(SIGNATURE_ROW), wrapped, row)
         })
-        .collect::<Vec<_>>();
+        .collect();
     // The table stays whole with what follows it (the organiser and date) when a page can
     // hold them; else it starts with its first row at least.
     let heading_h = 10.0 + HEADING * LEADING + 2.0;
@@ -435,12 +459,13 @@ fn signature_table(l: &mut Layout<'_, '_>, d: &LetterDoc, strokes: &StrokesBlobs
     l.paragraph("专家组签字", HEADING);
     l.y += 2.0;
     l.row(&head_wrapped, &widths, head_h, CELL, true);
-    for (h, wrapped, word) in laid {
+    for (h, wrapped, row) in laid {
         if l.room(h) {
             l.row(&head_wrapped, &widths, head_h, CELL, true);
         }
         let cells = l.row(&wrapped, &widths, h, CELL, false);
-        let Some(word) = word.filter(|w| !w.strokes.is_null()) else {
+        // A decline may come without handwriting.
+        let Some(word) = row.word.filter(|w| !w.strokes.is_null()) else {
             continue;
         };
         if let Some(cell) = cells.get(2).and_then(|c| {
@@ -481,43 +506,54 @@ mod tests {
         json!({"sha256": crate::blobs::BlobHash::of(b).hex(), "size": b.len()})
     }
 
+    fn panel_member(name: &str, specialty: &str, title: &str, employer: &str) -> PanelMember {
+        PanelMember {
+            user: Uuid::new_v4(),
+            name: name.into(),
+            specialty: specialty.into(),
+            specialty_name: specialty.into(),
+            title: title.into(),
+            employer: employer.into(),
+        }
+    }
+
+    fn word(m: &PanelMember, decision: &str, strokes: serde_json::Value) -> OpinionRecord {
+        OpinionRecord {
+            user: m.user,
+            name: m.name.clone(),
+            specialty: Some(m.specialty.clone()),
+            decision: decision.into(),
+            reason: if decision == "decline" {
+                "复绿面积与方案不符，需现场复核".into()
+            } else {
+                String::new()
+            },
+            signed_at_ms: 1_709_346_000_000,
+            current: true,
+            signature_valid: true,
+            on_panel: true,
+            strokes,
+        }
+    }
+
     /// A letter as a county office would write it, signed by two of three experts.
-    pub(crate) fn sample() -> (LetterDoc, StrokesBlobs) {
+    pub(crate) fn sample() -> (AssembledLetter, StrokesBlobs) {
         let blobs = [strokes_blob(1), strokes_blob(3)];
-        let panel: Vec<PanelMember> = [
-            ("张建国", "水工环", "高级工程师", "江西省地质局第九地质大队"),
-            (
+        let panel = vec![
+            panel_member("张建国", "水工环", "高级工程师", "江西省地质局第九地质大队"),
+            panel_member(
                 "李秀英",
                 "环境保护",
                 "正高级工程师",
                 "宜春市生态环境局上高分局环境监测站",
             ),
-            ("王林", "林业", "林业工程师", "上高县林业局"),
-        ]
-        .into_iter()
-        .map(|(name, specialty, title, employer)| PanelMember {
-            user: Uuid::new_v4(),
-            name: name.into(),
-            specialty: specialty.into(),
-            title: title.into(),
-            employer: employer.into(),
-        })
-        .collect();
-        let opinion = |m: &PanelMember, decision: &str, strokes: serde_json::Value| ExpertOpinion {
-            decision: decision.into(),
-            reason: (decision == "decline").then(|| "复绿面积与方案不符，需现场复核".to_owned()),
-            signer: json!({"user": m.user.to_string(), "name": m.name, "role": "expert",
-                           "department": null, "specialty": m.specialty}),
-            signed_at_ms: Some(1_709_346_000_000),
-            counts: true,
-            signature_valid: true,
-            strokes,
-        };
-        let letter = LetterDoc {
-            letter_id: Uuid::new_v4(),
-            mine_name: "上高县泗溪镇石灰石矿".into(),
-            licence_no: "C3609232009127130050234".into(),
-            status: "draft".into(),
+            panel_member("王林", "林业", "林业工程师", "上高县林业局"),
+        ];
+        let opinions = vec![
+            word(&panel[0], "sign", reference(&blobs[0])),
+            word(&panel[1], "sign", reference(&blobs[1])),
+        ];
+        let text = LetterTextOut {
             number: "上矿整验〔2024〕12号".into(),
             title: "验收合格意见书".into(),
             basis: vec![
@@ -527,7 +563,7 @@ mod tests {
             ],
             date: "2024-03-02".into(),
             organiser: "上高县停产非煤矿山生态环境整治工作领导小组办公室".into(),
-            panel: panel.clone(),
+            panel,
             method: "专家组听取了采矿权人关于矿山生态环境整治情况的汇报，查阅了相关资料，\
                      并对矿区进行了现场踏勘。"
                 .into(),
@@ -542,12 +578,20 @@ mod tests {
                        5．生产设施设备已拆除，供电线路和变压器已拆除，民爆物品已清理收缴。\n\
                        6．整治资料齐全。"
                 .into(),
-            problems: "部分台阶苗木长势较弱，建议采权人加强三年管护期内的抚育管理，及时补植补种。".into(),
+            problems: "部分台阶苗木长势较弱，建议采矿权人加强三年管护期内的抚育管理，及时补植补种。"
+                .into(),
             conclusion: "pass".into(),
-            expert_opinions: vec![
-                opinion(&panel[0], "sign", reference(&blobs[0])),
-                opinion(&panel[1], "sign", reference(&blobs[1])),
-            ],
+            conclusion_name: "同意通过".into(),
+        };
+        let letter = AssembledLetter {
+            letter_id: Uuid::new_v4(),
+            mine_name: "上高县泗溪镇石灰石矿".into(),
+            licence_no: "C3609232009127130050234".into(),
+            status: "draft".into(),
+            issued: None,
+            text,
+            letter_hash: "4be1".repeat(16),
+            opinions,
             content_hash: "9f2c".repeat(16),
         };
         (letter, StrokesBlobs::from_bytes(blobs))
@@ -556,7 +600,7 @@ mod tests {
     #[test]
     fn conclusions_and_dates_read_as_the_letter_writes_them() {
         assert_eq!(
-            conclusion_text("pass_after_rectification"),
+            conclusion_text("pass_after_rectification", ""),
             "限期整改后通过"
         );
         assert_eq!(chinese_date("2024-03-02"), "2024年3月2日");
@@ -564,15 +608,20 @@ mod tests {
     }
 
     #[test]
-    fn a_word_that_counts_is_shown_before_a_later_superseded_one() {
+    fn a_word_on_the_current_text_is_shown_before_a_later_superseded_one() {
         let (mut d, _) = sample();
-        let mut old = d.expert_opinions[0].clone();
-        old.counts = false;
-        old.signed_at_ms = Some(1_709_999_000_000);
-        d.expert_opinions.push(old);
-        let user = d.panel[0].user.to_string();
-        assert!(word_of(&d, &user).unwrap().counts);
-        assert_eq!(word_text(word_of(&d, &user)), "同意\n有效");
+        let mut old = d.opinions[0].clone();
+        old.current = false;
+        old.signed_at_ms += 1000;
+        d.opinions.push(old);
+        let user = d.text.panel[0].user;
+        assert!(word_of(&d, user).unwrap().current);
+        assert_eq!(word_text(word_of(&d, user)), "同意\n有效");
+        d.opinions.retain(|o| !o.current || o.user != user);
+        assert_eq!(
+            word_text(word_of(&d, user)),
+            "同意\n已失效（签字后意见书已修改）"
+        );
         assert_eq!(word_text(None), "未签");
     }
 
