@@ -85,6 +85,20 @@ pub enum ErrorCode {
     /// A PDF export needs a CJK font the server cannot find (the message names it and the
     /// package that provides it).
     FontMissing,
+    /// An uploaded strokes blob is not a handwritten signature in the format of PROTOCOL.md §14.
+    StrokesRefused,
+    /// The round already has its opinion letter.
+    LetterExists,
+    /// The opinion letter is issued; nothing changes it.
+    LetterIssued,
+    /// The letter cannot be issued yet: a required specialty has not signed, or a panel expert
+    /// declined (the message says which).
+    LetterIncomplete,
+    /// An opinion letter needs an acceptance record that passed and is fully signed.
+    RecordNotPassed,
+    /// The record changed since the letter was drafted from it: update the letter (the panel
+    /// signs again).
+    RecordChanged,
 }
 
 impl ErrorCode {
@@ -124,6 +138,12 @@ impl ErrorCode {
             ErrorCode::DocumentRefused => "document_refused",
             ErrorCode::EvidenceNotUploaded => "evidence_not_uploaded",
             ErrorCode::FontMissing => "font_missing",
+            ErrorCode::StrokesRefused => "strokes_refused",
+            ErrorCode::LetterExists => "letter_exists",
+            ErrorCode::LetterIssued => "letter_issued",
+            ErrorCode::LetterIncomplete => "letter_incomplete",
+            ErrorCode::RecordNotPassed => "record_not_passed",
+            ErrorCode::RecordChanged => "record_changed",
         }
     }
 }

@@ -22,6 +22,8 @@
 //! - [`rounds`]: acceptance rounds (one visit, one record);
 //! - [`records`]: the assembled acceptance record of a visit (one document with its content
 //!   hash, signatures and photos checked again), what reviews and exports show;
+//! - [`letters`]: the experts' opinion letter (验收合格意见书) of a 注销 round: drafted and
+//!   issued by the county office, signed by the experts through sync;
 //! - [`mines`]: the mine registry, import/export, transitions, dashboard, case log;
 //! - [`exports`]: documents made from the assembled record: its PDF (a Chinese government
 //!   form with photo pages, `krilla`);
@@ -42,6 +44,7 @@ pub mod demo;
 pub mod error;
 pub mod exports;
 pub mod identity;
+pub mod letters;
 pub mod mines;
 pub mod model;
 pub mod photos;

@@ -181,18 +181,26 @@ pub struct SignatureRecord {
     pub value: serde_json::Value,
 }
 
-fn to_json(v: &Value) -> serde_json::Value {
+pub(crate) fn to_json(v: &Value) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
 
 /// Device keys looked up once per device while assembling.
-struct Keys<'a> {
+pub(crate) struct Keys<'a> {
     state: &'a AppState,
     cache: HashMap<Uuid, Option<p256::ecdsa::VerifyingKey>>,
 }
 
-impl Keys<'_> {
-    async fn get(&mut self, device: Uuid) -> Result<Option<p256::ecdsa::VerifyingKey>> {
+impl<'a> Keys<'a> {
+    pub(crate) fn new(state: &'a AppState) -> Self {
+        Keys {
+            state,
+            cache: HashMap::new(),
+        }
+    }
+
+    /// The enrolled key of `device` (none for an unknown device).
+    pub(crate) async fn get(&mut self, device: Uuid) -> Result<Option<p256::ecdsa::VerifyingKey>> {
         if let Some(k) = self.cache.get(&device) {
             return Ok(*k);
         }
@@ -250,10 +258,7 @@ pub async fn assemble(
     let verdict = template.verdict(disposition, &answers, FailureConclusion::RectifyByDeadline);
     let problems = verdict.failing.iter().chain(&verdict.advisory);
 
-    let mut keys = Keys {
-        state,
-        cache: HashMap::new(),
-    };
+    let mut keys = Keys::new(state);
     let field = |key: &str| {
         record
             .fields
@@ -474,15 +479,16 @@ pub async fn assemble(
     Ok(doc)
 }
 
-/// The canonical hash of `doc` without its `content_hash` member (PROTOCOL.md §3).
-pub fn content_hash(doc: &AssembledRecord) -> Result<String> {
-    let mut json = serde_json::to_value(doc)
-        .map_err(|e| AppError::Internal(format!("record document: {e}")))?;
+/// The canonical hash of `doc` (an assembled record or letter) without its `content_hash`
+/// member (PROTOCOL.md §3).
+pub fn content_hash(doc: &impl Serialize) -> Result<String> {
+    let mut json =
+        serde_json::to_value(doc).map_err(|e| AppError::Internal(format!("document: {e}")))?;
     if let Some(map) = json.as_object_mut() {
         map.remove("content_hash");
     }
     let value: Value = serde_json::from_value(json)
-        .map_err(|e| AppError::Internal(format!("record document is not plain data: {e}")))?;
+        .map_err(|e| AppError::Internal(format!("document is not plain data: {e}")))?;
     sync_protocol::content_hash(&value)
         .map_err(|e| AppError::Internal(format!("record document hash: {e}")))
 }

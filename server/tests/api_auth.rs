@@ -876,6 +876,9 @@ async fn health_and_openapi(b: Backend) {
         "/api/v1/mines/{id}/evidence",
         "/api/v1/mines/{id}/evidence/{entry}/file",
         "/api/v1/rounds/{id}/record.pdf",
+        "/api/v1/rounds/{id}/letter",
+        "/api/v1/letters/{id}",
+        "/api/v1/letters/{id}/issue",
         "/healthz",
         "/readyz",
     ] {
@@ -1159,6 +1162,38 @@ async fn authorization_matrix(b: Backend) {
             "/api/v1/rounds/{random}/record.pdf",
             "",
             Box::new(everyone(S::NOT_FOUND)),
+        ),
+        // The opinion letter: the county office drafts, edits and issues (a round whose record
+        // did not pass gets no letter); reading follows the mine's visibility.
+        (
+            Method::POST,
+            "/api/v1/rounds/{photo_round}/letter",
+            "letter",
+            Box::new(office_or_admin(S::CONFLICT, S::FORBIDDEN)),
+        ),
+        (
+            Method::GET,
+            "/api/v1/rounds/{photo_round}/letter",
+            "",
+            Box::new(everyone(S::NOT_FOUND)),
+        ),
+        (
+            Method::GET,
+            "/api/v1/letters/{random}",
+            "",
+            Box::new(everyone(S::NOT_FOUND)),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/letters/{random}",
+            "letter",
+            Box::new(office_or_admin(S::NOT_FOUND, S::FORBIDDEN)),
+        ),
+        (
+            Method::POST,
+            "/api/v1/letters/{random}/issue",
+            "",
+            Box::new(office_or_admin(S::NOT_FOUND, S::FORBIDDEN)),
         ),
         (Method::GET, "/api/v1/me", "", Box::new(everyone(S::OK))),
         (
@@ -1543,6 +1578,12 @@ async fn authorization_matrix(b: Backend) {
                     "content_type": "image/jpeg", "record_id": Uuid::now_v7()})),
                 "evidence" => Some(json!({"sha256": evidence_photo, "kind": "photo",
                     "description": "覆土复绿后", "items": ["19.1"]})),
+                "letter" => Some(json!({"number": "上自然资矿验〔2024〕1号",
+                    "basis": ["上府办发〔2023〕35号"], "date": "2024-05-20",
+                    "organiser": "上高县自然资源局",
+                    "panel": [{"user": Uuid::now_v7(), "title": "高级工程师", "employer": "某院"}],
+                    "method": "现场踏勘", "situation": "已停产", "opinions": "边坡稳定",
+                    "conclusion": "pass"})),
                 "case" => Some(json!({"kind": "referral", "what": "未履行修复义务",
                     "to": "县检察院", "evidence": ["照片1"]})),
                 _ => None,

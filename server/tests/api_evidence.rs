@@ -40,6 +40,7 @@ async fn county(b: Backend) -> County {
     let mut forestry = Phone::enroll(&app, "lin").await;
     forestry.sync(&app).await;
     assert!(forestry.replica.confirmed().contains_key(&record));
+    forestry.upload_strokes(&app, &record.0.to_string()).await;
     County {
         app,
         record,
@@ -314,6 +315,11 @@ async fn evidence_that_does_not_hold_is_rejected_with_its_reason(b: Backend) {
     water.sync(&c.app).await;
     water.answer_section(c.record, "water_resources");
     water.sync(&c.app).await;
+    // Strokes the server does not hold: refused until they are uploaded (PROTOCOL.md §14).
+    water.sign(c.record, "water_resources");
+    let results = water.sync(&c.app).await;
+    assert_eq!(rejected_code(&results[0]), "strokes_missing");
+    water.upload_strokes(&c.app, &c.record.0.to_string()).await;
     let real_key = water.key.clone();
     water.key = stranger.clone();
     water.sign(c.record, "water_resources");

@@ -26,6 +26,7 @@ const LAYERS: &[&[&str]] = &[
     &["sync"],
     &["photos"],
     &["rounds", "records"],
+    &["letters"],
     &["mines", "exports"],
     &["api", "web", "tls"],
     &["demo"],

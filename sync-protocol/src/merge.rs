@@ -89,6 +89,11 @@ pub enum RejectCode {
     IncompleteSection,
     /// `withdraw` of a section that is not signed (never, or already withdrawn).
     NotSigned,
+    /// Policy: a signature names a handwritten strokes blob the server does not hold (it is
+    /// uploaded before the op is pushed, PROTOCOL.md §14).
+    StrokesMissing,
+    /// Policy: the opinion letter is issued; nothing changes it (PROTOCOL.md §15).
+    LetterIssued,
 }
 
 impl RejectCode {
@@ -116,6 +121,8 @@ impl RejectCode {
             RejectCode::InvalidSignature => "invalid_signature",
             RejectCode::IncompleteSection => "incomplete_section",
             RejectCode::NotSigned => "not_signed",
+            RejectCode::StrokesMissing => "strokes_missing",
+            RejectCode::LetterIssued => "letter_issued",
         }
     }
 }
@@ -158,6 +165,13 @@ pub trait Policy {
     /// own checks passed (not signed yet, no conflict, the hash the signer saw): e.g. the
     /// server refuses to sign a section whose required answers are missing. Allows by default.
     fn check_sign(&self, _state: &EntityState, _op: &Op) -> Result<(), Reject> {
+        Ok(())
+    }
+
+    /// Allows or rejects any op on an existing entity in the light of its state, right after
+    /// [`Self::check`]: e.g. an expert's word on an opinion letter must be about the letter's
+    /// current hash. Allows by default.
+    fn check_state(&self, _state: &EntityState, _op: &Op) -> Result<(), Reject> {
         Ok(())
     }
 }
@@ -314,6 +328,7 @@ fn merge_checked(
         ));
     }
     ctx.policy.check(&state.entity_type, op)?;
+    ctx.policy.check_state(state, op)?;
     if let Some(field) = op.body.field() {
         check_unsigned(state, field)?;
     }

@@ -382,6 +382,173 @@ pub fn photo_claim(element: &Value) -> Result<PhotoClaim, SignatureError> {
     })
 }
 
+/// The statement of an expert's word on an opinion letter (PROTOCOL.md §15): `decision` is
+/// [`DECISION_SIGN`] or [`DECISION_DECLINE`]; `reason` is empty for a signing word; `strokes`
+/// is `{sha256, size}` or `null` (a decline needs no handwriting).
+#[allow(clippy::too_many_arguments)]
+pub fn letter_statement(
+    device: DeviceId,
+    letter: EntityId,
+    content_hash: &str,
+    decision: &str,
+    reason: &str,
+    signer: Value,
+    signed_at_ms: i64,
+    strokes: Value,
+) -> BTreeMap<String, Value> {
+    BTreeMap::from([
+        ("purpose".to_owned(), Value::from(PURPOSE_LETTER)),
+        ("device".to_owned(), Value::from(device.0.to_string())),
+        ("letter".to_owned(), Value::from(letter.0.to_string())),
+        ("content_hash".to_owned(), Value::from(content_hash)),
+        ("decision".to_owned(), Value::from(decision)),
+        ("reason".to_owned(), Value::from(reason)),
+        ("signer".to_owned(), signer),
+        ("signed_at_ms".to_owned(), Value::Int(signed_at_ms)),
+        ("strokes".to_owned(), strokes),
+    ])
+}
+
+/// An expert signs the letter.
+pub const DECISION_SIGN: &str = "sign";
+/// An expert declines to sign, with a reason.
+pub const DECISION_DECLINE: &str = "decline";
+
+/// What an expert's word on a letter says (see [`PURPOSE_LETTER`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LetterOpinion {
+    /// The letter's entity.
+    pub letter: EntityId,
+    /// The letter's hash the expert read.
+    pub content_hash: String,
+    /// `true` for [`DECISION_SIGN`], `false` for [`DECISION_DECLINE`].
+    pub signs: bool,
+    /// Why the expert declines (empty when signing).
+    pub reason: String,
+    /// The signer's user id.
+    pub user: String,
+    /// The signer's specialty code.
+    pub specialty: Option<String>,
+    /// Device time of the word, ms since the epoch.
+    pub signed_at_ms: i64,
+    /// The handwritten strokes `(sha256, size)`, for a signing word.
+    pub strokes: Option<(String, i64)>,
+    /// The device that signed.
+    pub device: DeviceId,
+}
+
+/// Reads an expert's word on a letter without verifying the signature (for display, export
+/// and the server's state checks).
+pub fn letter_opinion(element: &Value) -> Result<LetterOpinion, SignatureError> {
+    let sig = DeviceSignature::from_value(element)?;
+    expect(&sig, "purpose", PURPOSE_LETTER)?;
+    let malformed = |m: &str| SignatureError::Malformed(format!("letter statement: {m}"));
+    let letter = sig
+        .str("letter")
+        .and_then(|s| uuid::Uuid::parse_str(s).ok())
+        .map(EntityId)
+        .ok_or_else(|| malformed("letter must be the letter's entity id"))?;
+    let content_hash = sig
+        .str("content_hash")
+        .filter(|s| is_sha256_hex(s))
+        .ok_or_else(|| malformed("content_hash must be 64 lowercase hex digits"))?
+        .to_owned();
+    let signs = match sig.str("decision") {
+        Some(DECISION_SIGN) => true,
+        Some(DECISION_DECLINE) => false,
+        _ => return Err(malformed("decision must be \"sign\" or \"decline\"")),
+    };
+    let reason = sig
+        .str("reason")
+        .ok_or_else(|| malformed("reason must be a string"))?
+        .to_owned();
+    if !signs && reason.trim().is_empty() {
+        return Err(malformed("an expert who declines says why (reason)"));
+    }
+    let signer = match sig.statement.get("signer") {
+        Some(Value::Map(m)) => m,
+        _ => {
+            return Err(malformed(
+                "signer must be {user, name, role, department, specialty}",
+            ));
+        }
+    };
+    let user = signer
+        .get("user")
+        .and_then(Value::as_str)
+        .ok_or_else(|| malformed("signer.user is missing"))?
+        .to_owned();
+    let specialty = signer
+        .get("specialty")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let signed_at_ms = match sig.statement.get("signed_at_ms") {
+        Some(Value::Int(n)) => *n,
+        _ => return Err(malformed("signed_at_ms must be an integer")),
+    };
+    let strokes = match sig.statement.get("strokes") {
+        None | Some(Value::Null) if !signs => None,
+        _ => {
+            check_strokes(&sig)?;
+            strokes_of(&sig)
+        }
+    };
+    Ok(LetterOpinion {
+        letter,
+        content_hash,
+        signs,
+        reason,
+        user,
+        specialty,
+        signed_at_ms,
+        strokes,
+        device: sig
+            .device()
+            .ok_or_else(|| malformed("device must be a UUID"))?,
+    })
+}
+
+/// Checks an expert's word on `letter` (the element of `experts/opinions` *is* the signature
+/// value of a [`PURPOSE_LETTER`] statement), made by `device`, whose key is `key`.
+pub fn check_letter_opinion(
+    element: &Value,
+    letter: EntityId,
+    device: DeviceId,
+    key: &VerifyingKey,
+) -> Result<(DeviceSignature, LetterOpinion), SignatureError> {
+    let opinion = letter_opinion(element)?;
+    if opinion.device != device {
+        return Err(SignatureError::Mismatch {
+            member: "device",
+            signed: opinion.device.0.to_string(),
+            expected: device.0.to_string(),
+        });
+    }
+    if opinion.letter != letter {
+        return Err(SignatureError::Mismatch {
+            member: "letter",
+            signed: opinion.letter.0.to_string(),
+            expected: letter.0.to_string(),
+        });
+    }
+    let sig = DeviceSignature::from_value(element)?;
+    sig.verify(key)?;
+    Ok((sig, opinion))
+}
+
+/// The `(sha256, size)` of the strokes a statement names, when it names them well.
+pub fn strokes_of(sig: &DeviceSignature) -> Option<(String, i64)> {
+    match sig.statement.get("strokes") {
+        Some(Value::Map(m)) => match (m.get("sha256").and_then(Value::as_str), m.get("size")) {
+            (Some(h), Some(Value::Int(n))) if is_sha256_hex(h) && *n > 0 => {
+                Some((h.to_owned(), *n))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// The entity a statement is about, when it names one (`entity` or `letter`).
 pub fn statement_entity(sig: &DeviceSignature) -> Option<EntityId> {
     sig.str("entity")

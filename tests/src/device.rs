@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use reqwest::StatusCode;
 use serde_json::{Value as Json, json};
@@ -121,6 +121,9 @@ pub struct SimDevice {
     /// The signer as a section signature names it (`{user, name, role, department,
     /// specialty}`, from the session).
     signer: Value,
+    /// The `strokes` member of this device's signatures (`{sha256, size}`): a stand-in the
+    /// server does not hold until [`SimDevice::upload_strokes`] uploads real ones.
+    strokes: Value,
 }
 
 /// A reqwest client for simulated devices (no proxy, loopback only).
@@ -203,6 +206,76 @@ pub async fn enroll_device_key(
     Ok((Uuid::parse_str(id)?, key))
 }
 
+/// A 注销 (cancel) mine proposed by a new township officer `sixi` and approved by the county
+/// office (`office`: its access token), and the acceptance round the township opens for it:
+/// its id (the record's).
+pub async fn open_cancel_round(
+    server: &crate::Server,
+    http: &reqwest::Client,
+    base: &str,
+    office: &str,
+) -> anyhow::Result<Uuid> {
+    let office = office.to_owned();
+    let res = http
+        .get(format!("{base}/api/v1/townships"))
+        .bearer_auth(&office)
+        .send()
+        .await?;
+    let townships = json_or_error(res, "townships").await?;
+    let township_id = match townships.as_array().and_then(|t| t.first()) {
+        Some(t) => t["id"].as_str().context("township id")?.to_owned(),
+        None => {
+            let res = http
+                .post(format!("{base}/api/v1/townships"))
+                .bearer_auth(&office)
+                .json(&json!({"name": "泗溪镇", "kind": "town"}))
+                .send()
+                .await?;
+            let t = json_or_error(res, "create township").await?;
+            t["id"].as_str().context("township id")?.to_owned()
+        }
+    };
+    server
+        .add_township_officer("sixi", Uuid::parse_str(&township_id)?)
+        .await?;
+    let township = token_of(&login(http, base, "sixi", None).await?, "access_token")?;
+
+    let res = http
+        .post(format!("{base}/api/v1/mines"))
+        .bearer_auth(&office)
+        .json(
+            &json!({"name": "大岭石灰岩矿", "licence_no": "C-OPEN-ROUND-1", "holder": "某公司",
+                      "township_id": township_id, "mineral": "石灰岩",
+                      "mining_method": "露天开采"}),
+        )
+        .send()
+        .await?;
+    let mine = json_or_error(res, "create mine").await?;
+    let mine = mine["id"].as_str().context("mine id")?.to_owned();
+    for (token, transition) in [
+        (
+            &township,
+            json!({"transition": "propose", "disposition": "cancel"}),
+        ),
+        (&office, json!({"transition": "approve"})),
+    ] {
+        let res = http
+            .post(format!("{base}/api/v1/mines/{mine}/transitions"))
+            .bearer_auth(token)
+            .json(&transition)
+            .send()
+            .await?;
+        json_or_error(res, &format!("mine transition {transition}")).await?;
+    }
+    let res = http
+        .post(format!("{base}/api/v1/mines/{mine}/rounds"))
+        .bearer_auth(&township)
+        .send()
+        .await?;
+    let round = json_or_error(res, "open round").await?;
+    Ok(Uuid::parse_str(round["id"].as_str().context("round id")?)?)
+}
+
 fn token_of(session: &Json, key: &str) -> anyhow::Result<String> {
     Ok(session[key]
         .as_str()
@@ -255,6 +328,10 @@ impl SimDevice {
             stats: DeviceStats::default(),
             key,
             signer,
+            strokes: Value::Map(BTreeMap::from([
+                ("sha256".to_owned(), Value::from("0".repeat(64))),
+                ("size".to_owned(), Value::Int(1)),
+            ])),
         })
     }
 
@@ -421,18 +498,7 @@ impl SimDevice {
     pub fn sign(&mut self, entity: EntityId, section: &str) -> Result<OpId, ClientError> {
         let (id, now) = (OpId(self.new_uuid()), self.tick());
         let (device, key, signer) = (self.device(), &self.key, self.signer.clone());
-        // The handwritten strokes stand in as a hash of the signer's label (a simulator draws
-        // nothing); the statement shape is the phone's.
-        let strokes = Value::Map(BTreeMap::from([
-            (
-                "sha256".to_owned(),
-                Value::from(
-                    sync_protocol::content_hash(&Value::from(self.label.as_str()))
-                        .unwrap_or_default(),
-                ),
-            ),
-            ("size".to_owned(), Value::Int(512)),
-        ]));
+        let strokes = self.strokes.clone();
         let r = self
             .replica
             .sign_with(id, now, entity, section, |hash| {
@@ -449,6 +515,63 @@ impl SimDevice {
             })
             .cloned();
         self.made_op(r)
+    }
+
+    /// Draws a signature (PROTOCOL.md §14: a wave shaped by the device's label), uploads its
+    /// strokes for the acceptance record `record` (a round's id) in one chunk, and names them
+    /// in this device's signatures from now on. Not subject to the fault plan.
+    pub async fn upload_strokes(&mut self, record: Uuid) -> anyhow::Result<()> {
+        let bump = self.label.bytes().map(u32::from).sum::<u32>() % 40;
+        let points: Vec<String> = (0..40u32)
+            .map(|i| format!("[{},{},{}]", 20 + i * 12, 90 + (i * 5 + bump) % 60, i * 20))
+            .collect();
+        let bytes = format!(
+            r#"{{"format":"yanshou-strokes/1","width":600,"height":240,"strokes":[{{"points":[{}]}}]}}"#,
+            points.join(",")
+        )
+        .into_bytes();
+        let sha256 = sync_protocol::canonical::sha256_hex(&bytes);
+        let res = self
+            .http
+            .post(format!("{}/api/v1/uploads", self.base))
+            .bearer_auth(&self.access_token)
+            .json(
+                &json!({"sha256": sha256, "size": bytes.len(), "record_id": record,
+                          "content_type": "application/vnd.yanshou.strokes+json"}),
+            )
+            .send()
+            .await?;
+        let upload = json_or_error(res, &format!("{}: declare strokes", self.label)).await?;
+        if upload["complete"] != Json::Bool(true) {
+            let id = upload["id"].as_str().context("upload id")?.to_owned();
+            let res = self
+                .http
+                .patch(format!("{}/api/v1/uploads/{id}", self.base))
+                .bearer_auth(&self.access_token)
+                .header("Content-Type", "application/offset+octet-stream")
+                .header("Upload-Offset", "0")
+                .body(bytes.clone())
+                .send()
+                .await?;
+            ensure!(
+                res.status().is_success(),
+                "{}: strokes chunk: {}",
+                self.label,
+                res.status()
+            );
+            let res = self
+                .http
+                .post(format!("{}/api/v1/uploads/{id}/finish", self.base))
+                .bearer_auth(&self.access_token)
+                .send()
+                .await?;
+            json_or_error(res, &format!("{}: finish strokes", self.label)).await?;
+        }
+        self.strokes = Value::Map(BTreeMap::from([
+            ("sha256".to_owned(), Value::from(sha256)),
+            ("size".to_owned(), Value::Int(i64::try_from(bytes.len())?)),
+        ]));
+        Ok(())
     }
 
     /// Resolves a conflicted field.

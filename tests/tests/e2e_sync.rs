@@ -419,6 +419,21 @@ async fn soak(backend: Backend, seed: u64) {
         devices.push(device(&server, user, label, seed ^ (i as u64 + 1) << 32).await);
     }
 
+    // Each inspector's handwritten strokes are on the server before they sign (PROTOCOL.md
+    // §14); they are uploaded for a real acceptance round (uploads belong to one).
+    let office_token = devices[0].access_token().to_owned();
+    let round = yanshou_tests::device::open_cancel_round(
+        &server,
+        &yanshou_tests::device::http_client(),
+        &server.base,
+        &office_token,
+    )
+    .await
+    .unwrap();
+    for d in devices.iter_mut().skip(1) {
+        d.upload_strokes(round).await.unwrap();
+    }
+
     // The office creates the records; everyone pulls them.
     for k in 0..4 {
         devices[0]

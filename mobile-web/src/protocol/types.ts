@@ -230,7 +230,9 @@ export type RejectCode =
   | 'forbidden'
   | 'invalid_signature'
   | 'incomplete_section'
-  | 'not_signed';
+  | 'not_signed'
+  | 'strokes_missing'
+  | 'letter_issued';
 
 /** Every {@link RejectCode}, in the Rust declaration order. */
 export const REJECT_CODES: readonly RejectCode[] = [
@@ -255,6 +257,8 @@ export const REJECT_CODES: readonly RejectCode[] = [
   'invalid_signature',
   'incomplete_section',
   'not_signed',
+  'strokes_missing',
+  'letter_issued',
 ];
 
 /** A rejection: code plus a message for the person who made the op. */

@@ -82,6 +82,8 @@ export const REJECT_CODES: Record<string, string> = {
   invalid_signature: '签名无法验证（设备密钥不符或内容被改动）',
   incomplete_section: '本部分还有必填项未填写，不能签字',
   not_signed: '该部分尚未签字（或签字已撤回），无可撤回',
+  strokes_missing: '签名笔迹尚未上传到服务器，请联网后重新同步',
+  letter_issued: '意见书已出具，不能再修改或签字',
 };
 
 export function label(map: Record<string, string>, code: string | null | undefined): string {

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod devices;
 pub mod evidence;
 pub mod health;
+pub mod letters;
 pub mod mines;
 pub mod org;
 pub mod photos;
@@ -196,7 +197,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(templates::router())
         .merge(uploads::router())
         .merge(photos::router())
-        .merge(records::router());
+        .merge(records::router())
+        .merge(letters::router());
     let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .merge(health::router())

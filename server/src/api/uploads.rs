@@ -16,6 +16,7 @@ use crate::{
     AppState,
     error::{ApiJson, AppError, ErrorBody, Result},
     identity::auth::AuthUser,
+    model::strokes::{MAX_STROKES_BYTES, STROKES_CONTENT_TYPE},
     photos::upload::{
         self, Created, DOCUMENT_CONTENT_TYPE, DOCUMENT_MAX_BYTES, LIMITS, NewUpload, Target,
     },
@@ -52,6 +53,11 @@ pub struct UploadLimits {
     pub document_max_bytes: u64,
     /// Accepted media types of documents (uploads for a mine only).
     pub document_content_types: Vec<String>,
+    /// The media type of a handwritten signature's strokes (PROTOCOL.md §14; uploads for a
+    /// record only).
+    pub strokes_content_type: String,
+    /// Largest strokes blob.
+    pub strokes_max_bytes: u64,
 }
 
 /// A file to upload, declared by its hash and size.
@@ -66,8 +72,10 @@ pub struct NewUploadRequest {
     #[schema(minimum = 1, maximum = 30_000_000)]
     pub size: u64,
     /// Media type, one of the limits' `content_types` (for a mine also
-    /// `document_content_types`).
-    #[schema(pattern = "^(image/(jpeg|png)|application/pdf)$")]
+    /// `document_content_types`; for a record also `strokes_content_type`).
+    #[schema(
+        pattern = "^(image/(jpeg|png)|application/pdf|application/vnd\\.yanshou\\.strokes\\+json)$"
+    )]
     pub content_type: String,
     /// The acceptance record (round id) the photo is for; or
     pub record_id: Option<Uuid>,
@@ -138,6 +146,8 @@ async fn upload_limits(_caller: AuthUser) -> Json<UploadLimits> {
             .collect(),
         document_max_bytes: DOCUMENT_MAX_BYTES,
         document_content_types: vec![DOCUMENT_CONTENT_TYPE.to_owned()],
+        strokes_content_type: STROKES_CONTENT_TYPE.to_owned(),
+        strokes_max_bytes: MAX_STROKES_BYTES as u64,
     })
 }
 

@@ -38,8 +38,10 @@ pub struct TransitionRequest {
     pub effective_date: Option<NaiveDate>,
     /// For `record_acceptance`: the round whose record decides it. The verdict must agree with
     /// the template's rule over that record, every required section must be signed, and for a
-    /// 注销 mine the experts' letter counts as signed only when the record's `experts` section
-    /// is. Without it the outcome is taken as entered (e.g. from a paper record).
+    /// 注销 mine the experts' letter counts as signed only when the round's opinion letter is
+    /// issued with the conclusion 同意通过 (or, for records from before the letter, their
+    /// `experts` section is signed). Without it the outcome is taken as entered (e.g. from a
+    /// paper record).
     #[serde(default)]
     #[schema(value_type = Option<String>, format = Uuid,
         pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
@@ -227,10 +229,14 @@ async fn checked_against_round(
             message: format!("sections not signed yet: {}", unsigned.join("、")),
         });
     }
-    let experts_signed = view
-        .signed_sections
-        .iter()
-        .any(|s| s == crate::model::record::EXPERT_SECTION);
+    // The experts accept a 注销 mine with their issued opinion letter (PROTOCOL.md §15). A
+    // record whose `experts` section was signed before the letter existed (the section it
+    // replaces) still counts.
+    let experts_signed = crate::letters::experts_accepted(state, round_id).await?
+        || view
+            .signed_sections
+            .iter()
+            .any(|s| s == crate::model::record::EXPERT_SECTION);
     match (entered, view.verdict.conclusion) {
         (V::Passed { .. }, Conclusion::Passed) => Ok(V::Passed {
             expert_letter_signed: experts_signed,

@@ -6,10 +6,12 @@
 //!   [`CaseRecord`];
 //! - [`round`]: the [`AcceptanceRound`];
 //! - [`record`]: the acceptance record's entity type, header fields and section names;
+//! - [`letter`]: the experts' opinion letter's entity type, sections and fields;
 //! - [`strokes`]: handwritten signatures ([`Strokes`]) and the one check of their format,
 //!   [`parse_strokes`].
 
 pub mod identity;
+pub mod letter;
 pub mod mine;
 pub mod record;
 pub mod round;

@@ -14,11 +14,7 @@
 use std::collections::BTreeMap;
 
 use chrono::DateTime;
-use sync_protocol::{
-    AllowAll, Change, EntityId, EntityState, Hlc, MergeContext, Op, OpBody, OpId, OpResult, Value,
-    merge::InPlace, signature::PhotoClaim,
-};
-use uuid::Uuid;
+use sync_protocol::{EntityId, EntityState, Op, OpBody, OpResult, Value, signature::PhotoClaim};
 
 use super::{
     exif::{CaptureTime, PhotoExif},
@@ -30,10 +26,10 @@ use super::{
 use crate::{
     AppState,
     error::Result,
-    model::record::{SERVER_DEVICE, findings_field, is_evidence_field},
+    model::record::{findings_field, is_evidence_field},
     rules::geo::GeoPolygon,
-    store::{EntityRow, Photo, StoreError, SyncWrites},
-    sync::policy::scope_of,
+    store::{Photo, StoreError},
+    sync::server_ops,
 };
 
 /// After a push: publish the findings of every record an applied `add` gave a photo.
@@ -105,7 +101,8 @@ pub async fn publish(state: &AppState, record: EntityId) -> Result<()> {
             &[record],
             now,
             Box::new(move |loaded| {
-                write_findings(loaded.entities, record, values, loaded.next_commit_seq, now)
+                let bodies = server_ops::changed_fields(loaded.entities.get(&record), values);
+                server_ops::apply(loaded.entities, record, bodies, loaded.next_commit_seq, now)
             }),
         )
         .await?;
@@ -127,76 +124,6 @@ pub fn evidence(record: &EntityState) -> BTreeMap<String, PhotoClaim> {
         }
     }
     out
-}
-
-/// Sets the findings fields whose value differs, as the server (no device series).
-fn write_findings(
-    mut entities: BTreeMap<EntityId, EntityState>,
-    record: EntityId,
-    values: BTreeMap<String, Value>,
-    mut commit_seq: u64,
-    now: i64,
-) -> SyncWrites {
-    let mut writes = SyncWrites::default();
-    let Some(state) = entities.remove(&record) else {
-        return writes;
-    };
-    let entity_type = state.entity_type.clone();
-    let mut slot = Some(state);
-    let mut last_commit = None;
-    for (field, value) in values {
-        let current = slot.as_ref().and_then(|s| s.fields.get(&field));
-        if current.is_some_and(|f| f.value == value) {
-            continue;
-        }
-        let op = Op {
-            id: OpId(Uuid::now_v7()),
-            device: SERVER_DEVICE,
-            seq: 0,
-            hlc: Hlc::new(u64::try_from(now).unwrap_or(0), 0),
-            entity: record,
-            body: OpBody::Set {
-                field,
-                value,
-                base_rev: current.map_or(0, |f| f.rev),
-            },
-        };
-        let ctx = MergeContext {
-            policy: &AllowAll,
-            commit_seq,
-        };
-        match sync_protocol::merge_in_place(&mut slot, &op, &ctx) {
-            InPlace::Applied(body) | InPlace::Conflict(body) => {
-                writes.changes.push(crate::store::ChangeRow {
-                    change: Change {
-                        commit_seq,
-                        entity: record,
-                        entity_type: entity_type.clone(),
-                        op: op.id,
-                        device: op.device,
-                        hlc: op.hlc,
-                        body,
-                    },
-                    scope: None,
-                });
-                last_commit = Some(commit_seq);
-                commit_seq += 1;
-            }
-            InPlace::Duplicate | InPlace::Rejected(_) => {}
-        }
-    }
-    if let (Some(state), Some(last_commit)) = (slot, last_commit) {
-        let scope = scope_of(&state);
-        for c in &mut writes.changes {
-            c.scope = scope;
-        }
-        writes.entities.push(EntityRow {
-            state,
-            scope,
-            last_commit,
-        });
-    }
-    writes
 }
 
 /// Metres as a decimal string with one fraction digit (the protocol has no floats).

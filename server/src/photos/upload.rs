@@ -15,6 +15,10 @@
 //!   sent at: a chunk at another offset, or a duplicate that lost the race, gets 409 with the
 //!   current offset, and a server that dies in between leaves the offset where it was (the
 //!   part is written again by the retry).
+//! - A record also takes a person's handwritten signature: a strokes blob (PROTOCOL.md §14,
+//!   [`STROKES_CONTENT_TYPE`], at most [`MAX_STROKES_BYTES`]), checked against the format at
+//!   finish and kept as uploaded. Experts upload theirs to the record of the round whose letter
+//!   they sign; a sync op naming strokes is accepted only once they are held.
 //! - **finish** joins the parts, checks size and SHA-256 and ingests the file (off the async
 //!   threads: type, caps, EXIF, both thumbnails; an undecodable image is refused and nothing is
 //!   kept; a document is only checked for its magic bytes), stores the thumbnails, the photo's
@@ -33,7 +37,8 @@ use crate::{
     identity::auth::{AuthUser, visible_mine},
     model::{
         Role,
-        record::{EXPERT_SECTION, HEADER_SECTION, TOWNSHIP_SECTION},
+        record::{HEADER_SECTION, TOWNSHIP_SECTION},
+        strokes::{MAX_STROKES_BYTES, STROKES_CONTENT_TYPE, parse_strokes},
     },
     store::{StoreError, Upload},
     sync::policy::SyncPolicy,
@@ -89,8 +94,11 @@ pub async fn create(state: &AppState, caller: &AuthUser, new: NewUpload) -> Resu
         ));
     }
     let document = new.content_type == DOCUMENT_CONTENT_TYPE;
+    let strokes = new.content_type == STROKES_CONTENT_TYPE;
     let max = if document {
         DOCUMENT_MAX_BYTES
+    } else if strokes {
+        MAX_STROKES_BYTES as u64
     } else {
         LIMITS.file_max_bytes
     };
@@ -102,10 +110,13 @@ pub async fn create(state: &AppState, caller: &AuthUser, new: NewUpload) -> Resu
     }
     let photo_type = LIMITS.content_types.contains(&new.content_type.as_str());
     match new.target {
-        Target::Record(_) if !photo_type => {
+        Target::Record(_) if !photo_type && !strokes => {
             return Err(AppError::invalid_field(
                 "content_type",
-                format!("accepted types: {}", LIMITS.content_types.join(", ")),
+                format!(
+                    "accepted types: {}, {STROKES_CONTENT_TYPE}",
+                    LIMITS.content_types.join(", ")
+                ),
             ));
         }
         Target::Mine(_) if !photo_type && !document => {
@@ -121,8 +132,15 @@ pub async fn create(state: &AppState, caller: &AuthUser, new: NewUpload) -> Resu
     }
     match new.target {
         Target::Record(record) => {
-            check_may_write_record(state, caller, record).await?;
-            if state.blobs.size(hash).await? == Some(new.size) {
+            check_may_write_record(state, caller, record, strokes).await?;
+            if strokes && state.blobs.size(hash).await? == Some(new.size) {
+                // The same strokes were uploaded before (a retry whose answer was lost).
+                return Ok(Created::AlreadyStored {
+                    sha256: hash,
+                    size: new.size,
+                });
+            }
+            if !strokes && state.blobs.size(hash).await? == Some(new.size) {
                 // Already held: this record is one more the photo belongs to.
                 evidence::link_held(state, hash, record).await?;
                 publish_findings(super::findings::publish(state, EntityId(record))).await;
@@ -269,7 +287,15 @@ pub async fn finish(state: &AppState, caller: &AuthUser, id: Uuid) -> Result<(Bl
             upload.size
         )));
     }
-    if upload.content_type == DOCUMENT_CONTENT_TYPE {
+    if upload.content_type == STROKES_CONTENT_TYPE {
+        if let Err(e) = parse_strokes(&bytes) {
+            state.blobs.delete_parts(id).await?;
+            return Err(AppError::Unprocessable {
+                code: ErrorCode::StrokesRefused,
+                message: format!("not a handwritten signature (PROTOCOL.md §14): {e}"),
+            });
+        }
+    } else if upload.content_type == DOCUMENT_CONTENT_TYPE {
         if !bytes.starts_with(PDF_MAGIC) {
             state.blobs.delete_parts(id).await?;
             return Err(AppError::Unprocessable {
@@ -321,7 +347,7 @@ pub async fn finish(state: &AppState, caller: &AuthUser, id: Uuid) -> Result<(Bl
     if let Err(e) = state.blobs.delete_parts(id).await {
         tracing::warn!(upload = %id, error = %e, "could not delete the parts of an upload");
     }
-    if upload.record_id.is_some() {
+    if upload.record_id.is_some() && upload.content_type != STROKES_CONTENT_TYPE {
         publish_findings(super::findings::after_upload(state, &hash.hex())).await;
     }
     Ok((hash, upload.size))
@@ -383,9 +409,15 @@ async fn check_may_upload_to_mine(state: &AppState, caller: &AuthUser, mine: Uui
 
 /// The record must exist and be visible to the caller (else "not found"), and the caller must
 /// be allowed to write a section of it (else 403): county office and admins the header, a
-/// township officer the township section (of its own township's records), an expert the
-/// expert section, an inspector its department's section.
-async fn check_may_write_record(state: &AppState, caller: &AuthUser, record: Uuid) -> Result<()> {
+/// township officer the township section (of its own township's records), an inspector its
+/// department's section. An expert writes no section of a record: they upload only the
+/// strokes of their signature of the round's opinion letter.
+async fn check_may_write_record(
+    state: &AppState,
+    caller: &AuthUser,
+    record: Uuid,
+    strokes: bool,
+) -> Result<()> {
     let round = match state.store.get_round(record).await {
         Ok(r) => r,
         Err(StoreError::NotFound) => return Err(AppError::NotFound("record")),
@@ -400,7 +432,13 @@ async fn check_may_write_record(state: &AppState, caller: &AuthUser, record: Uui
     let section = match caller.role() {
         Role::Admin | Role::CountyOffice => HEADER_SECTION,
         Role::TownshipOfficer => TOWNSHIP_SECTION,
-        Role::Expert => EXPERT_SECTION,
+        Role::Expert if strokes => return Ok(()),
+        Role::Expert => {
+            return Err(AppError::Forbidden(
+                "an expert adds no photos to an acceptance record; they sign the opinion letter"
+                    .into(),
+            ));
+        }
         Role::DepartmentInspector => caller.claims.dept.as_deref().unwrap_or_default(),
         Role::Operator => {
             return Err(AppError::Forbidden(

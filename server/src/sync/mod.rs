@@ -17,6 +17,7 @@
 
 pub mod conflicts;
 pub mod policy;
+pub mod server_ops;
 pub mod signatures;
 pub mod templates;
 pub mod writer;

@@ -10,6 +10,7 @@ use crate::{
     identity::auth::AuthUser,
     model::{
         Role,
+        letter::{self, LETTER_TYPE, OPINIONS_FIELD},
         record::{ENTITY_TYPES, EXPERT_SECTION, HEADER_SECTION, SCOPE_FIELD, TOWNSHIP_SECTION},
     },
     store::Visibility,
@@ -60,7 +61,13 @@ impl<'a> SyncPolicy<'a> {
                 Role::Admin | Role::CountyOffice | Role::TownshipOfficer
             ),
             TOWNSHIP_SECTION => self.role == Role::TownshipOfficer,
-            EXPERT_SECTION => self.role == Role::Expert,
+            EXPERT_SECTION => {
+                return Err(Reject::new(
+                    RejectCode::UnknownField,
+                    "an acceptance record has no experts section: the experts sign the opinion \
+                     letter (验收合格意见书), an entity of its own",
+                ));
+            }
             dept if self.departments.iter().any(|d| d == dept) => {
                 self.role == Role::DepartmentInspector && self.department.as_deref() == Some(dept)
             }
@@ -145,8 +152,96 @@ impl<'a> SyncPolicy<'a> {
     }
 }
 
+impl SyncPolicy<'_> {
+    /// Ops on an opinion letter: the server writes it for the county office; devices only add
+    /// experts' words to `experts/opinions` (PROTOCOL.md §15).
+    fn check_letter_op(&self, op: &Op) -> Result<(), Reject> {
+        match &op.body {
+            OpBody::Add { field, .. } if field == OPINIONS_FIELD => {
+                if self.role != Role::Expert {
+                    return Err(Reject::new(
+                        RejectCode::Forbidden,
+                        format!(
+                            "only experts give their word on a letter, not a {}",
+                            self.role
+                        ),
+                    ));
+                }
+                self.signature_holds(op)
+            }
+            OpBody::Create { .. } => Err(Reject::new(
+                RejectCode::Forbidden,
+                "opinion letters are drafted by the county office over the API, not created by \
+                 devices",
+            )),
+            _ => Err(Reject::new(
+                RejectCode::Forbidden,
+                "the county office edits the letter over the API; devices only add experts' \
+                 words (experts/opinions)",
+            )),
+        }
+    }
+
+    /// An expert's word on a letter, in the light of the letter as it stands.
+    fn check_opinion(
+        &self,
+        state: &EntityState,
+        element: &sync_protocol::Value,
+    ) -> Result<(), Reject> {
+        if state.value(letter::STATUS_FIELD).and_then(|v| v.as_str()) == Some(letter::ISSUED) {
+            return Err(Reject::new(
+                RejectCode::LetterIssued,
+                "the letter is issued; nothing changes it any more",
+            ));
+        }
+        let opinion = sync_protocol::signature::letter_opinion(element)
+            .map_err(|e| Reject::new(RejectCode::InvalidSignature, e.to_string()))?;
+        let current = sync_protocol::section_hash(state, letter::TEXT_SECTION)
+            .map_err(|e| Reject::new(RejectCode::InvalidOp, e.to_string()))?;
+        if opinion.content_hash != current {
+            return Err(Reject::new(
+                RejectCode::HashMismatch,
+                format!(
+                    "the letter changed since it was read (read {}, now {}); review it again",
+                    &opinion.content_hash[..12],
+                    &current[..12]
+                ),
+            ));
+        }
+        let on_panel = match state.value(&letter::text_key("panel")) {
+            Some(sync_protocol::Value::List(members)) => members.iter().any(|m| {
+                matches!(m, sync_protocol::Value::Map(m)
+                    if m.get("user").and_then(|u| u.as_str()) == Some(opinion.user.as_str()))
+            }),
+            _ => false,
+        };
+        if !on_panel {
+            return Err(Reject::new(
+                RejectCode::Forbidden,
+                "you are not on this letter's expert panel",
+            ));
+        }
+        let given = state.sets.get(OPINIONS_FIELD).is_some_and(|set| {
+            set.elements.values().any(|e| {
+                sync_protocol::signature::letter_opinion(&e.value)
+                    .is_ok_and(|o| o.user == opinion.user && o.content_hash == opinion.content_hash)
+            })
+        });
+        if given {
+            return Err(Reject::new(
+                RejectCode::AlreadySigned,
+                "you already gave your word on this version of the letter",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Policy for SyncPolicy<'_> {
     fn check(&self, entity_type: &str, op: &Op) -> Result<(), Reject> {
+        if entity_type == LETTER_TYPE {
+            return self.check_letter_op(op);
+        }
         if !ENTITY_TYPES.contains(&entity_type) {
             return Err(Reject::new(
                 RejectCode::UnknownField,
@@ -193,6 +288,17 @@ impl Policy for SyncPolicy<'_> {
                 }
                 None => Ok(()),
             },
+        }
+    }
+
+    fn check_state(&self, state: &EntityState, op: &Op) -> Result<(), Reject> {
+        match &op.body {
+            OpBody::Add { field, element }
+                if state.entity_type == LETTER_TYPE && field == OPINIONS_FIELD =>
+            {
+                self.check_opinion(state, element)
+            }
+            _ => Ok(()),
         }
     }
 

@@ -1,13 +1,15 @@
 //! Device signatures carried by pushed ops, verified before the ops reach the writer.
 //!
 //! A `sign` op carries a section signature; an `add` to an item's evidence field carries a
-//! photo's capture attestation (PROTOCOL.md §12–13). Both are ECDSA P-256 signatures by the
+//! photo's capture attestation; an `add` to an opinion letter's `experts/opinions` carries an
+//! expert's word on the letter (PROTOCOL.md §12–15). Both are ECDSA P-256 signatures by the
 //! pushing device's enrolled key. Verifying them needs that key (one store read) and some CPU
 //! (about 0.1 ms each), so it happens on the request's side, off the async threads, and the
 //! single writer only looks the verdicts up ([`SignatureVerdicts::failure`]) when the policy
 //! checks the op in series order — a bad signature rejects its op with
 //! [`RejectCode::InvalidSignature`] (or `invalid_op` for a photo the server would refuse),
-//! never the whole batch.
+//! never the whole batch. A signature whose handwritten strokes blob the server does not hold
+//! is rejected [`RejectCode::StrokesMissing`]: the phone uploads the strokes first (§14).
 
 use std::collections::HashMap;
 
@@ -21,9 +23,13 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
+    blobs::BlobHash,
     error::{AppError, Result},
     identity::auth::Claims,
-    model::record::{LIMITS, is_evidence_field},
+    model::{
+        letter::OPINIONS_FIELD,
+        record::{LIMITS, is_evidence_field},
+    },
     store::StoreError,
 };
 
@@ -44,7 +50,7 @@ impl SignatureVerdicts {
 fn carries_signature(op: &Op) -> bool {
     match &op.body {
         OpBody::Sign { .. } => true,
-        OpBody::Add { field, .. } => is_evidence_field(field),
+        OpBody::Add { field, .. } => is_evidence_field(field) || field == OPINIONS_FIELD,
         _ => false,
     }
 }
@@ -74,15 +80,42 @@ pub async fn verify(
         .cloned()
         .collect();
     let claims = claims.clone();
-    tokio::task::spawn_blocking(move || {
-        let failures = signed
-            .iter()
-            .filter_map(|op| check(op, &key, &claims).err().map(|r| (op.id, r)))
-            .collect();
-        SignatureVerdicts { failures }
+    let (mut failures, strokes) = tokio::task::spawn_blocking(move || {
+        let mut failures = HashMap::new();
+        let mut strokes = Vec::new();
+        for op in &signed {
+            match check(op, &key, &claims) {
+                Ok(Some(named)) => strokes.push((op.id, named)),
+                Ok(None) => {}
+                Err(reject) => {
+                    failures.insert(op.id, reject);
+                }
+            }
+        }
+        (failures, strokes)
     })
     .await
-    .map_err(|e| AppError::Internal(format!("signature check task: {e}")))
+    .map_err(|e| AppError::Internal(format!("signature check task: {e}")))?;
+    for (op, (sha256, size)) in strokes {
+        let held = match sha256.parse::<BlobHash>() {
+            Ok(hash) => state.blobs.size(hash).await? == u64::try_from(size).ok(),
+            Err(_) => false,
+        };
+        if !held {
+            failures.insert(
+                op,
+                Reject::new(
+                    RejectCode::StrokesMissing,
+                    format!(
+                        "the handwritten strokes {}… ({size} bytes) have not been uploaded; \
+                         upload them before the signature",
+                        &sha256[..12.min(sha256.len())]
+                    ),
+                ),
+            );
+        }
+    }
+    Ok(SignatureVerdicts { failures })
 }
 
 /// The enrolled key (SPKI DER, base64).
@@ -98,12 +131,33 @@ fn invalid(e: &SignatureError) -> Reject {
     Reject::new(RejectCode::InvalidSignature, e.to_string())
 }
 
-/// One op's signature.
-fn check(op: &Op, key: &VerifyingKey, claims: &Claims) -> std::result::Result<(), Reject> {
+/// The strokes blob `(sha256, size)` a signature names and the server must hold.
+type NamedStrokes = Option<(String, i64)>;
+
+/// One op's signature; the strokes it names, if any.
+fn check(
+    op: &Op,
+    key: &VerifyingKey,
+    claims: &Claims,
+) -> std::result::Result<NamedStrokes, Reject> {
     match &op.body {
         OpBody::Sign { .. } => {
             let sig = signature::check_section_signature(op, key).map_err(|e| invalid(&e))?;
-            check_signer(&sig, claims)
+            check_signer(&sig, claims)?;
+            Ok(signature::strokes_of(&sig))
+        }
+        OpBody::Add { field, element } if field == OPINIONS_FIELD => {
+            let (sig, opinion) =
+                signature::check_letter_opinion(element, op.entity, op.device, key)
+                    .map_err(|e| invalid(&e))?;
+            check_signer(&sig, claims)?;
+            if opinion.specialty.as_deref() != claims.spec.as_deref() {
+                return Err(Reject::new(
+                    RejectCode::InvalidSignature,
+                    "the word names another specialty than the signed-in expert's",
+                ));
+            }
+            Ok(opinion.strokes)
         }
         OpBody::Add { element, .. } => {
             let claim = signature::check_photo_attestation(element, op.device, key)
@@ -127,9 +181,9 @@ fn check(op: &Op, key: &VerifyingKey, claims: &Claims) -> std::result::Result<()
                     ),
                 ));
             }
-            Ok(())
+            Ok(None)
         }
-        _ => Ok(()),
+        _ => Ok(None),
     }
 }
 

@@ -249,6 +249,32 @@ impl TestApp {
         (office, record)
     }
 
+    /// A fresh acceptance round on a new approved 注销 mine (its own office and township
+    /// accounts): somewhere to upload strokes for when a test's records are made by devices
+    /// (an upload belongs to a round).
+    pub async fn any_round(&self) -> String {
+        let tag = Uuid::now_v7().simple().to_string();
+        let office = self
+            .token_for(&format!("office.{tag}"), Role::CountyOffice)
+            .await;
+        let township = self
+            .token_for(&format!("sixi.{tag}"), Role::TownshipOfficer)
+            .await;
+        let mine = self
+            .approved_cancel_mine_with(&office, &township, &format!("C-{tag}"), json!({}))
+            .await;
+        let (s, round) = self
+            .call(
+                Method::POST,
+                &format!("/api/v1/mines/{mine}/rounds"),
+                Some(&township),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{round}");
+        round["id"].as_str().unwrap().to_owned()
+    }
+
     /// [`Self::approved_cancel_mine`] with more members of the new mine (e.g. a boundary).
     pub async fn approved_cancel_mine_with(
         &self,
@@ -505,6 +531,27 @@ pub fn strokes() -> SyncValue {
     )
 }
 
+/// A handwritten signature's strokes blob (PROTOCOL.md §14): a wave whose shape depends on
+/// `seed`, so that two signers' blobs differ.
+pub fn strokes_blob(seed: &str) -> Vec<u8> {
+    let bump = seed
+        .bytes()
+        .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)))
+        % 40;
+    let points: Vec<String> = (0..60u32)
+        .map(|i| {
+            let x = 20 + i * 9;
+            let y = 120 + ((i * 7 + bump) % 60) - 30;
+            format!("[{x},{y},{}]", i * 16)
+        })
+        .collect();
+    format!(
+        r#"{{"format":"yanshou-strokes/1","width":600,"height":240,"strokes":[{{"points":[{}]}},{{"points":[[100,200,1000],[300,205,1100]]}}]}}"#,
+        points.join(",")
+    )
+    .into_bytes()
+}
+
 /// A fresh P-256 public key as a JWK (what WebCrypto exports).
 pub fn device_jwk() -> Value {
     device_key().1
@@ -527,6 +574,9 @@ pub struct Phone {
     pub key: p256::ecdsa::SigningKey,
     /// The signer a section signature names: `{user, name, role, department, specialty}`.
     pub signer: SyncValue,
+    /// The `strokes` member of this phone's signatures: a stand-in the server does not hold
+    /// until [`Phone::upload_strokes`] uploads real ones.
+    pub strokes: SyncValue,
 }
 
 impl Phone {
@@ -574,25 +624,43 @@ impl Phone {
             now: 1_700_000_000_000,
             key,
             signer,
+            strokes: strokes(),
         }
+    }
+
+    /// Draws a signature (PROTOCOL.md §14), uploads its strokes for `record` and names them in
+    /// this phone's signatures from now on; returns the blob.
+    pub async fn upload_strokes(&mut self, app: &TestApp, record: &str) -> Vec<u8> {
+        use sha2::Digest;
+        let bytes = strokes_blob(&self.replica.device().0.to_string());
+        app.upload_photo(
+            &self.token,
+            record,
+            &bytes,
+            "application/vnd.yanshou.strokes+json",
+        )
+        .await;
+        self.strokes = SyncValue::Map(
+            [
+                (
+                    "sha256".to_owned(),
+                    SyncValue::from(hex::encode(sha2::Sha256::digest(&bytes))),
+                ),
+                ("size".to_owned(), SyncValue::Int(bytes.len() as i64)),
+            ]
+            .into_iter()
+            .collect(),
+        );
+        bytes
     }
 
     /// Signs `section` of `entity` as the phone shows it, with this device's key and the
     /// session's user as the signer (PROTOCOL.md §12).
     pub fn sign(&mut self, entity: EntityId, section: &str) -> OpId {
-        self.sign_with_strokes(entity, section, strokes())
-    }
-
-    /// Like [`Phone::sign`], naming the handwritten strokes blob `strokes` (`{sha256, size}`).
-    pub fn sign_with_strokes(
-        &mut self,
-        entity: EntityId,
-        section: &str,
-        strokes: SyncValue,
-    ) -> OpId {
         let id = OpId(Uuid::now_v7());
         let now = self.tick();
         let (device, key, signer) = (self.replica.device(), self.key.clone(), self.signer.clone());
+        let strokes = self.strokes.clone();
         self.replica
             .sign_with(id, now, entity, section, |hash| {
                 let statement = sync_protocol::signature::section_statement(

@@ -44,7 +44,7 @@ use yanshou_server::{
 };
 use yanshou_tests::{
     Backend, Server, ServerOptions,
-    device::{enroll_device, http_client, login},
+    device::{enroll_device, http_client, login, open_cancel_round},
 };
 
 const MIB: usize = 1024 * 1024;
@@ -286,69 +286,11 @@ fn watch_rss(
     })
 }
 
-/// The record to upload to: a 注销 (cancel) mine proposed by the township and approved by the
-/// county office, and the acceptance round the township opens for it.
+/// The record to upload to: a 注销 (cancel) mine's first acceptance round.
 async fn open_record(server: &Server, http: &reqwest::Client, base: &str) -> anyhow::Result<Uuid> {
     server.add_user("office", "county_office", None).await?;
     let office = access_token(&login(http, base, "office", None).await?)?;
-    let res = http
-        .get(format!("{base}/api/v1/townships"))
-        .bearer_auth(&office)
-        .send()
-        .await?;
-    let (_, townships) = json_or_error(res, "townships").await?;
-    let township_id = match townships.as_array().and_then(|t| t.first()) {
-        Some(t) => t["id"].as_str().context("township id")?.to_owned(),
-        None => {
-            let res = http
-                .post(format!("{base}/api/v1/townships"))
-                .bearer_auth(&office)
-                .json(&json!({"name": "泗溪镇", "kind": "town"}))
-                .send()
-                .await?;
-            let (_, t) = json_or_error(res, "create township").await?;
-            t["id"].as_str().context("township id")?.to_owned()
-        }
-    };
-    server
-        .add_township_officer("sixi", Uuid::parse_str(&township_id)?)
-        .await?;
-    let township = access_token(&login(http, base, "sixi", None).await?)?;
-
-    let res = http
-        .post(format!("{base}/api/v1/mines"))
-        .bearer_auth(&office)
-        .json(
-            &json!({"name": "大岭石灰岩矿", "licence_no": "C-UPLOADBENCH-1", "holder": "某公司",
-                      "township_id": township_id, "mineral": "石灰岩",
-                      "mining_method": "露天开采"}),
-        )
-        .send()
-        .await?;
-    let (_, mine) = json_or_error(res, "create mine").await?;
-    let mine = mine["id"].as_str().context("mine id")?.to_owned();
-    for (token, transition) in [
-        (
-            &township,
-            json!({"transition": "propose", "disposition": "cancel"}),
-        ),
-        (&office, json!({"transition": "approve"})),
-    ] {
-        let res = http
-            .post(format!("{base}/api/v1/mines/{mine}/transitions"))
-            .bearer_auth(token)
-            .json(&transition)
-            .send()
-            .await?;
-        json_or_error(res, &format!("mine transition {transition}")).await?;
-    }
-    let res = http
-        .post(format!("{base}/api/v1/mines/{mine}/rounds"))
-        .bearer_auth(&township)
-        .send()
-        .await?;
-    let (_, round) = json_or_error(res, "open round").await?;
-    Ok(Uuid::parse_str(round["id"].as_str().context("round id")?)?)
+    open_cancel_round(server, http, base, &office).await
 }
 
 /// `n` uploaders spread over `users` forestry inspectors, each its own enrolled device.

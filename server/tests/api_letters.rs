@@ -1,0 +1,694 @@
+//! The experts' opinion letter (验收合格意见书, PROTOCOL.md §15; issue #11 item 4) over HTTP:
+//! drafted by the county office from a record that passed, signed or declined by the panel's
+//! experts through sync with real device signatures and uploaded strokes, invalidated by an
+//! edit, issued when every specialty signed, and required by the workflow for a 注销 mine.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::{Backend, Phone, TestApp};
+use serde_json::{Value, json};
+use sync_protocol::{EntityId, OpResult, RejectCode, Value as SyncValue};
+use uuid::Uuid;
+use yanshou_server::{
+    identity::accounts,
+    model::{Disposition, Role, letter::OPINIONS_FIELD},
+    rules::template::Template,
+};
+
+/// A 注销 mine whose first round's record passed with every required section signed.
+struct Passed {
+    app: TestApp,
+    office: String,
+    mine: String,
+    round: EntityId,
+}
+
+/// The specialties of the organisation, as `(code, expert username)`.
+const EXPERTS: &[(&str, &str)] = &[
+    ("hydro_engineering_environmental_geology", "zhuanjia.shui"),
+    ("environmental_protection", "zhuanjia.huan"),
+    ("forestry", "zhuanjia.lin"),
+];
+
+async fn expert(app: &TestApp, username: &str, specialty: &str) -> Uuid {
+    accounts::create_user(
+        app.store.as_ref(),
+        accounts::NewUserInput {
+            username: username.into(),
+            display_name: format!("{username} 专家"),
+            password: common::PASSWORD.into(),
+            role: Role::Expert,
+            department: None,
+            township_id: None,
+            specialty: Some(specialty.into()),
+        },
+        app.state.clock.now_ms(),
+    )
+    .await
+    .unwrap()
+    .id
+}
+
+/// Every required section of the 注销 template answered and signed by its own inspector, each
+/// with uploaded strokes.
+async fn passed(b: Backend) -> Passed {
+    let app = TestApp::new(b).await;
+    let (office, round) = app.open_round_on_square_mine("C-LETTER-1").await;
+    let mine = app
+        .store
+        .get_round(round.0)
+        .await
+        .unwrap()
+        .mine_id
+        .to_string();
+    let template = Template::default_2023().unwrap();
+    let departments: Vec<String> = template
+        .sections
+        .iter()
+        .filter(|s| s.required && s.applies_to.contains(&Disposition::Cancel))
+        .map(|s| s.department.code().to_owned())
+        .collect();
+    assert!(departments.len() >= 3, "{departments:?}");
+    for dept in &departments {
+        // The township's 初验 section is the township officer's; the others an inspector's.
+        let user = if dept == "township" {
+            "sixi".to_owned()
+        } else {
+            let user = format!("insp.{dept}");
+            app.user_scoped(&user, Role::DepartmentInspector, Some(dept), None)
+                .await;
+            user
+        };
+        let mut phone = Phone::enroll(&app, &user).await;
+        phone.sync(&app).await;
+        phone.answer_section(round, dept);
+        phone.upload_strokes(&app, &round.0.to_string()).await;
+        phone.sign(round, dept);
+        let results = phone.sync(&app).await;
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r, OpResult::Applied { .. })),
+            "{dept}: {results:?}"
+        );
+    }
+    let (s, record) = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/rounds/{}/record", round.0),
+            Some(&office),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(record["conclusion"], "passed", "{record}");
+    assert_eq!(record["fully_signed"], true);
+    Passed {
+        app,
+        office,
+        mine,
+        round,
+    }
+}
+
+fn text(panel: &[Uuid]) -> Value {
+    json!({
+        "number": "上自然资矿验〔2024〕12号",
+        "basis": ["《上高县非煤矿山生态修复整治行动方案》（上府办发〔2023〕35号）",
+                  "经批准的矿山地质环境保护与土地复垦方案"],
+        "date": "2024-05-20",
+        "organiser": "上高县自然资源局",
+        "panel": panel.iter().map(|u| json!({"user": u, "title": "高级工程师", "employer": "宜春市地质调查院"})).collect::<Vec<_>>(),
+        "method": "听取汇报、查阅资料、现场踏勘",
+        "situation": "矿区位于泗溪镇，露天开采石灰岩，已停产。",
+        "opinions": "边坡稳定，无地质灾害隐患；复绿面积 3.2 公顷，植被覆盖率 85%。",
+        "problems": "加强后期管护。",
+        "conclusion": "pass"
+    })
+}
+
+impl Passed {
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.app.call(method, path, Some(&self.office), body).await
+    }
+
+    async fn panel(&self) -> Vec<Uuid> {
+        let mut out = Vec::new();
+        for (specialty, user) in EXPERTS {
+            out.push(expert(&self.app, user, specialty).await);
+        }
+        out
+    }
+
+    async fn draft(&self, panel: &[Uuid]) -> Value {
+        let (s, letter) = self
+            .call(
+                Method::POST,
+                &format!("/api/v1/rounds/{}/letter", self.round.0),
+                Some(text(panel)),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{letter}");
+        letter
+    }
+
+    async fn letter(&self, id: &str) -> Value {
+        let (s, letter) = self
+            .call(Method::GET, &format!("/api/v1/letters/{id}"), None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{letter}");
+        letter
+    }
+
+    /// An expert's phone holding the letter, with uploaded strokes.
+    async fn expert_phone(&self, username: &str) -> Phone {
+        let mut phone = Phone::enroll(&self.app, username).await;
+        phone.sync(&self.app).await;
+        phone
+            .upload_strokes(&self.app, &self.round.0.to_string())
+            .await;
+        phone
+    }
+}
+
+/// The expert's word on `letter` as the phone shows it (its hash), signed by the phone.
+fn word(phone: &mut Phone, letter: EntityId, decision: &str, reason: &str) -> SyncValue {
+    let view = phone.replica.view();
+    let hash = sync_protocol::section_hash(
+        view.get(&letter).expect("the phone holds the letter"),
+        "letter",
+    )
+    .unwrap();
+    word_on(phone, letter, &hash, decision, reason)
+}
+
+fn word_on(
+    phone: &mut Phone,
+    letter: EntityId,
+    hash: &str,
+    decision: &str,
+    reason: &str,
+) -> SyncValue {
+    let now = i64::try_from(phone.tick()).unwrap();
+    let strokes = if decision == "sign" {
+        phone.strokes.clone()
+    } else {
+        SyncValue::Null
+    };
+    let statement = sync_protocol::signature::letter_statement(
+        phone.replica.device(),
+        letter,
+        hash,
+        decision,
+        reason,
+        phone.signer.clone(),
+        now,
+        strokes,
+    );
+    sync_protocol::signature::sign(&phone.key, statement).to_value()
+}
+
+/// Pushes the phone's outbox; the one result.
+async fn push_one(phone: &mut Phone, app: &TestApp) -> OpResult {
+    let results = phone.sync(app).await;
+    assert_eq!(results.len(), 1, "{results:?}");
+    results.into_iter().next().unwrap()
+}
+
+fn rejected(result: &OpResult) -> Option<RejectCode> {
+    match result {
+        OpResult::Rejected { code, .. } => Some(*code),
+        _ => None,
+    }
+}
+
+/// The whole path: a letter drafted from the passed record, three experts sign offline-made
+/// words through sync, the letter is issued, and the 注销 mine's acceptance, application and
+/// licence cancellation follow.
+async fn a_letter_signed_by_every_specialty_is_issued_and_cancels_the_licence(b: Backend) {
+    let p = passed(b).await;
+    let panel = p.panel().await;
+    let letter = p.draft(&panel).await;
+    let id = letter["letter_id"].as_str().unwrap().to_owned();
+    let entity = EntityId(Uuid::parse_str(&id).unwrap());
+    assert_eq!(letter["status"], "draft");
+    assert_eq!(letter["issuable"], false);
+    assert_eq!(letter["text"]["panel"].as_array().unwrap().len(), 3);
+    assert_eq!(letter["text"]["panel"][0]["name"], "zhuanjia.shui 专家");
+    assert_eq!(letter["text"]["record_hash"], letter["record_hash_now"]);
+    assert_eq!(letter["text"]["conclusion_name"], "同意通过");
+    assert_eq!(
+        letter["blocking"].as_array().unwrap().len(),
+        3,
+        "one line per specialty without a signature: {letter}"
+    );
+
+    // Issuing before anyone signed names the missing specialties.
+    let (s, body) = p
+        .call(Method::POST, &format!("/api/v1/letters/{id}/issue"), None)
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "letter_incomplete");
+    assert!(body["error"]["message"].as_str().unwrap().contains("林业"));
+
+    // Each expert reads the letter on the phone and signs it there.
+    for (_, user) in EXPERTS {
+        let mut phone = p.expert_phone(user).await;
+        let element = word(&mut phone, entity, "sign", "");
+        phone.add(entity, OPINIONS_FIELD, element);
+        assert!(matches!(
+            push_one(&mut phone, &p.app).await,
+            OpResult::Applied { .. }
+        ));
+    }
+    let letter = p.letter(&id).await;
+    assert_eq!(letter["issuable"], true, "{letter}");
+    assert!(
+        letter["opinions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["current"] == true && o["signature_valid"] == true && o["on_panel"] == true),
+        "{letter}"
+    );
+    for s in letter["specialties"].as_array().unwrap() {
+        assert_eq!(s["signed_by"].as_array().unwrap().len(), 1, "{s}");
+    }
+
+    let (s, issued) = p
+        .call(Method::POST, &format!("/api/v1/letters/{id}/issue"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{issued}");
+    assert_eq!(issued["status"], "issued");
+    assert_eq!(issued["issued"]["letter_hash"], issued["letter_hash"]);
+    let (s, again) = p
+        .call(Method::POST, &format!("/api/v1/letters/{id}/issue"), None)
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_eq!(again["error"]["code"], "letter_issued");
+
+    // The workflow: closure decision, plan, 初验, then the acceptance checked against the round
+    // (its record and its issued letter), the holder's application and the cancellation.
+    let today = p.app.state.clock.today();
+    let deadline = (today + chrono::Days::new(90)).to_string();
+    let holder = p.app.user("holder", Role::Operator).await;
+    let township = p.app.login("sixi").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let holder_token = p.app.login("holder").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let steps = [
+        (
+            &p.office,
+            json!({"transition": "issue_closure_decision", "decision": {
+            "document_no": "上府字〔2024〕88号", "responsible_party": "某公司",
+            "restoration_deadline": deadline, "supervisor": "泗溪镇人民政府",
+            "cancellation_application_deadline": deadline, "maintenance_party": "泗溪镇人民政府"}}),
+        ),
+        (&township, json!({"transition": "compile_plan"})),
+        (&township, json!({"transition": "pass_preliminary"})),
+        (
+            &p.office,
+            json!({"transition": "record_acceptance", "round_id": p.round.0,
+            "verdict": {"verdict": "passed", "expert_letter_signed": true}}),
+        ),
+    ];
+    for (token, step) in steps {
+        let (s, body) = p
+            .app
+            .call(
+                Method::POST,
+                &format!("/api/v1/mines/{}/transitions", p.mine),
+                Some(token),
+                Some(step.clone()),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{step}: {body}");
+    }
+    let (s, body) = p
+        .call(
+            Method::PUT,
+            &format!("/api/v1/mines/{}/holder", p.mine),
+            Some(json!({"user_id": holder.id})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    for (token, step) in [
+        (&holder_token, json!({"transition": "apply_cancellation"})),
+        (&p.office, json!({"transition": "cancel_licence"})),
+    ] {
+        let (s, body) = p
+            .app
+            .call(
+                Method::POST,
+                &format!("/api/v1/mines/{}/transitions", p.mine),
+                Some(token),
+                Some(step.clone()),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{step}: {body}");
+    }
+    let (_, mine) = p
+        .call(Method::GET, &format!("/api/v1/mines/{}", p.mine), None)
+        .await;
+    assert_eq!(mine["facts"]["stage"], "licence_cancelled", "{mine}");
+}
+
+/// Without an issued letter the record's acceptance of a 注销 mine is refused, even with every
+/// section signed.
+async fn a_cancel_mine_does_not_pass_without_an_issued_letter(b: Backend) {
+    let p = passed(b).await;
+    let today = p.app.state.clock.today();
+    let deadline = (today + chrono::Days::new(90)).to_string();
+    let township = p.app.login("sixi").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (token, step) in [
+        (
+            &p.office,
+            json!({"transition": "issue_closure_decision", "decision": {
+            "document_no": "上府字〔2024〕89号", "responsible_party": "某公司",
+            "restoration_deadline": deadline, "supervisor": "泗溪镇人民政府",
+            "cancellation_application_deadline": deadline, "maintenance_party": "泗溪镇人民政府"}}),
+        ),
+        (&township, json!({"transition": "compile_plan"})),
+        (&township, json!({"transition": "pass_preliminary"})),
+    ] {
+        let (s, body) = p
+            .app
+            .call(
+                Method::POST,
+                &format!("/api/v1/mines/{}/transitions", p.mine),
+                Some(token),
+                Some(step),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+    }
+    let panel = p.panel().await;
+    p.draft(&panel).await;
+    let (s, body) = p
+        .call(
+            Method::POST,
+            &format!("/api/v1/mines/{}/transitions", p.mine),
+            Some(
+                json!({"transition": "record_acceptance", "round_id": p.round.0,
+                "verdict": {"verdict": "passed", "expert_letter_signed": true}}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "transition_not_allowed", "{body}");
+}
+
+/// What the panel and the office may not do, each refused with its own code.
+async fn letter_bad_input_is_refused_with_its_own_code(b: Backend) {
+    let p = passed(b).await;
+    let panel = p.panel().await;
+    let path = format!("/api/v1/rounds/{}/letter", p.round.0);
+
+    // Panels: a specialty missing, a non-expert, an expert twice, fewer than three.
+    let outsider = expert(&p.app, "zhuanjia.lin2", "forestry").await;
+    let inspector = p.app.user("lin", Role::DepartmentInspector).await.id;
+    for (bad, field) in [
+        (vec![panel[0], panel[2], outsider], "panel"),
+        (vec![panel[0], panel[1], inspector], "panel[2]"),
+        (vec![panel[0], panel[1], panel[1]], "panel[2]"),
+        (vec![panel[0], panel[1]], "panel"),
+    ] {
+        let (s, body) = p.call(Method::POST, &path, Some(text(&bad))).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["error"]["fields"][0]["field"], field, "{body}");
+    }
+    let mut future = text(&panel);
+    future["date"] = json!("2999-01-01");
+    let (s, body) = p.call(Method::POST, &path, Some(future)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    // Only the county office drafts.
+    let (s, _) = p
+        .app
+        .call(
+            Method::POST,
+            &path,
+            Some(p.app.login("lin").await["access_token"].as_str().unwrap()),
+            Some(text(&panel)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    let letter = p.draft(&[panel[0], panel[1], panel[2], outsider]).await;
+    let (s, body) = p.call(Method::POST, &path, Some(text(&panel))).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_eq!(body["error"]["code"], "letter_exists");
+    let id = letter["letter_id"].as_str().unwrap().to_owned();
+    let entity = EntityId(Uuid::parse_str(&id).unwrap());
+
+    // An expert who is not on the panel.
+    expert(&p.app, "zhuanjia.wai", "forestry").await;
+    let mut stranger = p.expert_phone("zhuanjia.wai").await;
+    let element = word(&mut stranger, entity, "sign", "");
+    stranger.add(entity, OPINIONS_FIELD, element);
+    assert_eq!(
+        rejected(&push_one(&mut stranger, &p.app).await),
+        Some(RejectCode::Forbidden)
+    );
+
+    // Strokes not uploaded: refused, and the word can be given once they are.
+    let mut lin = Phone::enroll(&p.app, "zhuanjia.lin").await;
+    lin.sync(&p.app).await;
+    let element = word(&mut lin, entity, "sign", "");
+    lin.add(entity, OPINIONS_FIELD, element);
+    assert_eq!(
+        rejected(&push_one(&mut lin, &p.app).await),
+        Some(RejectCode::StrokesMissing)
+    );
+    lin.upload_strokes(&p.app, &p.round.0.to_string()).await;
+    let element = word(&mut lin, entity, "sign", "");
+    lin.add(entity, OPINIONS_FIELD, element);
+    assert!(matches!(
+        push_one(&mut lin, &p.app).await,
+        OpResult::Applied { .. }
+    ));
+    // A second word by the same expert on the same text.
+    let element = word(&mut lin, entity, "sign", "");
+    lin.add(entity, OPINIONS_FIELD, element);
+    assert_eq!(
+        rejected(&push_one(&mut lin, &p.app).await),
+        Some(RejectCode::AlreadySigned)
+    );
+    // A word in someone else's name (the signer is another user).
+    let mut shui = p.expert_phone("zhuanjia.shui").await;
+    let mut forged = shui.signer.clone();
+    if let SyncValue::Map(m) = &mut forged {
+        m.insert("user".into(), SyncValue::from(panel[2].to_string()));
+    }
+    let honest = std::mem::replace(&mut shui.signer, forged);
+    let element = word(&mut shui, entity, "sign", "");
+    shui.signer = honest;
+    shui.add(entity, OPINIONS_FIELD, element);
+    assert_eq!(
+        rejected(&push_one(&mut shui, &p.app).await),
+        Some(RejectCode::InvalidSignature)
+    );
+    // A decline needs a reason; with one it is a word like any other, and blocks issuing.
+    let element = word(&mut shui, entity, "decline", " ");
+    shui.add(entity, OPINIONS_FIELD, element);
+    assert_eq!(
+        rejected(&push_one(&mut shui, &p.app).await),
+        Some(RejectCode::InvalidSignature)
+    );
+    let element = word(&mut shui, entity, "decline", "边坡监测数据不全");
+    shui.add(entity, OPINIONS_FIELD, element);
+    assert!(matches!(
+        push_one(&mut shui, &p.app).await,
+        OpResult::Applied { .. }
+    ));
+    let mut huan = p.expert_phone("zhuanjia.huan").await;
+    let element = word(&mut huan, entity, "sign", "");
+    huan.add(entity, OPINIONS_FIELD, element);
+    assert!(matches!(
+        push_one(&mut huan, &p.app).await,
+        OpResult::Applied { .. }
+    ));
+    let letter = p.letter(&id).await;
+    assert_eq!(letter["issuable"], false);
+    assert!(
+        letter["blocking"].to_string().contains("边坡监测数据不全"),
+        "{letter}"
+    );
+    let (s, body) = p
+        .call(Method::POST, &format!("/api/v1/letters/{id}/issue"), None)
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "letter_incomplete");
+
+    // The office edits the text: every word is superseded, a word on the old text is refused
+    // as stale, and the panel signs again.
+    let old_hash = letter["letter_hash"].as_str().unwrap().to_owned();
+    let mut edited = text(&[panel[0], panel[1], panel[2], outsider]);
+    edited["opinions"] = json!("边坡稳定；补充了边坡监测数据。");
+    let (s, letter) = p
+        .call(
+            Method::PUT,
+            &format!("/api/v1/letters/{id}"),
+            Some(edited.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{letter}");
+    assert_ne!(letter["letter_hash"], json!(old_hash));
+    assert!(
+        letter["opinions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["current"] == false),
+        "{letter}"
+    );
+    assert_eq!(letter["blocking"].as_array().unwrap().len(), 3, "{letter}");
+    let element = word_on(&mut huan, entity, &old_hash, "sign", "");
+    huan.add(entity, OPINIONS_FIELD, element);
+    assert_eq!(
+        rejected(&push_one(&mut huan, &p.app).await),
+        Some(RejectCode::HashMismatch)
+    );
+    for phone in [&mut shui, &mut huan, &mut lin] {
+        phone.sync(&p.app).await;
+        let element = word(phone, entity, "sign", "");
+        phone.add(entity, OPINIONS_FIELD, element);
+        assert!(matches!(
+            push_one(phone, &p.app).await,
+            OpResult::Applied { .. }
+        ));
+    }
+    let (s, issued) = p
+        .call(Method::POST, &format!("/api/v1/letters/{id}/issue"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{issued}");
+
+    // After issuing: no edit, no word.
+    let (s, body) = p
+        .call(Method::PUT, &format!("/api/v1/letters/{id}"), Some(edited))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_eq!(body["error"]["code"], "letter_issued");
+    let mut late = Phone::enroll(&p.app, "zhuanjia.lin2").await;
+    late.sync(&p.app).await;
+    late.upload_strokes(&p.app, &p.round.0.to_string()).await;
+    let element = word(&mut late, entity, "sign", "");
+    late.add(entity, OPINIONS_FIELD, element);
+    assert_eq!(
+        rejected(&push_one(&mut late, &p.app).await),
+        Some(RejectCode::LetterIssued)
+    );
+
+    // Devices write nothing else of a letter, and records have no experts section any more.
+    lin.set(entity, "letter/conclusion", "fail");
+    assert_eq!(
+        rejected(&push_one(&mut lin, &p.app).await),
+        Some(RejectCode::Forbidden)
+    );
+    lin.set(p.round, "experts/opinion", "同意");
+    assert_eq!(
+        rejected(&push_one(&mut lin, &p.app).await),
+        Some(RejectCode::UnknownField)
+    );
+}
+
+/// The strokes upload checks the format (PROTOCOL.md §14) and who may send it.
+async fn strokes_uploads_are_checked(b: Backend) {
+    let p = passed(b).await;
+    let record = p.round.0.to_string();
+    let phone = Phone::enroll(&p.app, "insp.forestry").await;
+    for bad in [
+        &b"{\"format\":\"yanshou-strokes/1\",\"width\":600,\"height\":240,\"strokes\":[]}"[..],
+        b"{\"format\":\"yanshou-strokes/1\",\"width\":600,\"height\":240,\"strokes\":[{\"points\":[[700,10,0]]}]}",
+        b"{\"format\":\"yanshou-strokes/1\",\"width\":600,\"height\":240,\"strokes\":[{\"points\":[[1,1,10],[2,2,5]]}]}",
+        b"{\"format\":\"yanshou-strokes/1\",\"width\":600,\"height\":240,\"strokes\":[{\"points\":[[1.5,1,0]]}]}",
+        b"not json",
+    ] {
+        let (s, body) = upload(&p.app, &phone.token, &record, bad).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["error"]["code"], "strokes_refused", "{body}");
+    }
+    let good = common::strokes_blob("x");
+    let (s, body) = upload(&p.app, &phone.token, &record, &good).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    // Too large is refused before any byte is sent.
+    let (s, body) = p
+        .app
+        .call(
+            Method::POST,
+            "/api/v1/uploads",
+            Some(&phone.token),
+            Some(json!({"sha256": "a".repeat(64), "size": 300_000,
+                        "content_type": "application/vnd.yanshou.strokes+json", "record_id": record})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    // An expert may upload strokes to a record, but no photo.
+    expert(&p.app, "zhuanjia.lin", "forestry").await;
+    let expert_phone = Phone::enroll(&p.app, "zhuanjia.lin").await;
+    let jpeg = yanshou_server::photos::sample::sample_jpeg(64, 48, None, 80);
+    let (s, _) = upload(&p.app, &expert_phone.token, &record, &jpeg).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}
+
+/// Declare, send and finish one upload; the status and body of the step that ended it.
+async fn upload(app: &TestApp, token: &str, record: &str, bytes: &[u8]) -> (StatusCode, Value) {
+    use sha2::Digest;
+    let content_type = if bytes.starts_with(&[0xff, 0xd8]) {
+        "image/jpeg"
+    } else {
+        "application/vnd.yanshou.strokes+json"
+    };
+    let (s, upload) = app
+        .call(
+            Method::POST,
+            "/api/v1/uploads",
+            Some(token),
+            Some(
+                json!({"sha256": hex::encode(sha2::Sha256::digest(bytes)), "size": bytes.len(),
+                        "content_type": content_type, "record_id": record}),
+            ),
+        )
+        .await;
+    if s != StatusCode::CREATED {
+        return (s, upload);
+    }
+    let id = upload["id"].as_str().unwrap();
+    let (s, body) = app
+        .send(
+            axum::http::Request::builder()
+                .method(Method::PATCH)
+                .uri(format!("/api/v1/uploads/{id}"))
+                .header("Authorization", format!("Bearer {token}"))
+                .header("Content-Type", "application/offset+octet-stream")
+                .header("Upload-Offset", "0")
+                .body(axum::body::Body::from(bytes.to_vec()))
+                .unwrap(),
+        )
+        .await;
+    if s != StatusCode::NO_CONTENT {
+        return (s, body);
+    }
+    app.call(
+        Method::POST,
+        &format!("/api/v1/uploads/{id}/finish"),
+        Some(token),
+        None,
+    )
+    .await
+}
+
+both_backends!(
+    a_letter_signed_by_every_specialty_is_issued_and_cancels_the_licence,
+    a_cancel_mine_does_not_pass_without_an_issued_letter,
+    letter_bad_input_is_refused_with_its_own_code,
+    strokes_uploads_are_checked,
+);
