@@ -1,6 +1,7 @@
 //! The assembled record as a PDF (issue #11 item 5): `GET /api/v1/rounds/{id}/record.pdf`. The
-//! pages are read back with poppler's `pdftotext` and `pdfinfo` (Debian's poppler-utils, which
-//! `.ci/run` installs), so the tests check the text a reader sees, not the file's bytes.
+//! pages are read back with poppler's `pdftotext`, `pdfinfo` and `pdftoppm` (Debian's
+//! poppler-utils, which `.ci/run` installs), so the tests check the text a reader sees and the
+//! handwriting a reader sees drawn, not the file's bytes.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -15,6 +16,7 @@ use common::{Backend, Phone, TestApp};
 use sync_protocol::{EntityId, Value};
 use tower::ServiceExt;
 use uuid::Uuid;
+use yanshou_server::blobs::BlobHash;
 use yanshou_server::{
     model::Role,
     photos::{exif::build::ExifSpec, sample},
@@ -172,6 +174,119 @@ fn pages_text(pdf: &[u8]) -> Vec<String> {
     pages
 }
 
+/// Where handwriting is drawn on page `page` (from 1): the pixels of ink (a clear blue: the
+/// rest of the form is black and grey) of the page rendered at 72 dpi, so a pixel is a point;
+/// their count and bounds `(left, top, right, bottom)` in points.
+pub fn ink_on_page(pdf: &[u8], page: usize) -> (usize, (u32, u32, u32, u32)) {
+    let dir = tempfile_dir();
+    let file = dir.join("record.pdf");
+    std::fs::write(&file, pdf).unwrap();
+    let n = page.to_string();
+    let out = Command::new("pdftoppm")
+        .args(["-r", "72", "-f", &n, "-l", &n, "-singlefile"])
+        .arg(&file)
+        .arg(dir.join("page"))
+        .output()
+        .expect("pdftoppm (Debian's poppler-utils) is needed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ppm = std::fs::read(dir.join("page.ppm")).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    // P6 <width> <height> <max>\n, then RGB bytes.
+    let mut fields = Vec::new();
+    let mut at = 0;
+    while fields.len() < 4 {
+        while ppm[at].is_ascii_whitespace() {
+            at += 1;
+        }
+        let start = at;
+        while !ppm[at].is_ascii_whitespace() {
+            at += 1;
+        }
+        fields.push(String::from_utf8_lossy(&ppm[start..at]).into_owned());
+    }
+    assert_eq!(fields[0], "P6");
+    let width: usize = fields[1].parse().unwrap();
+    let pixels = &ppm[at + 1..];
+    let (mut count, mut bounds) = (0, (u32::MAX, u32::MAX, 0, 0));
+    for (i, px) in pixels.chunks_exact(3).enumerate() {
+        let (r, g, b) = (i32::from(px[0]), i32::from(px[1]), i32::from(px[2]));
+        if b > r + 40 && b > g + 30 {
+            count += 1;
+            let (x, y) = (
+                u32::try_from(i % width).unwrap(),
+                u32::try_from(i / width).unwrap(),
+            );
+            bounds = (
+                bounds.0.min(x),
+                bounds.1.min(y),
+                bounds.2.max(x),
+                bounds.3.max(y),
+            );
+        }
+    }
+    (count, bounds)
+}
+
+/// The boxes `(page, x_min, y_min, x_max, y_max)` in points of the words containing `text`
+/// (`pdftotext -bbox`).
+fn word_boxes(pdf: &[u8], text: &str) -> Vec<(usize, f32, f32, f32, f32)> {
+    let html = poppler("pdftotext", &["-bbox"], pdf);
+    let mut page = 0;
+    let mut out = Vec::new();
+    for line in html.lines() {
+        if line.trim_start().starts_with("<page") {
+            page += 1;
+        }
+        let Some(word) = line.trim().strip_prefix("<word ") else {
+            continue;
+        };
+        let Some((attrs, rest)) = word.split_once('>') else {
+            continue;
+        };
+        if !rest.contains(text) {
+            continue;
+        }
+        let attr = |k: &str| -> f32 {
+            let v = attrs.split(&format!("{k}=\"")).nth(1).unwrap();
+            v[..v.find('"').unwrap()].parse().unwrap()
+        };
+        out.push((page, attr("xMin"), attr("yMin"), attr("xMax"), attr("yMax")));
+    }
+    out
+}
+
+/// The handwriting beside `label` (`林业签字：`): drawn right of it, within the signature box
+/// (40 points high, its rule level with the label), and on no other page of the form (the
+/// first `form_pages`).
+fn assert_handwriting_beside(pdf: &[u8], label: &str, form_pages: usize) {
+    let labels = word_boxes(pdf, label);
+    let &[(page, _, _, label_right, label_bottom)] = labels.as_slice() else {
+        panic!("{label} is not once in the PDF: {labels:?}");
+    };
+    let (count, (left, top, right, bottom)) = ink_on_page(pdf, page);
+    assert!(count > 150, "only {count} pixels of ink on page {page}");
+    let (left, top, right, bottom) = (left as f32, top as f32, right as f32, bottom as f32);
+    assert!(
+        left >= label_right && right <= label_right + 150.0,
+        "ink from x {left} to {right}, the label ends at {label_right}"
+    );
+    assert!(
+        top >= label_bottom - 48.0 && bottom <= label_bottom + 6.0,
+        "ink from y {top} to {bottom}, the label's line ends at {label_bottom}"
+    );
+    assert!(
+        right - left > 60.0,
+        "the signature is squeezed: {left}..{right}"
+    );
+    for other in (1..=form_pages).filter(|p| *p != page) {
+        assert_eq!(ink_on_page(pdf, other).0, 0, "ink on page {other}");
+    }
+}
+
 async fn the_pdf_is_the_form_with_one_page_per_photo_and_the_hash_in_every_footer(b: Backend) {
     let mut c = county(TestApp::new(b).await).await;
     let office = c.office.clone();
@@ -259,6 +374,12 @@ async fn the_pdf_is_the_form_with_one_page_per_photo_and_the_hash_in_every_foote
         .as_str()
         .unwrap();
     assert!(all.contains(&section_hash[..16]), "{all}");
+    // …and beside it the signer's handwriting, drawn from the strokes the phone uploaded.
+    assert!(!all.contains("笔迹"), "{all}");
+    assert_handwriting_beside(&pdf, "林业签字：", form_pages);
+    if let Ok(dir) = std::env::var("YANSHOU_PDF_OUT") {
+        std::fs::write(std::path::Path::new(&dir).join("signed-record.pdf"), &pdf).unwrap();
+    }
     // Each photo has one page (in the record's order, not the upload's), captioned with its
     // hash.
     for bytes in &photos {
@@ -294,6 +415,102 @@ async fn the_pdf_is_the_form_with_one_page_per_photo_and_the_hash_in_every_foote
     )
     .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+/// `words` where the handwriting beside `label` would be: right of it, on its line.
+fn assert_said_beside(pdf: &[u8], label: &str, words: &str) {
+    let labels = word_boxes(pdf, label);
+    let said = word_boxes(pdf, words);
+    let (&[(page, _, _, label_right, label_bottom)], &[(on, left, _, _, bottom)]) =
+        (labels.as_slice(), said.as_slice())
+    else {
+        panic!("{label}: {labels:?}, {words}: {said:?}");
+    };
+    assert_eq!(on, page, "{words} is not on the page of {label}");
+    assert!(
+        left >= label_right && left <= label_right + 150.0,
+        "{words} at x {left}, {label} ends at {label_right}"
+    );
+    assert!(
+        bottom >= label_bottom - 48.0 && bottom <= label_bottom + 6.0,
+        "{words} at y {bottom}, {label} at {label_bottom}"
+    );
+}
+
+/// A signature's strokes blob the server no longer holds (lost with a disk, an old backup
+/// restored) or whose bytes are damaged: the PDF is still made, and says so where the
+/// handwriting would be.
+async fn a_lost_or_damaged_strokes_blob_is_named_on_the_signature_line(b: Backend) {
+    let mut c = county(TestApp::new(b).await).await;
+    let office = c.office.clone();
+    // Strokes of this test alone (others share the test blob directory): a wave, and a
+    // stroke of points drawn from a random id.
+    let random: Vec<String> = Uuid::new_v4()
+        .as_bytes()
+        .chunks(2)
+        .enumerate()
+        .map(|(i, b)| {
+            format!(
+                "[{},{},{}]",
+                300 + u32::from(b[0]),
+                20 + u32::from(b[1] % 200),
+                2000 + i
+            )
+        })
+        .collect();
+    let wave = String::from_utf8(common::strokes_blob("lost")).unwrap();
+    let bytes = wave
+        .replacen(
+            "]}]}",
+            &format!("]}},{{\"points\":[{}]}}]}}", random.join(",")),
+            1,
+        )
+        .into_bytes();
+    yanshou_server::model::parse_strokes(&bytes).unwrap();
+    c.app
+        .upload_photo(
+            &c.forestry.token,
+            &c.record.0.to_string(),
+            &bytes,
+            "application/vnd.yanshou.strokes+json",
+        )
+        .await;
+    let hash = BlobHash::of(&bytes);
+    c.forestry.strokes = Value::Map(BTreeMap::from([
+        ("sha256".to_owned(), Value::from(hash.hex())),
+        (
+            "size".to_owned(),
+            Value::Int(i64::try_from(bytes.len()).unwrap()),
+        ),
+    ]));
+    photographed_and_signed(&mut c, 1, 64, 48).await;
+    let pdf_path = format!("/api/v1/rounds/{}/record.pdf", c.record.0);
+    let (s, _, pdf) = get_raw(&c.app, &pdf_path, &office).await;
+    assert_eq!(s, StatusCode::OK);
+    let form_pages = page_count(&pdf) - 1;
+    assert_handwriting_beside(&pdf, "林业签字：", form_pages);
+
+    // The local blob store's layout: sha256/ab/cd/<hash>.
+    let hex = hash.hex();
+    let file =
+        c.app
+            .state
+            .settings
+            .blob_dir
+            .join(format!("sha256/{}/{}/{hex}", &hex[0..2], &hex[2..4]));
+    std::fs::remove_file(&file).unwrap();
+    let (s, _, pdf) = get_raw(&c.app, &pdf_path, &office).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_said_beside(&pdf, "林业签字：", "〔笔迹未上传〕");
+    assert!(pages_text(&pdf).join("").contains("签名有效"));
+    for page in 1..=form_pages {
+        assert_eq!(ink_on_page(&pdf, page).0, 0, "ink on page {page}");
+    }
+
+    std::fs::write(&file, vec![b'x'; bytes.len()]).unwrap();
+    let (s, _, pdf) = get_raw(&c.app, &pdf_path, &office).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_said_beside(&pdf, "林业签字：", "〔笔迹无法读取〕");
 }
 
 async fn without_a_cjk_font_the_pdf_is_refused_naming_the_font_and_package(b: Backend) {
@@ -334,6 +551,7 @@ async fn without_a_cjk_font_the_pdf_is_refused_naming_the_font_and_package(b: Ba
 
 both_backends!(
     the_pdf_is_the_form_with_one_page_per_photo_and_the_hash_in_every_footer,
+    a_lost_or_damaged_strokes_blob_is_named_on_the_signature_line,
     without_a_cjk_font_the_pdf_is_refused_naming_the_font_and_package,
 );
 
