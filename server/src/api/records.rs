@@ -8,15 +8,14 @@
 use axum::{
     Json,
     extract::{Path, State},
-    http::{HeaderValue, header},
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
     AppState,
-    error::{AppError, ErrorBody, Result},
+    error::{ErrorBody, Result},
     exports::pdf,
     identity::auth::AuthUser,
     records::{self, AssembledRecord},
@@ -47,7 +46,8 @@ async fn assembled_record(
 }
 
 /// The record as a PDF laid out like the county's paper form (A4): title, header block, each
-/// department's acceptance table with its signature line, the conclusion with open conflicts
+/// department's acceptance table with its signature line (the signer's handwriting drawn from
+/// the uploaded strokes, or 〔笔迹未上传〕 / 〔笔迹无法读取〕), the conclusion with open conflicts
 /// and photos awaiting upload, then one page per received photo (its large thumbnail with the
 /// place and time verdicts); 第 x 页 共 y 页 and the record's content hash in every footer.
 /// Same visibility as the JSON record.
@@ -67,34 +67,5 @@ async fn record_pdf(
     Path(id): Path<Uuid>,
 ) -> Result<Response> {
     let pdf = pdf::record_pdf(&state, &caller, id).await?;
-    // RFC 6266: an ASCII fallback name and the UTF-8 one (the mine's name is Chinese).
-    let disposition = format!(
-        "inline; filename=\"record-{id}.pdf\"; filename*=UTF-8''{}",
-        percent_encode(&pdf.filename)
-    );
-    let disposition = HeaderValue::from_str(&disposition)
-        .map_err(|e| AppError::Internal(format!("Content-Disposition: {e}")))?;
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/pdf"),
-            ),
-            (header::CONTENT_DISPOSITION, disposition),
-        ],
-        pdf.bytes,
-    )
-        .into_response())
-}
-
-/// RFC 3986 percent-encoding of everything but the unreserved characters.
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                char::from(b).to_string()
-            }
-            b => format!("%{b:02X}"),
-        })
-        .collect()
+    super::pdf_response(&format!("record-{id}.pdf"), &pdf.filename, pdf.bytes)
 }

@@ -8,89 +8,57 @@
 //! 第 x 页 共 y 页 and the letter's content hash; a letter not issued carries 草稿 as a
 //! watermark and a mark at the top of every page.
 //!
-//! [`letter_pdf`] reads the letter and its strokes first; [`render`] is a pure function of them,
-//! run on the blocking pool.
+//! [`letter_pdf`] reads the letter (as [`letters::assemble`] makes it) and its strokes first;
+//! [`render`] is a pure function of them, run on the blocking pool.
 
 use chrono::DateTime;
 use krilla::{geom::Rect, metadata::Metadata};
-use serde::Serialize;
 use uuid::Uuid;
 
 use super::{
     ink::{self, Ink, StrokesBlobs},
     typeset::{
         BODY, BOTTOM, CELL, CONTENT_W, CjkFont, FOOT, Frame, HEADING, LEADING, Layout, MARGIN_X,
-        Metrics, Op, PAD, PAGE_H, PAGE_W, TOP, chinese_number, page_number, write,
+        Metrics, Op, PAD, PAGE_H, PAGE_W, TOP, chinese_number, cjk_font, page_number, write,
     },
 };
-use crate::photos::geofence::CHINA_STANDARD_TIME;
+use crate::{
+    AppState,
+    error::{AppError, Result},
+    identity::auth::AuthUser,
+    letters::{self, AssembledLetter, OpinionRecord, PanelMember},
+    photos::geofence::CHINA_STANDARD_TIME,
+};
 
-// ── Until `letters` lands on main: a mirror of `crate::letters::AssembledLetter` (the fields
-// this export reads, named as there). Deleted at the merge.
-
-/// The assembled letter (mirror of `letters::AssembledLetter`).
-#[derive(Debug, Clone, Serialize)]
-pub struct AssembledLetter {
-    pub letter_id: Uuid,
-    pub mine_name: String,
-    pub licence_no: String,
-    /// `draft` or `issued`.
-    pub status: String,
-    pub issued: Option<IssuedRecord>,
-    pub text: LetterTextOut,
-    pub letter_hash: String,
-    pub opinions: Vec<OpinionRecord>,
-    pub content_hash: String,
+/// A rendered letter.
+#[derive(Debug)]
+pub struct LetterPdf {
+    /// `验收合格意见书-<mine>-<date>.pdf`
+    pub filename: String,
+    pub bytes: Vec<u8>,
+    pub pages: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct IssuedRecord {
-    pub at_ms: i64,
-    pub by_name: String,
-    pub letter_hash: String,
+/// The PDF of letter `id`, for a caller who may see it (else "not found").
+pub async fn letter_pdf(state: &AppState, caller: &AuthUser, id: Uuid) -> Result<LetterPdf> {
+    let letter = letters::assemble(state, caller, id).await?;
+    let font = cjk_font(state.settings.pdf_font_file.as_deref())?;
+    let references: Vec<&serde_json::Value> = letter.opinions.iter().map(|o| &o.strokes).collect();
+    let strokes = ink::load(state, &references).await?;
+    let filename = format!(
+        "验收合格意见书-{}-{}.pdf",
+        letter.mine_name, letter.text.date
+    );
+    let (bytes, pages) = tokio::task::spawn_blocking(move || render(&letter, &strokes, &font))
+        .await
+        .map_err(|e| AppError::Internal(format!("PDF task: {e}")))?
+        .map_err(|e| AppError::Internal(format!("PDF: {e}")))?;
+    Ok(LetterPdf {
+        filename,
+        bytes,
+        pages,
+    })
 }
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LetterTextOut {
-    pub number: String,
-    pub title: String,
-    pub basis: Vec<String>,
-    pub date: String,
-    pub organiser: String,
-    pub panel: Vec<PanelMember>,
-    pub method: String,
-    pub situation: String,
-    pub opinions: String,
-    pub problems: String,
-    pub conclusion: String,
-    pub conclusion_name: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PanelMember {
-    pub user: Uuid,
-    pub name: String,
-    pub specialty: String,
-    pub specialty_name: String,
-    pub title: String,
-    pub employer: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct OpinionRecord {
-    pub user: Uuid,
-    pub name: String,
-    pub specialty: Option<String>,
-    pub decision: String,
-    pub reason: String,
-    pub signed_at_ms: i64,
-    pub current: bool,
-    pub signature_valid: bool,
-    pub on_panel: bool,
-    pub strokes: serde_json::Value,
-}
-
-// ── end of the mirror
 
 /// Sizes of the letter: larger than the form's, as a letter is read, not filled in.
 const LETTER_TITLE: f32 = 20.0;
@@ -107,11 +75,11 @@ const PANEL: [(&str, f32); 5] = [
 ];
 /// The signature table: 姓名, 专业, 签名, 日期, 意见.
 const SIGNATURES: [(&str, f32); 5] = [
-    ("姓名", 62.0),
-    ("专业", 62.0),
+    ("姓名", 78.0),
+    ("专业", 60.0),
     ("签名", 136.0),
-    ("日期", 66.0),
-    ("意见", 189.28),
+    ("日期", 62.0),
+    ("意见", 179.28),
 ];
 /// The signature cell's least height.
 const SIGNATURE_ROW: f32 = 42.0;
@@ -372,7 +340,8 @@ fn word_of(d: &AssembledLetter, user: Uuid) -> Option<&OpinionRecord> {
         .or_else(|| theirs().max_by_key(|o| o.signed_at_ms))
 }
 
-/// `同意` or `拒签：理由`, then 有效 / 无效（签名验证失败） / 已失效（…）; 未签 without a word.
+/// `同意` or `拒签：理由`, then 有效 (not for a decline) / 无效（签名验证失败） / 已失效（…）;
+/// 未签 without a word.
 fn word_text(o: Option<&OpinionRecord>) -> String {
     let Some(o) = o else {
         return "未签".to_owned();
@@ -384,6 +353,8 @@ fn word_text(o: Option<&OpinionRecord>) -> String {
         _ => "同意".to_owned(),
     };
     let status = match (o.current, o.signature_valid) {
+        // A decline that stands needs no 有效 beside it (it reads as approval).
+        (true, true) if o.decision == "decline" => return word,
         (true, true) => "有效",
         (true, false) => "无效（签名验证失败）",
         (false, _) => "已失效（签字后意见书已修改）",
@@ -485,6 +456,7 @@ fn signature_table(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::letters::LetterTextOut;
     use bytes::Bytes;
     use serde_json::json;
 
@@ -529,10 +501,13 @@ mod tests {
                 String::new()
             },
             signed_at_ms: 1_709_346_000_000,
+            device: Uuid::new_v4(),
+            letter_hash: "4be1".repeat(16),
             current: true,
             signature_valid: true,
             on_panel: true,
             strokes,
+            value: serde_json::Value::Null,
         }
     }
 
@@ -582,9 +557,12 @@ mod tests {
                 .into(),
             conclusion: "pass".into(),
             conclusion_name: "同意通过".into(),
+            record_hash: "77aa".repeat(16),
         };
         let letter = AssembledLetter {
             letter_id: Uuid::new_v4(),
+            round_id: Uuid::new_v4(),
+            mine_id: Uuid::new_v4(),
             mine_name: "上高县泗溪镇石灰石矿".into(),
             licence_no: "C3609232009127130050234".into(),
             status: "draft".into(),
@@ -592,6 +570,10 @@ mod tests {
             text,
             letter_hash: "4be1".repeat(16),
             opinions,
+            specialties: Vec::new(),
+            issuable: false,
+            blocking: Vec::new(),
+            record_hash_now: "77aa".repeat(16),
             content_hash: "9f2c".repeat(16),
         };
         (letter, StrokesBlobs::from_bytes(blobs))
