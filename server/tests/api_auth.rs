@@ -879,6 +879,7 @@ async fn health_and_openapi(b: Backend) {
         "/api/v1/rounds/{id}/letter",
         "/api/v1/letters/{id}",
         "/api/v1/letters/{id}/issue",
+        "/api/v1/letters/{id}/letter.pdf",
         "/healthz",
         "/readyz",
     ] {
@@ -1180,6 +1181,13 @@ async fn authorization_matrix(b: Backend) {
         (
             Method::GET,
             "/api/v1/letters/{random}",
+            "",
+            Box::new(everyone(S::NOT_FOUND)),
+        ),
+        // Its PDF: the same visibility.
+        (
+            Method::GET,
+            "/api/v1/letters/{random}/letter.pdf",
             "",
             Box::new(everyone(S::NOT_FOUND)),
         ),
