@@ -1,5 +1,5 @@
 //! The demo county: a fresh SQLite database seeded with Shanggao's townships and forest farms,
-//! one user per role (an inspector for every inspecting department) and thirteen sample mines
+//! one user per role (an inspector for every inspecting department) and fourteen sample mines
 //! walked through the default campaign to various stages (some overdue, one with a closure
 //! decision of its own later deadline, one announced with its notice, a cancelled one
 //! spot-checked in its maintenance years, each with its county leader), so a newcomer can log in
@@ -7,12 +7,23 @@
 
 use rand::{Rng, distributions::Alphanumeric};
 
+use std::collections::BTreeMap;
+
+use sync_protocol::{EntityId, Value};
+use uuid::Uuid;
+
 use crate::{
     AppState,
     error::Result,
-    identity::accounts::{self, NewUserInput},
-    model::{CaseRecord, Mine, MineEvent, MineFacts, Role, Township},
-    rules::workflow::{self, Actor, Transition},
+    identity::{
+        accounts::{self, NewUserInput},
+        auth::AuthUser,
+    },
+    model::{CaseRecord, Disposition, Mine, MineEvent, MineFacts, Role, Township, User},
+    rules::{
+        template::{AnswerKind, FieldRole},
+        workflow::{self, Actor, Transition},
+    },
 };
 
 /// Shanggao County (上高县, Yichun, Jiangxi): sub-district, towns, townships and forest farms
@@ -410,6 +421,22 @@ const DEMO_MINES: &[DemoMine] = &[
             ("announce", "2024-05-06"),
         ],
     },
+    // Its record is filled and signed by every department and its opinion letter drafted, so
+    // the experts have a letter to review and sign ([`prepare_letter`]).
+    DemoMine {
+        name: LETTER_MINE,
+        licence: "C3609232021037130181014",
+        holder: "上高县石岭背建材有限公司",
+        township: "泗溪镇",
+        mineral: "建筑用石灰岩",
+        steps: &[
+            ("propose_cancel", "2023-10-21"),
+            ("approve", "2023-11-01"),
+            ("closure", "2023-11-12"),
+            ("compile_plan", "2023-12-18"),
+            ("pass_preliminary", "2024-03-28"),
+        ],
+    },
     DemoMine {
         name: "上甘山林场坳里花岗岩矿",
         licence: "C3609232020017130161012",
@@ -679,23 +706,7 @@ pub async fn open_rounds(state: &AppState) -> Result<usize> {
     else {
         return Ok(0);
     };
-    let now = state.clock.now_ms() / 1000;
-    let caller = crate::identity::auth::AuthUser {
-        claims: crate::identity::tokens::Claims {
-            iss: state.settings.token_issuer.clone(),
-            aud: state.settings.token_audience.clone(),
-            sub: office.id,
-            iat: now,
-            nbf: now,
-            exp: now + 60,
-            typ: crate::identity::tokens::ACCESS_TYP.into(),
-            role: Role::CountyOffice,
-            dept: None,
-            town: None,
-            spec: None,
-            did: None,
-        },
-    };
+    let caller = session(state, &office, None);
     let mut opened = 0;
     for mine in crate::mines::visible_mines(state, &caller).await? {
         match crate::rounds::open(state, &caller, mine.id).await {
@@ -706,4 +717,252 @@ pub async fn open_rounds(state: &AppState) -> Result<usize> {
         }
     }
     Ok(opened)
+}
+
+/// The demo mine whose record is signed by every department and whose opinion letter awaits the
+/// experts.
+pub const LETTER_MINE: &str = "泗溪镇石岭背采石场";
+
+/// A signed-in session of `user` (on `device`), as the API would make it.
+fn session(state: &AppState, user: &User, device: Option<Uuid>) -> AuthUser {
+    let now = state.clock.now_ms() / 1000;
+    AuthUser {
+        claims: crate::identity::tokens::Claims {
+            iss: state.settings.token_issuer.clone(),
+            aud: state.settings.token_audience.clone(),
+            sub: user.id,
+            iat: now,
+            nbf: now,
+            exp: now + 60,
+            typ: crate::identity::tokens::ACCESS_TYP.into(),
+            role: user.role,
+            dept: user.department.clone(),
+            town: user.township_id,
+            spec: user.specialty.clone(),
+            did: device,
+        },
+    }
+}
+
+/// On [`LETTER_MINE`]'s open round: every required section answered (all 达标) and signed by its
+/// demo inspector (the township's by `sixi`) from a demo phone of their own — a real device key
+/// and handwritten strokes, through sync like a phone — then the opinion letter drafted by the
+/// county office with the three demo experts as its panel. Returns whether the letter exists.
+pub async fn prepare_letter(state: &AppState) -> Result<bool> {
+    let users = state.store.list_users().await?;
+    let Some(mine) = state
+        .store
+        .list_mines(None)
+        .await?
+        .into_iter()
+        .find(|m| m.name == LETTER_MINE)
+    else {
+        return Ok(false);
+    };
+    let Some(round) = state.store.list_rounds(mine.id).await?.into_iter().next() else {
+        return Ok(false);
+    };
+    let (Some(office), Some(sixi)) = (
+        users.iter().find(|u| u.role == Role::CountyOffice),
+        users.iter().find(|u| u.username == "sixi"),
+    ) else {
+        return Ok(false);
+    };
+    let template = crate::sync::templates::template(state, &round.template_ref).await?;
+    let record = EntityId(round.id);
+    for section in template
+        .sections
+        .iter()
+        .filter(|s| s.required && s.applies_to.contains(&Disposition::Cancel))
+    {
+        let code = section.department.code();
+        let signer = if code == crate::model::record::TOWNSHIP_SECTION {
+            sixi
+        } else {
+            match users.iter().find(|u| u.username == format!("insp.{code}")) {
+                Some(u) => u,
+                None => continue,
+            }
+        };
+        let answers: BTreeMap<String, Value> = template
+            .fields(Disposition::Cancel)
+            .into_iter()
+            .filter(|f| f.section.department.code() == code)
+            .map(|f| {
+                let value = match (&f.part.kind, f.role) {
+                    (_, FieldRole::DesignValue) | (AnswerKind::Number { .. }, _) => "100",
+                    (AnswerKind::PassFail { .. }, _) => "pass",
+                    (AnswerKind::Text, _) => "已按方案完成，现场核实无误",
+                };
+                (f.key(), Value::from(value))
+            })
+            .collect();
+        sign_section(state, signer, record, code, answers).await?;
+    }
+    let experts: Vec<_> = users.iter().filter(|u| u.role == Role::Expert).collect();
+    let text = crate::letters::LetterText {
+        number: "上自然资矿验〔2024〕15号".into(),
+        title: None,
+        basis: vec![
+            "《上高县非煤矿山生态修复整治行动方案》（上府办发〔2023〕35号）".into(),
+            "经批准的矿山地质环境保护与土地复垦方案".into(),
+            "《矿山生态修复技术规范》".into(),
+        ],
+        date: chrono::NaiveDate::from_ymd_opt(2024, 4, 10).unwrap_or_default(),
+        organiser: "上高县自然资源局".into(),
+        panel: experts
+            .iter()
+            .map(|e| crate::letters::PanelMemberIn {
+                user: e.id,
+                title: "高级工程师".into(),
+                employer: "宜春市自然资源事务中心".into(),
+            })
+            .collect(),
+        method: "听取矿山企业和泗溪镇人民政府汇报，查阅修复资料，现场踏勘。".into(),
+        situation: format!(
+            "{}位于上高县泗溪镇，开采建筑用石灰岩，已于2023年停产，按闭坑注销处置。",
+            mine.name
+        ),
+        opinions: "一、采场边坡已削坡减载，稳定，无地质灾害隐患；二、平台及边坡覆土复绿，\
+                   植被覆盖率达标；三、设施设备已拆除，电力线路已拆除，民爆物品已清理；\
+                   四、资料齐全。"
+            .into(),
+        problems: "加强后期管护，雨季注意边坡巡查。".into(),
+        conclusion: crate::model::letter::LetterConclusion::Pass,
+    };
+    crate::letters::draft(state, &session(state, office, None), round.id, text).await?;
+    Ok(true)
+}
+
+/// `signer` answers `code`'s section of `record` and signs it from a new demo phone.
+async fn sign_section(
+    state: &AppState,
+    signer: &User,
+    record: EntityId,
+    code: &str,
+    answers: BTreeMap<String, Value>,
+) -> Result<()> {
+    use sync_protocol::{DeviceId, Hlc, Op, OpBody, OpId};
+    let key = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+    let spki = p256::pkcs8::EncodePublicKey::to_public_key_der(key.verifying_key())
+        .map_err(|e| crate::error::AppError::Internal(format!("demo key: {e}")))?;
+    let device = crate::model::Device {
+        id: Uuid::now_v7(),
+        user_id: signer.id,
+        name: format!("{} 的演示手机", signer.display_name),
+        public_key_spki: base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            spki.as_bytes(),
+        ),
+        created_at: state.clock.now_ms(),
+        revoked_at: None,
+    };
+    state.store.create_device(&device).await?;
+    let caller = session(state, signer, Some(device.id));
+    let now = u64::try_from(state.clock.now_ms()).unwrap_or(0);
+    let op = |seq: u64, body: OpBody| Op {
+        id: OpId(Uuid::now_v7()),
+        device: DeviceId(device.id),
+        seq,
+        hlc: Hlc::new(now + seq, 0),
+        entity: record,
+        body,
+    };
+    let ops: Vec<Op> = answers
+        .into_iter()
+        .zip(1..)
+        .map(|((field, value), seq)| {
+            op(
+                seq,
+                OpBody::Set {
+                    field,
+                    value,
+                    base_rev: 0,
+                },
+            )
+        })
+        .collect();
+    let next = ops.len() as u64 + 1;
+    push(state, &caller, device.id, ops).await?;
+    // The signature: a pen stroke like a name, uploaded before the op that names it.
+    let points: Vec<String> = (0..48u32)
+        .map(|i| {
+            let wave = [0, 12, 20, 12, 0, -12, -20, -12][(i % 8) as usize];
+            format!("[{},{},{}]", 40 + i * 11, 120 + wave, i * 18)
+        })
+        .collect();
+    let strokes = format!(
+        r#"{{"format":"yanshou-strokes/1","width":600,"height":240,"strokes":[{{"points":[{}]}}]}}"#,
+        points.join(",")
+    )
+    .into_bytes();
+    let hash = crate::blobs::BlobHash::of(&strokes);
+    let size = strokes.len() as i64;
+    state
+        .blobs
+        .put_expecting(hash, bytes::Bytes::from(strokes))
+        .await?;
+    let current = state
+        .store
+        .sync_entities(&[record])
+        .await?
+        .pop()
+        .ok_or(crate::error::AppError::NotFound("record"))?;
+    let content_hash = sync_protocol::section_hash(&current, code)
+        .map_err(|e| crate::error::AppError::Internal(format!("demo section hash: {e}")))?;
+    let opt = |v: &Option<String>| v.as_deref().map_or(Value::Null, Value::from);
+    let statement = sync_protocol::signature::section_statement(
+        DeviceId(device.id),
+        record,
+        code,
+        &content_hash,
+        Value::Map(BTreeMap::from([
+            ("user".to_owned(), Value::from(signer.id.to_string())),
+            ("name".to_owned(), Value::from(signer.display_name.clone())),
+            ("role".to_owned(), Value::from(signer.role.as_str())),
+            ("department".to_owned(), opt(&signer.department)),
+            ("specialty".to_owned(), opt(&signer.specialty)),
+        ])),
+        i64::try_from(now).unwrap_or(0),
+        Value::Map(BTreeMap::from([
+            ("sha256".to_owned(), Value::from(hash.hex())),
+            ("size".to_owned(), Value::Int(size)),
+        ])),
+    );
+    let signature = sync_protocol::signature::sign(&key, statement).to_value();
+    let sign = op(
+        next,
+        OpBody::Sign {
+            section: code.to_owned(),
+            content_hash,
+            signature,
+        },
+    );
+    push(state, &caller, device.id, vec![sign]).await
+}
+
+/// Pushes `ops` as the demo phone `device`; every op must apply.
+async fn push(
+    state: &AppState,
+    caller: &AuthUser,
+    device: Uuid,
+    ops: Vec<sync_protocol::Op>,
+) -> Result<()> {
+    let request = sync_protocol::SyncRequest {
+        protocol_version: sync_protocol::PROTOCOL_VERSION,
+        device: sync_protocol::DeviceId(device),
+        ops,
+        cursor: 0,
+        pull_limit: Some(1),
+    };
+    let results = crate::sync::push(state, caller, &request).await?;
+    if let Some(bad) = results
+        .iter()
+        .find(|r| !matches!(r, sync_protocol::OpResult::Applied { .. }))
+    {
+        return Err(crate::error::AppError::Internal(format!(
+            "a demo op did not apply: {bad:?}"
+        )));
+    }
+    Ok(())
 }

@@ -300,6 +300,9 @@ async fn demo_command(mut settings: Settings, dir: PathBuf) -> anyhow::Result<()
     let rounds = yanshou_server::demo::open_rounds(&state)
         .await
         .map_err(|e| anyhow::anyhow!("cannot open the demo acceptance rounds: {e}"))?;
+    yanshou_server::demo::prepare_letter(&state)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot prepare the demo opinion letter: {e}"))?;
     println!(
         "Demo county (上高县) — every account's password: {password} ({rounds} acceptance rounds open)"
     );
@@ -313,7 +316,9 @@ async fn demo_command(mut settings: Settings, dir: PathBuf) -> anyhow::Result<()
     }
     println!(
         "On the phone app, inspectors log in as insp.<department> (e.g. insp.forestry), the \
-         township as sixi, the county office as office."
+         township as sixi, the county office as office; experts (expert.<specialty>) find the \
+         opinion letter of {} waiting for their signature.",
+        yanshou_server::demo::LETTER_MINE
     );
     serve_command(listener, state).await
 }

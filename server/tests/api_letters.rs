@@ -418,6 +418,16 @@ async fn strokes_uploads_are_checked(b: Backend) {
     let good = common::strokes_blob("x");
     let (s, body) = upload(&p.app, &phone.token, &record, &good).await;
     assert_eq!(s, StatusCode::OK, "{body}");
+    // Another phone shows the handwriting: the strokes come back byte for byte by their hash.
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&good))
+    };
+    let (s, back) = p
+        .call(Method::GET, &format!("/api/v1/strokes/{sha}"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(back, serde_json::from_slice::<Value>(&good).unwrap());
     // Too large is refused before any byte is sent.
     let (s, body) = p
         .app

@@ -1770,8 +1770,36 @@ async fn the_demo_county_shows_the_plan_as_lived(b: Backend) {
     assert_eq!(events[0].as_of, "2023-10-20");
     assert_eq!(events[0].recorded_on, "2025-06-01");
 
+    // A record signed by every department, its letter drafted for the three demo experts.
+    assert!(yanshou_server::demo::prepare_letter(&state).await.unwrap());
+    let awaiting = by_name(yanshou_server::demo::LETTER_MINE);
+    let round = state.store.list_rounds(awaiting.id).await.unwrap()[0].id;
+
     let app = TestApp::from_state(state);
     let office = app.token_for("office.test", Role::CountyOffice).await;
+    let (s, record) = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/rounds/{round}/record"),
+            Some(&office),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(record["conclusion"], "passed", "{record}");
+    assert_eq!(record["fully_signed"], true, "{record}");
+    let (s, letter) = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/rounds/{round}/letter"),
+            Some(&office),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{letter}");
+    assert_eq!(letter["status"], "draft");
+    assert_eq!(letter["text"]["panel"].as_array().unwrap().len(), 3);
+    assert_eq!(letter["text"]["record_hash"], record["content_hash"]);
     let (_, board) = app
         .call(
             Method::GET,

@@ -294,7 +294,7 @@ async fn demo_starts_a_county_whose_printed_password_logs_in() {
         .json()
         .await
         .unwrap();
-    assert_eq!(board["mines"], 13, "{board}");
+    assert_eq!(board["mines"], 14, "{board}");
     assert!(board["by_stage"].as_object().unwrap().len() >= 8, "{board}");
     assert!(!board["overdue"].as_array().unwrap().is_empty(), "{board}");
 

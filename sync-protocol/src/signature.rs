@@ -690,4 +690,91 @@ mod tests {
             assert!(err.contains(needle), "{err}");
         }
     }
+
+    fn letter(decision: &str, reason: &str, strokes: Value) -> BTreeMap<String, Value> {
+        letter_statement(
+            DeviceId::from_u128(0xa),
+            EntityId::from_u128(0x1e),
+            &"cd".repeat(32),
+            decision,
+            reason,
+            Value::Map(BTreeMap::from([
+                (
+                    "user".into(),
+                    Value::from("00000000-0000-0000-0000-0000000000b1"),
+                ),
+                ("name".into(), Value::from("林业专家")),
+                ("role".into(), Value::from("expert")),
+                ("department".into(), Value::Null),
+                ("specialty".into(), Value::from("forestry")),
+            ])),
+            1_712_000_000_000,
+            strokes,
+        )
+    }
+
+    fn strokes_value() -> Value {
+        Value::Map(BTreeMap::from([
+            ("sha256".into(), Value::from("5d".repeat(32))),
+            ("size".into(), Value::Int(2_431)),
+        ]))
+    }
+
+    #[test]
+    fn an_experts_word_reads_back_and_holds_only_for_its_letter_and_device() {
+        let element = sign(&key(), letter("sign", "", strokes_value())).to_value();
+        let word = letter_opinion(&element).unwrap();
+        assert!(word.signs);
+        assert_eq!(word.specialty.as_deref(), Some("forestry"));
+        assert_eq!(word.strokes, Some(("5d".repeat(32), 2_431)));
+        let (letter_id, device) = (EntityId::from_u128(0x1e), DeviceId::from_u128(0xa));
+        assert!(check_letter_opinion(&element, letter_id, device, key().verifying_key()).is_ok());
+        let other = SigningKey::from_slice(&[8u8; 32]).unwrap();
+        assert_eq!(
+            check_letter_opinion(&element, letter_id, device, other.verifying_key()).unwrap_err(),
+            SignatureError::Invalid
+        );
+        assert!(matches!(
+            check_letter_opinion(
+                &element,
+                EntityId::from_u128(0x2e),
+                device,
+                key().verifying_key()
+            ),
+            Err(SignatureError::Mismatch {
+                member: "letter",
+                ..
+            })
+        ));
+        assert!(matches!(
+            check_letter_opinion(
+                &element,
+                letter_id,
+                DeviceId::from_u128(0xb),
+                key().verifying_key()
+            ),
+            Err(SignatureError::Mismatch {
+                member: "device",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_word_must_say_what_it_decides_and_why_a_decline() {
+        let decline = sign(&key(), letter("decline", "数据不全", Value::Null)).to_value();
+        let word = letter_opinion(&decline).unwrap();
+        assert!(!word.signs);
+        assert_eq!(word.strokes, None);
+        for (statement, needle) in [
+            (letter("decline", "  ", Value::Null), "reason"),
+            (letter("maybe", "", strokes_value()), "decision"),
+            (letter("sign", "", Value::Null), "strokes"),
+        ] {
+            let err = letter_opinion(&sign(&key(), statement).to_value())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+    }
 }

@@ -11,6 +11,8 @@ const routes: RouteRecordRaw[] = [
     component: () => import('../views/RecordView.vue'),
     props: true,
   },
+  { path: '/letters', name: 'letters', component: () => import('../views/LettersView.vue') },
+  { path: '/letter/:id', name: 'letter', component: () => import('../views/LetterView.vue'), props: true },
   { path: '/todo', name: 'todo', component: () => import('../views/TodoView.vue') },
   { path: '/settings', name: 'settings', component: () => import('../views/SettingsView.vue') },
   { path: '/:rest(.*)*', redirect: '/' },

@@ -8,7 +8,7 @@
  * Refresh tokens rotate on every use and a reused one signs the user out everywhere, so refresh
  * runs under a Web Lock (one tab at a time) and re-reads the stored token inside it.
  */
-import { ApiError, request } from '../api/client';
+import { ApiError, request, requestText } from '../api/client';
 import type { Device, Session, User } from '../api/types';
 import type { YanshouDb } from '../store/db';
 import { deviceName, makeDeviceKey, publicJwk, type DeviceKey } from './key';
@@ -65,7 +65,8 @@ export async function unsyncedCount(db: YanshouDb): Promise<number> {
   return (
     (await db.outbox.count()) +
     (await db.rejections.count()) +
-    (await db.uploads.where('state').equals('pending').count())
+    (await db.uploads.where('state').equals('pending').count()) +
+    (await db.strokes.where('state').equals('pending').count())
   );
 }
 
@@ -140,9 +141,22 @@ export async function login(db: YanshouDb, username: string, password: string): 
 async function wipeWorkData(db: YanshouDb): Promise<void> {
   await db.transaction(
     'rw',
-    [db.meta, db.entities, db.outbox, db.rejections, db.mines, db.rounds, db.templates, db.org, db.photos, db.uploads],
+    [
+      db.meta,
+      db.entities,
+      db.outbox,
+      db.rejections,
+      db.mines,
+      db.rounds,
+      db.templates,
+      db.org,
+      db.photos,
+      db.uploads,
+      db.strokes,
+    ],
     async () => {
       await Promise.all([
+        db.strokes.clear(),
         db.photos.clear(),
         db.uploads.clear(),
         db.entities.clear(),
@@ -220,6 +234,12 @@ export async function authed<T>(db: YanshouDb, f: (token: string) => Promise<T>)
     }
     throw e;
   }
+}
+
+/** A strokes blob drawn on another device, from the server (its text; the caller checks it). */
+export function fetchStrokes(db: YanshouDb): (sha256: string) => Promise<string> {
+  return (sha256) =>
+    authed(db, (token) => requestText(`/strokes/${encodeURIComponent(sha256)}`, { token, timeoutMs: 10_000 }));
 }
 
 /**

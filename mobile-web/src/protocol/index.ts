@@ -16,3 +16,5 @@ export * from './change';
 export * from './wire';
 export * from './client';
 export * from './signature';
+export * from './strokes';
+export * from './statements';

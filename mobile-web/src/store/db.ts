@@ -14,6 +14,9 @@
  *   viewing (PROTOCOL.md §13);
  * - `uploads`: one resumable upload per (record, photo): the server's upload id, the offset it
  *   acknowledged, the state and the server's reason when it refused the file.
+ * - `strokes`: handwritten signatures (PROTOCOL.md §14), by SHA-256 of their bytes — the blob
+ *   made on this phone (stored with the op that names it, and kept: it is drawn under the
+ *   signature) or fetched to show someone else's, and the state of its resumable upload.
  *
  * Schema changes are new `version(n)` blocks with an `upgrade` that moves the data; never edit
  * an old block (phones in the field still have that version).
@@ -125,6 +128,26 @@ export interface UploadRow {
   createdAt: number;
 }
 
+/** `pending` until the server holds the blob; `refused` when it will not take it. */
+export type StrokesState = 'pending' | 'complete' | 'refused';
+
+/** A handwritten strokes blob and its upload (for the record it belongs to). */
+export interface StrokesRow {
+  sha256: string;
+  /** The record the upload is for (for an opinion letter, the record of its round). */
+  entity: string;
+  size: number;
+  /** The exact bytes the statement names (canonical JSON). */
+  bytes: ArrayBuffer;
+  state: StrokesState;
+  uploadId: string | null;
+  offset: number;
+  message: string | null;
+  attempts: number;
+  nextAt: number;
+  createdAt: number;
+}
+
 export function uploadKey(entity: string, sha256: string): string {
   return `${entity}/${sha256}`;
 }
@@ -143,10 +166,15 @@ export type YanshouDb = Dexie & {
   org: EntityTable<OrgRow, 'key'>;
   photos: EntityTable<PhotoRow, 'sha256'>;
   uploads: EntityTable<UploadRow, 'key'>;
+  strokes: EntityTable<StrokesRow, 'sha256'>;
 };
 
-/** Reads the record's mine from its header (`mine_id`), if present. */
+/**
+ * Reads the record's mine from its header (`mine_id`), if present. An opinion letter names its
+ * mine too, but it is not one of the mine's records (it is listed on its own): `null`.
+ */
 export function mineIdOf(state: EntityState): string | null {
+  if (state.entity_type === 'opinion_letter') return null;
   const v = state.fields['mine_id']?.value;
   return typeof v === 'string' ? v : null;
 }
@@ -178,6 +206,8 @@ export function declareSchema(db: Dexie): void {
     });
   // Version 3: evidence photos and their resumable uploads (new tables; nothing to move).
   db.version(3).stores({ photos: '&sha256', uploads: '&key, entity, sha256, state' });
+  // Version 4: handwritten signatures (strokes blobs) and their uploads (a new table).
+  db.version(4).stores({ strokes: '&sha256, state' });
 }
 
 export function openDb(name = DB_NAME): YanshouDb {

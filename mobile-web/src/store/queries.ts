@@ -1,6 +1,22 @@
 /** What the screens read from the phone (never the network). */
 import type { Department, MineDetail, Template, Township, User } from '../api/types';
-import { readSignature, type EntityState } from '../protocol';
+import {
+  LETTER_ENTITY_TYPE,
+  OPINIONS_FIELD,
+  letterStatus,
+  onPanel,
+  readLetter,
+  type Letter,
+  type LetterStatus,
+  parseStrokes,
+  readSignature,
+  readStrokesRef,
+  strokesRef,
+  type EntityState,
+  type StrokesBlob,
+  type Value,
+} from '../protocol';
+import { utf8ToBytes } from '@noble/hashes/utils.js';
 import type { YanshouDb, MineRow, PhotoRow, RejectionRow, UploadRow } from './db';
 import { loadRecord, viewOf } from './replica';
 
@@ -190,4 +206,90 @@ export async function pendingUploads(db: YanshouDb): Promise<PendingUpload[]> {
       };
     })
     .sort((a, b) => a.upload.createdAt - b.upload.createdAt);
+}
+
+/** The handwriting every signature of a record (or letter) names, by SHA-256. */
+export function strokesNamedIn(view: EntityState | null): Set<string> {
+  const out = new Set<string>();
+  if (!view) return out;
+  const add = (v: Value) => {
+    const sig = readSignature(v);
+    const ref = typeof sig === 'string' ? null : readStrokesRef(sig.statement);
+    if (ref) out.add(ref.sha256);
+  };
+  for (const s of Object.values(view.signatures)) add(s.signature);
+  for (const w of view.withdrawals ?? []) add(w.signature.signature);
+  for (const el of Object.values(view.sets[OPINIONS_FIELD]?.elements ?? {})) add(el.value);
+  return out;
+}
+
+/**
+ * The handwriting for the signatures of `view`, by SHA-256: read from IndexedDB; what another
+ * device drew is fetched from the server (`GET /strokes/{sha256}`) when `fetchMissing` and kept
+ * on the phone, after checking that its bytes hash to the name the signature gives (offline or
+ * on any failure it is simply not shown yet).
+ */
+export async function strokesOf(
+  db: YanshouDb,
+  view: EntityState | null,
+  fetchMissing?: (sha256: string) => Promise<string>,
+): Promise<Map<string, StrokesBlob>> {
+  const shas = [...strokesNamedIn(view)];
+  const rows = await db.strokes.bulkGet(shas);
+  const out = new Map<string, StrokesBlob>();
+  for (const row of rows) {
+    const blob = row ? parseStrokes(row.bytes) : null;
+    if (row && blob) out.set(row.sha256, blob);
+  }
+  if (fetchMissing && view) {
+    for (const sha of shas.filter((s) => !out.has(s))) {
+      try {
+        const bytes = utf8ToBytes(await fetchMissing(sha));
+        const blob = parseStrokes(bytes);
+        if (!blob || strokesRef(bytes).sha256 !== sha) continue;
+        const copy = new Uint8Array(new ArrayBuffer(bytes.length));
+        copy.set(bytes);
+        await db.strokes.put({
+          sha256: sha,
+          entity: view.id,
+          size: bytes.length,
+          bytes: copy.buffer,
+          state: 'complete',
+          uploadId: null,
+          offset: bytes.length,
+          message: null,
+          attempts: 0,
+          nextAt: 0,
+          createdAt: Date.now(),
+        });
+        out.set(sha, blob);
+      } catch {
+        // Offline, signed out or not on the server yet: shown the next time.
+      }
+    }
+  }
+  return out;
+}
+
+export interface LetterSummary {
+  letter: Letter;
+  status: LetterStatus;
+  /** This phone has a word on it not yet confirmed by the server. */
+  pending: boolean;
+}
+
+/** The opinion letters on the phone whose panel names `user` (their views: pending words count). */
+export async function lettersFor(db: YanshouDb, user: string): Promise<LetterSummary[]> {
+  const rows = await db.entities.filter((r) => r.state.entity_type === LETTER_ENTITY_TYPE).toArray();
+  const out: LetterSummary[] = [];
+  for (const row of rows) {
+    const pending = await db.outbox.where('entity').equals(row.id).sortBy('seq');
+    const view = viewOf(row.state, pending);
+    if (!view || view.tombstoned) continue;
+    const letter = readLetter(view);
+    if (!onPanel(letter, user)) continue;
+    out.push({ letter, status: letterStatus(letter, user), pending: pending.length > 0 });
+  }
+  const order: Record<LetterStatus, number> = { review: 0, resign: 1, declined: 2, signed: 3, issued: 4 };
+  return out.sort((a, b) => order[a.status] - order[b.status] || b.letter.date.localeCompare(a.letter.date));
 }

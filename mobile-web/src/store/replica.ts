@@ -17,6 +17,9 @@ import type { Table } from 'dexie';
 import {
   applyChangeToEntity,
   canonical,
+  conflictedField,
+  sectionHash,
+  strokesNamedBy,
   merge,
   newClock,
   observe,
@@ -98,7 +101,9 @@ export type OpBodyInput =
   | { kind: 'set'; field: string; value: Value }
   | { kind: 'resolve'; field: string; value: Value; chosen_op: string | null; reason: string }
   | { kind: 'add'; field: string; element: Value }
-  | { kind: 'remove'; field: string; element: Value };
+  | { kind: 'remove'; field: string; element: Value }
+  | { kind: 'sign'; section: string; content_hash: string; signature: Value }
+  | { kind: 'withdraw'; section: string; reason: string };
 
 /**
  * More writes that belong to an op (a photo's bytes and its upload with the `add` that names
@@ -112,6 +117,30 @@ export interface AlsoWrite {
 function sectionOf(field: string): string {
   const i = field.indexOf('/');
   return i < 0 ? '' : field.slice(0, i);
+}
+
+/** What the server would refuse against this phone's view, in the person's words. */
+function refuseLocally(view: EntityState, body: OpBodyInput): void {
+  switch (body.kind) {
+    case 'sign': {
+      if (view.signatures[body.section]) throw new LocalRefusal('already_signed', '本部分已签字');
+      if (conflictedField(view, body.section) !== null) {
+        throw new LocalRefusal('section_conflicted', '本部分有未解决的冲突，请先解决再签字');
+      }
+      if (sectionHash(view, body.section) !== body.content_hash) {
+        throw new LocalRefusal('hash_mismatch', '签字期间内容已变化，请重新核对后再签字');
+      }
+      return;
+    }
+    case 'withdraw':
+      if (!view.signatures[body.section]) throw new LocalRefusal('not_signed', '本部分尚未签字，无可撤回');
+      if (body.reason.trim() === '') throw new LocalRefusal('invalid_op', '请填写撤回签字的原因');
+      return;
+    default:
+      if (view.signatures[sectionOf(body.field)]) {
+        throw new LocalRefusal('section_signed', '本部分已签字，不能再修改');
+      }
+  }
 }
 
 /**
@@ -138,11 +167,8 @@ export async function makeOp(
         viewOf(confirmed, await db.outbox.where('entity').equals(entity).sortBy('seq'));
       if (!view) throw new LocalRefusal('unknown_entity', '本机还没有这份记录，请先同步');
       if (view.tombstoned) throw new LocalRefusal('entity_tombstoned', '这份记录已被删除');
-      const section = sectionOf(body.field);
-      if (view.signatures[section]) {
-        throw new LocalRefusal('section_signed', '本部分已签字，不能再修改');
-      }
-      const confirmedField = confirmed?.fields[body.field];
+      refuseLocally(view, body);
+      const confirmedField = 'field' in body ? confirmed?.fields[body.field] : undefined;
       const baseRev = confirmedField?.rev ?? 0;
       if (body.kind === 'set' && confirmedField?.conflict) {
         throw new LocalRefusal('conflict_unresolved', '此项有冲突，请先选择采用哪个值');
@@ -181,6 +207,18 @@ export async function makeOp(
           op = { ...common, kind: 'remove', field: body.field, element: body.element, observed: [...el.tags] };
           break;
         }
+        case 'sign':
+          op = {
+            ...common,
+            kind: 'sign',
+            section: body.section,
+            content_hash: body.content_hash,
+            signature: body.signature,
+          };
+          break;
+        case 'withdraw':
+          op = { ...common, kind: 'withdraw', section: body.section, reason: body.reason };
+          break;
       }
       const dry = merge(view, op, { commitSeq: 0 });
       if (dry.outcome === 'rejected') throw new LocalRefusal(dry.code, dry.message);
@@ -196,14 +234,28 @@ export async function makeOp(
   }
 }
 
-/** Ops to send: unacknowledged outbox ops, oldest first. */
+/**
+ * Ops to send: unacknowledged outbox ops, oldest first — up to, not including, the first op
+ * naming a handwritten signature whose upload is still pending (PROTOCOL.md §14: the server
+ * refuses a signature whose strokes it does not hold, and the series must stay contiguous).
+ * Strokes the server refused do not hold the queue: their op goes and comes back rejected with
+ * the reason, so the person can sign again.
+ */
 export async function queuedOps(db: YanshouDb, limit: number): Promise<Op[]> {
-  const rows = await db.outbox
-    .orderBy('seq')
-    .filter((r) => r.ackedAt === null)
-    .limit(limit)
-    .toArray();
-  return rows.map((r) => r.op);
+  return db.transaction('r', [db.outbox, db.strokes], async () => {
+    const rows = await db.outbox
+      .orderBy('seq')
+      .filter((r) => r.ackedAt === null)
+      .limit(limit)
+      .toArray();
+    const out: Op[] = [];
+    for (const r of rows) {
+      const sha = strokesNamedBy(r.op);
+      if (sha !== null && (await db.strokes.get(sha))?.state === 'pending') break;
+      out.push(r.op);
+    }
+    return out;
+  });
 }
 
 export interface ApplyReport {

@@ -6,11 +6,14 @@
  * Photos not yet uploaded are **listed** (record, hash, size, type, capture time, how far the
  * upload got, the server's reason if it refused one), not embedded: a day's photos are
  * hundreds of megabytes. Their attestations are in the ops; the bytes stay on the phone until
- * the server has them, and the screen says so.
+ * the server has them, and the screen says so. Handwritten signatures (strokes blobs, at most
+ * 256 KiB each) not yet uploaded are **embedded** (base64url): a signature op is worthless without
+ * the exact bytes its statement names.
  */
 import { loadDevice } from '../device/session';
 import type { YanshouDb } from './db';
 import { rescueExport } from './replica';
+import { base64url } from '../protocol/signature';
 
 export interface RescueFile {
   kind: 'yanshou-rescue';
@@ -22,6 +25,17 @@ export interface RescueFile {
   rejections: unknown[];
   /** Photos the server has not confirmed (their bytes are still on the phone). */
   photos_not_uploaded: RescuePhoto[];
+  /** Handwritten signatures the server has not confirmed, with their bytes. */
+  strokes_not_uploaded: RescueStrokes[];
+}
+
+export interface RescueStrokes {
+  record: string;
+  sha256: string;
+  size: number;
+  state: string;
+  message: string | null;
+  bytes_base64url: string;
 }
 
 export interface RescuePhoto {
@@ -40,6 +54,7 @@ export async function buildRescueFile(db: YanshouDb, username: string, now = new
   const { outbox, rejections } = await rescueExport(db);
   const uploads = (await db.uploads.toArray()).filter((u) => u.state !== 'complete');
   const photos = await db.photos.bulkGet(uploads.map((u) => u.sha256));
+  const strokes = (await db.strokes.toArray()).filter((r) => r.state !== 'complete');
   return {
     kind: 'yanshou-rescue',
     version: 1,
@@ -57,6 +72,14 @@ export async function buildRescueFile(db: YanshouDb, username: string, now = new
       state: u.state,
       uploaded_bytes: u.offset,
       message: u.message,
+    })),
+    strokes_not_uploaded: strokes.map((r) => ({
+      record: r.entity,
+      sha256: r.sha256,
+      size: r.size,
+      state: r.state,
+      message: r.message,
+      bytes_base64url: base64url(new Uint8Array(r.bytes)),
     })),
   };
 }

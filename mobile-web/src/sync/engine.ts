@@ -27,6 +27,8 @@ export interface SyncStatus {
   /** Photos not yet uploaded (their item names them), and photos the server refused. */
   pendingUploads: number;
   refusedUploads: number;
+  /** Handwritten signatures not yet uploaded (their signatures wait in the outbox). */
+  pendingStrokes: number;
   /** The upload queue is running. */
   uploading: boolean;
   lastSyncAt: number | null;
@@ -41,6 +43,7 @@ export const status = reactive<SyncStatus>({
   rejections: 0,
   pendingUploads: 0,
   refusedUploads: 0,
+  pendingStrokes: 0,
   uploading: false,
   lastSyncAt: null,
   lastError: null,
@@ -55,6 +58,7 @@ export async function refreshCounts(db: YanshouDb): Promise<void> {
   status.rejections = await db.rejections.count();
   status.pendingUploads = await db.uploads.where('state').equals('pending').count();
   status.refusedUploads = await db.uploads.where('state').equals('refused').count();
+  status.pendingStrokes = await db.strokes.where('state').equals('pending').count();
   const row = await db.meta.get('sync');
   const saved = row?.value as { lastSyncAt: number | null } | undefined;
   if (saved && status.lastSyncAt === null) status.lastSyncAt = saved.lastSyncAt;
@@ -234,6 +238,12 @@ async function doSync(db: YanshouDb): Promise<void> {
   }
   status.phase = 'syncing';
   try {
+    // Handwritten signatures first: the server refuses a signature whose strokes it does not
+    // hold, and the push stops before such an op (`queuedOps`) until its blob is uploaded.
+    if ((await db.strokes.where('state').equals('pending').count()) > 0) {
+      const { runStrokeUploads } = await import('../upload/queue');
+      await runStrokeUploads(db);
+    }
     await pushPull(db, session.deviceId);
     // Photos go after the ops that name them; the queue runs beside the rest of the sync.
     if ((await db.uploads.where('state').equals('pending').count()) > 0) uploadSoon(db);

@@ -66,8 +66,8 @@ export const REJECT_CODES: Record<string, string> = {
   entity_exists: '记录已存在',
   entity_tombstoned: '记录已被删除',
   section_signed: '该部分已签字，修改未被接受',
-  already_signed: '该部分已签字',
-  hash_mismatch: '签字时内容已变化，请重新核对后签字',
+  already_signed: '已经签过字（同一内容不能重复签字）',
+  hash_mismatch: '签字时看到的内容已被他人修改，签字未被接受',
   section_conflicted: '该部分有未解决的冲突',
   conflict_unresolved: '此项有冲突，需先解决',
   stale_resolve: '解决冲突时出现了新的值，请重新查看',
@@ -78,12 +78,34 @@ export const REJECT_CODES: Record<string, string> = {
   wrong_device: '设备不符',
   seq_reused: '操作序号已被使用（可能从旧备份恢复）',
   unknown_field: '不是验收表中的项目',
-  forbidden: '无权修改',
-  invalid_signature: '签名无法验证（设备密钥不符或内容被改动）',
+  forbidden: '无权进行此操作（不是本人的签字，或不在专家组名单中）',
+  invalid_signature: '签名无法验证（设备密钥不符、签字人不符或内容被改动），请重新登录后再签字',
   incomplete_section: '本部分还有必填项未填写，不能签字',
   not_signed: '该部分尚未签字（或签字已撤回），无可撤回',
-  strokes_missing: '签名笔迹尚未上传到服务器，请联网后重新同步',
-  letter_issued: '意见书已出具，不能再修改或签字',
+  strokes_missing: '服务器没有收到手写笔迹，签字未被接受。请联网后重新签字',
+  letter_issued: '意见书已出具，不能再签字或拒签',
+};
+
+export const SPECIALTIES: Record<string, string> = {
+  hydro_engineering_environmental_geology: '水工环',
+  environmental_protection: '环境保护',
+  forestry: '林业',
+};
+
+/** The letter's conclusion (§15 `letter/conclusion`). */
+export const LETTER_CONCLUSIONS: Record<string, string> = {
+  pass: '同意通过',
+  pass_after_rectification: '限期整改后通过',
+  fail: '不予通过',
+};
+
+/** Where an opinion letter stands for the signed-in expert. */
+export const LETTER_STATUS: Record<string, string> = {
+  review: '待审阅',
+  signed: '已签字',
+  declined: '已拒签',
+  issued: '已出具',
+  resign: '已修改待重签',
 };
 
 export function label(map: Record<string, string>, code: string | null | undefined): string {

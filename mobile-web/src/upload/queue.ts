@@ -17,7 +17,8 @@
  */
 import { ApiError, NetworkError, describeError, requestRaw } from '../api/client';
 import { authed, LoginRequired } from '../device/session';
-import type { PhotoRow, UploadRow, YanshouDb } from '../store/db';
+import type { PhotoRow, StrokesRow, UploadRow, YanshouDb } from '../store/db';
+import { STROKES_MEDIA_TYPE } from '../protocol/strokes';
 import { reconcile } from './reconcile';
 import { cachedLimits, refreshLimits } from './limits';
 import type { UploadLimits } from './sniff';
@@ -98,17 +99,50 @@ async function markComplete(db: YanshouDb, row: UploadRow): Promise<void> {
   delete uploadProgress[row.key];
 }
 
-/** Sends one photo from where the server left it; resolves when complete. */
-async function uploadOne(db: YanshouDb, row: UploadRow, photo: PhotoRow, limits: UploadLimits): Promise<void> {
+/** One file to send, from where the server left it (a photo or a handwritten signature). */
+interface Transfer {
+  /** The progress key (`<record>/<sha256>` for a photo). */
+  key: string;
+  /** The record (round id) the upload is for. */
+  entity: string;
+  sha256: string;
+  size: number;
+  contentType: string;
+  bytes: ArrayBuffer;
+  uploadId: string | null;
+  offset: number;
+  /** Stores the server's upload id and acknowledged offset. */
+  save: (uploadId: string | null, offset: number) => Promise<void>;
+}
+
+function photoTransfer(db: YanshouDb, row: UploadRow, photo: PhotoRow): Transfer {
   const bytes = photo.bytes;
   if (bytes === null) throw new Error('照片原图已不在手机上');
-  const size = photo.size;
-  let uploadId = row.uploadId;
-  let offset = row.offset;
-  uploadProgress[row.key] = offset;
+  return {
+    key: row.key,
+    entity: row.entity,
+    sha256: row.sha256,
+    size: photo.size,
+    contentType: photo.contentType,
+    bytes,
+    uploadId: row.uploadId,
+    offset: row.offset,
+    save: async (uploadId, offset) => {
+      await db.uploads.update(row.key, { uploadId, offset, attempts: 0, message: null });
+    },
+  };
+}
+
+/** Sends one file from where the server left it; resolves when complete. */
+async function uploadOne(db: YanshouDb, t: Transfer, limits: UploadLimits): Promise<void> {
+  const bytes = t.bytes;
+  const size = t.size;
+  let uploadId = t.uploadId;
+  let offset = t.offset;
+  uploadProgress[t.key] = offset;
   const save = async () => {
-    await db.uploads.update(row.key, { uploadId, offset, attempts: 0, message: null });
-    uploadProgress[row.key] = offset;
+    await t.save(uploadId, offset);
+    uploadProgress[t.key] = offset;
   };
   let restarted = false;
   // Each step makes progress or learns the server's offset; a server that keeps answering
@@ -118,7 +152,7 @@ async function uploadOne(db: YanshouDb, row: UploadRow, photo: PhotoRow, limits:
       const res = await authed(db, (token) =>
         requestRaw('/uploads', {
           method: 'POST',
-          body: { sha256: row.sha256, size, content_type: photo.contentType, record_id: row.entity },
+          body: { sha256: t.sha256, size, content_type: t.contentType, record_id: t.entity },
           token,
         }),
       );
@@ -222,7 +256,7 @@ async function run(db: YanshouDb, opts: RunOptions): Promise<UploadReport> {
     const photo = await db.photos.get(row.sha256);
     if (!photo) continue;
     try {
-      await uploadOne(db, row, photo, limits);
+      await uploadOne(db, photoTransfer(db, row, photo), limits);
       await markComplete(db, row);
       report.completed++;
     } catch (e) {
@@ -245,4 +279,76 @@ async function run(db: YanshouDb, opts: RunOptions): Promise<UploadReport> {
     }
   }
   return report;
+}
+
+/**
+ * Uploads every handwritten signature (strokes blob, PROTOCOL.md §14) still pending, by the
+ * same resumable upload: the sync loop runs this **before** it pushes, because the server
+ * refuses a signature whose strokes it does not hold. A blob the server refuses is marked so
+ * with its reason (its op then goes and comes back rejected, and the person signs again).
+ */
+export async function runStrokeUploads(db: YanshouDb, opts: RunOptions = {}): Promise<UploadReport> {
+  const now = opts.now ?? Date.now;
+  const report: UploadReport = { completed: 0, refused: 0, failed: 0, offline: false };
+  const rows = await db.strokes.where('state').equals('pending').toArray();
+  if (rows.length === 0) return report;
+  let limits: UploadLimits;
+  try {
+    limits = await refreshLimits(db);
+  } catch (e) {
+    if (e instanceof NetworkError) {
+      report.offline = true;
+      return report;
+    }
+    if (!(e instanceof ApiError)) throw e;
+    limits = await cachedLimits(db);
+  }
+  rows.sort((a, b) => a.createdAt - b.createdAt);
+  try {
+    for (const first of rows) {
+      const row = await db.strokes.get(first.sha256);
+      if (!row || row.state !== 'pending' || row.nextAt > now()) continue;
+      try {
+        await uploadOne(db, strokesTransfer(db, row), limits);
+        await db.strokes.update(row.sha256, { state: 'complete', offset: row.size, message: null, attempts: 0 });
+        report.completed++;
+      } catch (e) {
+        if (e instanceof NetworkError) {
+          report.offline = true;
+          return report;
+        }
+        if (isRefusal(e)) {
+          await db.strokes.update(row.sha256, {
+            state: 'refused',
+            message: `服务器拒收签字笔迹（服务器说明：${e.message}），请重新签字`,
+          });
+          report.refused++;
+          continue;
+        }
+        if (e instanceof LoginRequired || (e instanceof ApiError && e.status === 401)) throw e;
+        const attempts = ((await db.strokes.get(row.sha256))?.attempts ?? 0) + 1;
+        await db.strokes.update(row.sha256, { attempts, nextAt: now() + backoffMs(attempts), message: describeError(e) });
+        report.failed++;
+      }
+    }
+  } finally {
+    for (const key of Object.keys(uploadProgress)) if (key.startsWith('strokes/')) delete uploadProgress[key];
+  }
+  return report;
+}
+
+function strokesTransfer(db: YanshouDb, row: StrokesRow): Transfer {
+  return {
+    key: `strokes/${row.sha256}`,
+    entity: row.entity,
+    sha256: row.sha256,
+    size: row.size,
+    contentType: STROKES_MEDIA_TYPE,
+    bytes: row.bytes,
+    uploadId: row.uploadId,
+    offset: row.offset,
+    save: async (uploadId, offset) => {
+      await db.strokes.update(row.sha256, { uploadId, offset, attempts: 0, message: null });
+    },
+  };
 }

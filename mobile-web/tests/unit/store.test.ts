@@ -257,7 +257,7 @@ describe('schema migrations', () => {
     const rows = await db.entities.where('mineId').equals('mine-7').toArray();
     expect(rows.map((r) => r.id)).toEqual([RECORD]);
     expect(await db.outbox.count()).toBe(1);
-    expect(db.verno).toBe(3);
+    expect(db.verno).toBe(4);
   });
 });
 

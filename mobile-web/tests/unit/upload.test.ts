@@ -526,7 +526,7 @@ describe('the upload queue', () => {
 });
 
 describe('schema migration', () => {
-  it('a version 2 database opens as version 3 with its data and empty photo tables', async () => {
+  it('a version 2 database opens as the current version with its data and empty photo and strokes tables', async () => {
     const name = `migrate-photos-${++n}`;
     const v2 = new Dexie(name);
     v2.version(1).stores({
@@ -546,11 +546,12 @@ describe('schema migration', () => {
     v2.close();
     const db = freshDb(name);
     await db.open();
-    expect(db.verno).toBe(3);
+    expect(db.verno).toBe(4);
     expect((await db.entities.get(RECORD))?.state.id).toBe(RECORD);
     expect((await loadMeta(db, A)).nextSeq).toBe(7);
     expect(await db.photos.count()).toBe(0);
     expect(await db.uploads.where('state').equals('pending').count()).toBe(0);
+    expect(await db.strokes.count()).toBe(0);
     expect(DB_NAME).toBe('yanshou');
   });
 });
