@@ -879,8 +879,10 @@ async fn health_and_openapi(b: Backend) {
         "/api/v1/rounds/{id}/bundle.zip",
         "/api/v1/server-key",
         "/api/v1/rounds/{id}/letter",
+        "/api/v1/strokes/{sha256}",
         "/api/v1/letters/{id}",
         "/api/v1/letters/{id}/issue",
+        "/api/v1/letters/{id}/letter.pdf",
         "/healthz",
         "/readyz",
     ] {
@@ -1202,6 +1204,27 @@ async fn authorization_matrix(b: Backend) {
         (
             Method::GET,
             "/api/v1/letters/{random}",
+            "",
+            Box::new(everyone(S::NOT_FOUND)),
+        ),
+        // Its PDF: the same visibility.
+        (
+            Method::GET,
+            "/api/v1/letters/{random}/letter.pdf",
+            "",
+            Box::new(everyone(S::NOT_FOUND)),
+        ),
+        // Strokes by hash: only a strokes blob, to anyone signed in who names it (a photo's hash
+        // is not strokes).
+        (
+            Method::GET,
+            "/api/v1/strokes/{evidence_photo}",
+            "",
+            Box::new(everyone(S::NOT_FOUND)),
+        ),
+        (
+            Method::GET,
+            "/api/v1/strokes/{random_sha}",
             "",
             Box::new(everyone(S::NOT_FOUND)),
         ),

@@ -1,21 +1,22 @@
 //! The assembled record as a PDF (issue #11 item 5): `GET /api/v1/rounds/{id}/record.pdf`. The
-//! pages are read back with poppler's `pdftotext` and `pdfinfo` (Debian's poppler-utils, which
-//! `.ci/run` installs), so the tests check the text a reader sees, not the file's bytes.
+//! pages are read back with poppler's `pdftotext`, `pdfinfo` and `pdftoppm` (Debian's
+//! poppler-utils, which `.ci/run` installs), so the tests check the text a reader sees and the
+//! handwriting a reader sees drawn, not the file's bytes.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use std::{collections::BTreeMap, process::Command, time::Instant};
+use std::{collections::BTreeMap, time::Instant};
 
-use axum::{
-    body::Body,
-    http::{Method, Request, StatusCode, header},
+use axum::http::{Method, StatusCode, header};
+use common::{
+    Backend, Phone, TestApp,
+    pdf::{get_raw, ink_on_page, page_count, pages_text, word_boxes},
 };
-use common::{Backend, Phone, TestApp};
 use sync_protocol::{EntityId, Value};
-use tower::ServiceExt;
 use uuid::Uuid;
 use yanshou_server::{
+    blobs::BlobHash,
     model::Role,
     photos::{exif::build::ExifSpec, sample},
 };
@@ -98,78 +99,32 @@ async fn photographed_and_signed(
     photos
 }
 
-/// GET `path` as raw bytes with the response's headers.
-async fn get_raw(
-    app: &TestApp,
-    path: &str,
-    token: &str,
-) -> (StatusCode, header::HeaderMap, Vec<u8>) {
-    let req = Request::builder()
-        .uri(path)
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Body::empty())
-        .unwrap();
-    let res = app.router.clone().oneshot(req).await.unwrap();
-    let (status, headers) = (res.status(), res.headers().clone());
-    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (status, headers, bytes.to_vec())
-}
-
-/// Run a poppler tool on `pdf`; returns its standard output.
-fn poppler(tool: &str, args: &[&str], pdf: &[u8]) -> String {
-    let dir = tempfile_dir();
-    let file = dir.join("record.pdf");
-    std::fs::write(&file, pdf).unwrap();
-    let out = Command::new(tool)
-        .args(args)
-        .arg(&file)
-        .arg("-")
-        .output()
-        .unwrap_or_else(|e| panic!("{tool} (Debian's poppler-utils) is needed: {e}"));
+/// The handwriting beside `label` (`林业签字：`): drawn right of it, within the signature box
+/// (40 points high, its rule level with the label), and on no other page of the form (the
+/// first `form_pages`).
+fn assert_handwriting_beside(pdf: &[u8], label: &str, form_pages: usize) {
+    let labels = word_boxes(pdf, label);
+    let &[(page, _, _, label_right, label_bottom)] = labels.as_slice() else {
+        panic!("{label} is not once in the PDF: {labels:?}");
+    };
+    let (count, (left, top, right, bottom)) = ink_on_page(pdf, page);
+    assert!(count > 150, "only {count} pixels of ink on page {page}");
+    let (left, top, right, bottom) = (left as f32, top as f32, right as f32, bottom as f32);
     assert!(
-        out.status.success(),
-        "{tool}: {}",
-        String::from_utf8_lossy(&out.stderr)
+        left >= label_right && right <= label_right + 150.0,
+        "ink from x {left} to {right}, the label ends at {label_right}"
     );
-    std::fs::remove_dir_all(&dir).ok();
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("yanshou-pdf-{}", Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn page_count(pdf: &[u8]) -> usize {
-    let dir = tempfile_dir();
-    let file = dir.join("record.pdf");
-    std::fs::write(&file, pdf).unwrap();
-    let out = Command::new("pdfinfo").arg(&file).output().unwrap();
-    std::fs::remove_dir_all(&dir).ok();
-    let info = String::from_utf8(out.stdout).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("Pages:"))
-        .unwrap_or_else(|| panic!("pdfinfo: {info}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-/// The text of each page without whitespace (`pdftotext` puts a form feed between pages, and
-/// spaces where its layout guesses them, not where the PDF has them).
-fn pages_text(pdf: &[u8]) -> Vec<String> {
-    let text = poppler("pdftotext", &["-layout"], pdf);
-    let mut pages: Vec<String> = text
-        .split('\u{c}')
-        .map(|p| p.chars().filter(|c| !c.is_whitespace()).collect())
-        .collect();
-    if pages.last().is_some_and(|p| p.trim().is_empty()) {
-        pages.pop();
+    assert!(
+        top >= label_bottom - 48.0 && bottom <= label_bottom + 6.0,
+        "ink from y {top} to {bottom}, the label's line ends at {label_bottom}"
+    );
+    assert!(
+        right - left > 60.0,
+        "the signature is squeezed: {left}..{right}"
+    );
+    for other in (1..=form_pages).filter(|p| *p != page) {
+        assert_eq!(ink_on_page(pdf, other).0, 0, "ink on page {other}");
     }
-    pages
 }
 
 async fn the_pdf_is_the_form_with_one_page_per_photo_and_the_hash_in_every_footer(b: Backend) {
@@ -259,6 +214,12 @@ async fn the_pdf_is_the_form_with_one_page_per_photo_and_the_hash_in_every_foote
         .as_str()
         .unwrap();
     assert!(all.contains(&section_hash[..16]), "{all}");
+    // …and beside it the signer's handwriting, drawn from the strokes the phone uploaded.
+    assert!(!all.contains("笔迹"), "{all}");
+    assert_handwriting_beside(&pdf, "林业签字：", form_pages);
+    if let Ok(dir) = std::env::var("YANSHOU_PDF_OUT") {
+        std::fs::write(std::path::Path::new(&dir).join("signed-record.pdf"), &pdf).unwrap();
+    }
     // Each photo has one page (in the record's order, not the upload's), captioned with its
     // hash.
     for bytes in &photos {
@@ -294,6 +255,102 @@ async fn the_pdf_is_the_form_with_one_page_per_photo_and_the_hash_in_every_foote
     )
     .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+/// `words` where the handwriting beside `label` would be: right of it, on its line.
+fn assert_said_beside(pdf: &[u8], label: &str, words: &str) {
+    let labels = word_boxes(pdf, label);
+    let said = word_boxes(pdf, words);
+    let (&[(page, _, _, label_right, label_bottom)], &[(on, left, _, _, bottom)]) =
+        (labels.as_slice(), said.as_slice())
+    else {
+        panic!("{label}: {labels:?}, {words}: {said:?}");
+    };
+    assert_eq!(on, page, "{words} is not on the page of {label}");
+    assert!(
+        left >= label_right && left <= label_right + 150.0,
+        "{words} at x {left}, {label} ends at {label_right}"
+    );
+    assert!(
+        bottom >= label_bottom - 48.0 && bottom <= label_bottom + 6.0,
+        "{words} at y {bottom}, {label} at {label_bottom}"
+    );
+}
+
+/// A signature's strokes blob the server no longer holds (lost with a disk, an old backup
+/// restored) or whose bytes are damaged: the PDF is still made, and says so where the
+/// handwriting would be.
+async fn a_lost_or_damaged_strokes_blob_is_named_on_the_signature_line(b: Backend) {
+    let mut c = county(TestApp::new(b).await).await;
+    let office = c.office.clone();
+    // Strokes of this test alone (others share the test blob directory): a wave, and a
+    // stroke of points drawn from a random id.
+    let random: Vec<String> = Uuid::new_v4()
+        .as_bytes()
+        .chunks(2)
+        .enumerate()
+        .map(|(i, b)| {
+            format!(
+                "[{},{},{}]",
+                300 + u32::from(b[0]),
+                20 + u32::from(b[1] % 200),
+                2000 + i
+            )
+        })
+        .collect();
+    let wave = String::from_utf8(common::strokes_blob("lost")).unwrap();
+    let bytes = wave
+        .replacen(
+            "]}]}",
+            &format!("]}},{{\"points\":[{}]}}]}}", random.join(",")),
+            1,
+        )
+        .into_bytes();
+    yanshou_server::model::parse_strokes(&bytes).unwrap();
+    c.app
+        .upload_photo(
+            &c.forestry.token,
+            &c.record.0.to_string(),
+            &bytes,
+            "application/vnd.yanshou.strokes+json",
+        )
+        .await;
+    let hash = BlobHash::of(&bytes);
+    c.forestry.strokes = Value::Map(BTreeMap::from([
+        ("sha256".to_owned(), Value::from(hash.hex())),
+        (
+            "size".to_owned(),
+            Value::Int(i64::try_from(bytes.len()).unwrap()),
+        ),
+    ]));
+    photographed_and_signed(&mut c, 1, 64, 48).await;
+    let pdf_path = format!("/api/v1/rounds/{}/record.pdf", c.record.0);
+    let (s, _, pdf) = get_raw(&c.app, &pdf_path, &office).await;
+    assert_eq!(s, StatusCode::OK);
+    let form_pages = page_count(&pdf) - 1;
+    assert_handwriting_beside(&pdf, "林业签字：", form_pages);
+
+    // The local blob store's layout: sha256/ab/cd/<hash>.
+    let hex = hash.hex();
+    let file =
+        c.app
+            .state
+            .settings
+            .blob_dir
+            .join(format!("sha256/{}/{}/{hex}", &hex[0..2], &hex[2..4]));
+    std::fs::remove_file(&file).unwrap();
+    let (s, _, pdf) = get_raw(&c.app, &pdf_path, &office).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_said_beside(&pdf, "林业签字：", "〔笔迹未上传〕");
+    assert!(pages_text(&pdf).join("").contains("签名有效"));
+    for page in 1..=form_pages {
+        assert_eq!(ink_on_page(&pdf, page).0, 0, "ink on page {page}");
+    }
+
+    std::fs::write(&file, vec![b'x'; bytes.len()]).unwrap();
+    let (s, _, pdf) = get_raw(&c.app, &pdf_path, &office).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_said_beside(&pdf, "林业签字：", "〔笔迹无法读取〕");
 }
 
 async fn without_a_cjk_font_the_pdf_is_refused_naming_the_font_and_package(b: Backend) {
@@ -334,6 +391,7 @@ async fn without_a_cjk_font_the_pdf_is_refused_naming_the_font_and_package(b: Ba
 
 both_backends!(
     the_pdf_is_the_form_with_one_page_per_photo_and_the_hash_in_every_footer,
+    a_lost_or_damaged_strokes_blob_is_named_on_the_signature_line,
     without_a_cjk_font_the_pdf_is_refused_naming_the_font_and_package,
 );
 

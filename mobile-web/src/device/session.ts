@@ -8,7 +8,7 @@
  * Refresh tokens rotate on every use and a reused one signs the user out everywhere, so refresh
  * runs under a Web Lock (one tab at a time) and re-reads the stored token inside it.
  */
-import { ApiError, request } from '../api/client';
+import { ApiError, request, requestText } from '../api/client';
 import type { Device, Session, User } from '../api/types';
 import type { YanshouDb } from '../store/db';
 import { deviceName, makeDeviceKey, publicJwk, type DeviceKey } from './key';
@@ -234,6 +234,12 @@ export async function authed<T>(db: YanshouDb, f: (token: string) => Promise<T>)
     }
     throw e;
   }
+}
+
+/** A strokes blob drawn on another device, from the server (its text; the caller checks it). */
+export function fetchStrokes(db: YanshouDb): (sha256: string) => Promise<string> {
+  return (sha256) =>
+    authed(db, (token) => requestText(`/strokes/${encodeURIComponent(sha256)}`, { token, timeoutMs: 10_000 }));
 }
 
 /**

@@ -11,10 +11,12 @@ import {
   parseStrokes,
   readSignature,
   readStrokesRef,
+  strokesRef,
   type EntityState,
   type StrokesBlob,
   type Value,
 } from '../protocol';
+import { utf8ToBytes } from '@noble/hashes/utils.js';
 import type { YanshouDb, MineRow, PhotoRow, RejectionRow, UploadRow } from './db';
 import { loadRecord, viewOf } from './replica';
 
@@ -221,14 +223,50 @@ export function strokesNamedIn(view: EntityState | null): Set<string> {
   return out;
 }
 
-/** The handwriting on this phone for the signatures of `view`, by SHA-256 (read from IndexedDB). */
-export async function strokesOf(db: YanshouDb, view: EntityState | null): Promise<Map<string, StrokesBlob>> {
+/**
+ * The handwriting for the signatures of `view`, by SHA-256: read from IndexedDB; what another
+ * device drew is fetched from the server (`GET /strokes/{sha256}`) when `fetchMissing` and kept
+ * on the phone, after checking that its bytes hash to the name the signature gives (offline or
+ * on any failure it is simply not shown yet).
+ */
+export async function strokesOf(
+  db: YanshouDb,
+  view: EntityState | null,
+  fetchMissing?: (sha256: string) => Promise<string>,
+): Promise<Map<string, StrokesBlob>> {
   const shas = [...strokesNamedIn(view)];
   const rows = await db.strokes.bulkGet(shas);
   const out = new Map<string, StrokesBlob>();
   for (const row of rows) {
     const blob = row ? parseStrokes(row.bytes) : null;
     if (row && blob) out.set(row.sha256, blob);
+  }
+  if (fetchMissing && view) {
+    for (const sha of shas.filter((s) => !out.has(s))) {
+      try {
+        const bytes = utf8ToBytes(await fetchMissing(sha));
+        const blob = parseStrokes(bytes);
+        if (!blob || strokesRef(bytes).sha256 !== sha) continue;
+        const copy = new Uint8Array(new ArrayBuffer(bytes.length));
+        copy.set(bytes);
+        await db.strokes.put({
+          sha256: sha,
+          entity: view.id,
+          size: bytes.length,
+          bytes: copy.buffer,
+          state: 'complete',
+          uploadId: null,
+          offset: bytes.length,
+          message: null,
+          attempts: 0,
+          nextAt: 0,
+          createdAt: Date.now(),
+        });
+        out.set(sha, blob);
+      } catch {
+        // Offline, signed out or not on the server yet: shown the next time.
+      }
+    }
   }
   return out;
 }

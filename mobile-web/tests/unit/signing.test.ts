@@ -34,6 +34,7 @@ import {
 } from '../../src/protocol';
 import { openDb, type YanshouDb } from '../../src/store/db';
 import { applyResponse, LocalRefusal, loadMeta, loadRecord, makeOp, queuedOps } from '../../src/store/replica';
+import { strokesOf } from '../../src/store/queries';
 import { buildRescueFile } from '../../src/store/rescue';
 import { notReadyText, readiness } from '../../src/signing/readiness';
 import { giveOpinion, signSection, withdrawSection } from '../../src/signing/sign';
@@ -366,6 +367,41 @@ describe('the push and pending strokes', () => {
     expect(file.strokes_not_uploaded).toHaveLength(1);
     const b64 = file.strokes_not_uploaded[0]?.bytes_base64url ?? '';
     expect(Buffer.from(b64, 'base64url')).toEqual(Buffer.from(serializeStrokes(BLOB)));
+  });
+});
+
+describe('handwriting drawn on another device', () => {
+  it('is fetched by its hash, kept when the bytes hash to the name, and ignored otherwise', async () => {
+    const a = freshDb();
+    const server = new TestServer();
+    await phone(a, server);
+    await makeOp(a, A, RECORD, { kind: 'set', field: 'forestry/19.result', value: 'pass' });
+    const hash = await hashNow(a, RECORD, SECTION);
+    await signSection(a, { deviceId: A, entity: RECORD, section: SECTION, contentHash: hash, signer: INSPECTOR, blob: BLOB, now: 1 });
+    const { view } = await loadRecord(a, RECORD);
+    const bytes = serializeStrokes(BLOB);
+    const sha = strokesRef(bytes).sha256;
+
+    const other = freshDb();
+    expect((await strokesOf(other, view)).size).toBe(0);
+    const forged = serializeStrokes(strokesFromPad([{ points: [{ x: 1, y: 1, time: 0 }] }], 10, 10));
+    const wrong = await strokesOf(other, view, async () => new TextDecoder().decode(forged));
+    expect(wrong.size).toBe(0);
+    expect(await other.strokes.get(sha)).toBeUndefined();
+    const offline = await strokesOf(other, view, async () => {
+      throw new TypeError('Failed to fetch');
+    });
+    expect(offline.size).toBe(0);
+    const asked: string[] = [];
+    const fetched = await strokesOf(other, view, async (s) => {
+      asked.push(s);
+      return new TextDecoder().decode(bytes);
+    });
+    expect(asked).toEqual([sha]);
+    expect(fetched.get(sha)).toEqual(BLOB);
+    expect(await other.strokes.get(sha)).toMatchObject({ state: 'complete', size: bytes.length });
+    // Kept: the next look needs no network.
+    expect((await strokesOf(other, view)).get(sha)).toEqual(BLOB);
   });
 });
 

@@ -8,6 +8,7 @@ use axum::{
     Json,
     extract::{Path, State},
     http::StatusCode,
+    response::Response,
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -15,6 +16,7 @@ use uuid::Uuid;
 use crate::{
     AppState,
     error::{ApiJson, ErrorBody, Result},
+    exports::letter_pdf,
     identity::auth::AuthUser,
     letters::{self, AssembledLetter, LetterText},
 };
@@ -24,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(draft_letter, round_letter))
         .routes(routes!(get_letter, update_letter))
         .routes(routes!(issue_letter))
+        .routes(routes!(letter_pdf))
 }
 
 /// Draft the opinion letter of a 注销 round whose record passed and is fully signed (county
@@ -118,4 +121,28 @@ async fn issue_letter(
     Path(id): Path<Uuid>,
 ) -> Result<Json<AssembledLetter>> {
     Ok(Json(letters::issue(&state, &caller, id).await?))
+}
+
+/// The letter as a PDF laid out like a government letter (A4): title and number, the sections
+/// 一 to 七 (basis, organisation with the panel, method, situation, opinions, problems,
+/// conclusion), the panel's signature table with each expert's handwriting and whether the
+/// word counts (有效 / 已失效 / 拒签 with the reason), the organiser and date; 第 x 页 共 y 页 and
+/// the letter's content hash in every footer, 草稿 on every page until it is issued. Same
+/// visibility as the JSON letter.
+#[utoipa::path(get, path = "/letters/{id}/letter.pdf", tag = "letters", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "letter id")),
+    responses((status = 200, content_type = "application/pdf",
+               description = "the PDF (`Content-Disposition: inline`)",
+               headers(("Content-Disposition" = String))),
+              (status = 401, body = ErrorBody),
+              (status = 404, description = "no such letter visible to the caller", body = ErrorBody),
+              (status = 503, description = "no CJK font on the server (`font_missing`: the \
+               message names the font and the package to install)", body = ErrorBody)))]
+async fn letter_pdf(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Response> {
+    let pdf = letter_pdf::letter_pdf(&state, &caller, id).await?;
+    super::pdf_response(&format!("letter-{id}.pdf"), &pdf.filename, pdf.bytes)
 }

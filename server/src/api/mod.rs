@@ -213,3 +213,45 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     );
     (router, openapi)
 }
+
+/// A PDF shown in the browser (`Content-Disposition: inline`) under `filename`, with the ASCII
+/// `fallback` name for clients without RFC 6266's UTF-8 form (the names are Chinese).
+fn pdf_response(
+    fallback: &str,
+    filename: &str,
+    bytes: Vec<u8>,
+) -> crate::error::Result<axum::response::Response> {
+    use axum::{
+        http::{HeaderValue, header},
+        response::IntoResponse,
+    };
+    let disposition = format!(
+        "inline; filename=\"{fallback}\"; filename*=UTF-8''{}",
+        percent_encode(filename)
+    );
+    let disposition = HeaderValue::from_str(&disposition)
+        .map_err(|e| crate::error::AppError::Internal(format!("Content-Disposition: {e}")))?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/pdf"),
+            ),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// RFC 3986 percent-encoding of everything but the unreserved characters.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}

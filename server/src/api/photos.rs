@@ -19,8 +19,10 @@ use uuid::Uuid;
 use super::templates::IMMUTABLE;
 use crate::{
     AppState,
+    blobs::BlobHash,
     error::{AppError, ErrorBody, Result},
     identity::auth::AuthUser,
+    model::strokes::{MAX_STROKES_BYTES, STROKES_CONTENT_TYPE, parse_strokes},
     photos::{
         evidence::{self, Findings, Variant, Visible},
         exif::{CaptureTime, PhotoExif},
@@ -35,6 +37,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(photo_thumbnail))
         .routes(routes!(photo_meta))
         .routes(routes!(record_photos))
+        .routes(routes!(strokes_blob))
 }
 
 /// A field of the EXIF data that was present but impossible, and dropped.
@@ -267,6 +270,18 @@ async fn serve_file(
     headers: &HeaderMap,
 ) -> Result<Response> {
     let (media, hash) = evidence::file(state, caller, sha256, variant).await?;
+    cached(state, &media, hash, headers, None).await
+}
+
+/// An immutable blob answered with its hash as ETag (304 when the client holds it); `bytes`
+/// when the caller already read them.
+async fn cached(
+    state: &AppState,
+    media: &str,
+    hash: BlobHash,
+    headers: &HeaderMap,
+    bytes: Option<bytes::Bytes>,
+) -> Result<Response> {
     let etag = format!("\"{}\"", hash.hex());
     let header_value =
         |v: &str| HeaderValue::from_str(v).map_err(|e| AppError::Internal(e.to_string()));
@@ -288,13 +303,41 @@ async fn serve_file(
     if matches {
         return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
     }
-    let bytes = state.blobs.get(hash).await?;
-    Ok((
-        cache,
-        [(header::CONTENT_TYPE, header_value(&media)?)],
-        bytes,
-    )
-        .into_response())
+    let bytes = match bytes {
+        Some(b) => b,
+        None => state.blobs.get(hash).await?,
+    };
+    Ok((cache, [(header::CONTENT_TYPE, header_value(media)?)], bytes).into_response())
+}
+
+/// A handwritten signature's strokes blob (PROTOCOL.md §14) by its SHA-256, for a phone that
+/// shows a signature made on another device. The hash is named only inside signatures, which
+/// only those who see the signed record or letter receive; and only a blob that is strokes is
+/// served here (a photo's hash is 404: photos have their own route and rights).
+#[utoipa::path(get, path = "/strokes/{sha256}", tag = "photos", security(("bearer" = [])),
+    params(("sha256" = String, Path, description = "SHA-256 of the strokes blob"),
+           ("If-None-Match" = Option<String>, Header, description = "an ETag already held")),
+    responses((status = 200, description = "the strokes, byte for byte",
+               content_type = "application/vnd.yanshou.strokes+json",
+               headers(("ETag" = String), ("Cache-Control" = String))),
+              (status = 304, description = "the client's copy is current"),
+              (status = 401, body = ErrorBody),
+              (status = 404, description = "no strokes blob with this hash", body = ErrorBody)))]
+async fn strokes_blob(
+    State(state): State<AppState>,
+    _caller: AuthUser,
+    Path(sha256): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let hash: BlobHash = sha256.parse().map_err(|_| AppError::NotFound("strokes"))?;
+    let bytes = match state.blobs.size(hash).await? {
+        Some(n) if n <= MAX_STROKES_BYTES as u64 => state.blobs.get(hash).await?,
+        _ => return Err(AppError::NotFound("strokes")),
+    };
+    if parse_strokes(&bytes).is_err() {
+        return Err(AppError::NotFound("strokes"));
+    }
+    cached(&state, STROKES_CONTENT_TYPE, hash, &headers, Some(bytes)).await
 }
 
 /// The original photo, byte for byte (EXIF and GPS included). Not for a mine's holder, but for

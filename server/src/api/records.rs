@@ -55,7 +55,8 @@ async fn assembled_record(
 }
 
 /// The record as a PDF laid out like the county's paper form (A4): title, header block, each
-/// department's acceptance table with its signature line, the conclusion with open conflicts
+/// department's acceptance table with its signature line (the signer's handwriting drawn from
+/// the uploaded strokes, or 〔笔迹未上传〕 / 〔笔迹无法读取〕), the conclusion with open conflicts
 /// and photos awaiting upload, then one page per received photo (its large thumbnail with the
 /// place and time verdicts); 第 x 页 共 y 页 and the record's content hash in every footer.
 /// Same visibility as the JSON record.
@@ -75,18 +76,7 @@ async fn record_pdf(
     Path(id): Path<Uuid>,
 ) -> Result<Response> {
     let pdf = pdf::record_pdf(&state, &caller, id).await?;
-    let disposition = content_disposition("inline", &format!("record-{id}.pdf"), &pdf.filename)?;
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/pdf"),
-            ),
-            (header::CONTENT_DISPOSITION, disposition),
-        ],
-        pdf.bytes,
-    )
-        .into_response())
+    super::pdf_response(&format!("record-{id}.pdf"), &pdf.filename, pdf.bytes)
 }
 
 /// The archive bundle of the round: a zip of `record.json` (this record as `GET …/record`
@@ -164,19 +154,7 @@ async fn server_key(State(state): State<AppState>) -> Json<ServerKeyView> {
 fn content_disposition(kind: &str, ascii: &str, utf8: &str) -> Result<HeaderValue> {
     HeaderValue::from_str(&format!(
         "{kind}; filename=\"{ascii}\"; filename*=UTF-8''{}",
-        percent_encode(utf8)
+        super::percent_encode(utf8)
     ))
     .map_err(|e| AppError::Internal(format!("Content-Disposition: {e}")))
-}
-
-/// RFC 3986 percent-encoding of everything but the unreserved characters.
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                char::from(b).to_string()
-            }
-            b => format!("%{b:02X}"),
-        })
-        .collect()
 }

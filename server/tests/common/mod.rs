@@ -6,6 +6,9 @@
 //! server fails the PostgreSQL half of the suite instead of silently skipping it.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod letters;
+pub mod pdf;
+
 use std::{path::PathBuf, sync::Arc};
 
 use axum::{
