@@ -538,6 +538,7 @@ async fn the_round_bundle_archives_the_letter_and_verify_checks_it(b: Backend) {
         f.read_to_end(&mut bytes).unwrap();
         files.insert(f.name().unwrap().into_owned(), bytes);
     }
+    assert!(files["letter.pdf"].starts_with(b"%PDF-"));
     let letter: Value = serde_json::from_slice(&files["letter.json"]).unwrap();
     assert_eq!(
         letter,

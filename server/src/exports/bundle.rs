@@ -11,8 +11,8 @@
 //!   server holds at most one photo's bytes, never the whole bundle, and the response streams
 //!   the finished file with its length; at most two bundles are made at once;
 //! - the round's opinion letter, when it has one, is archived the same way (`letter.json` as
-//!   `GET /letters/{id}` answers it, `letter-entity.json`); the devices and strokes of its
-//!   experts' words join the record's;
+//!   `GET /letters/{id}` answers it, `letter-entity.json`, `letter.pdf`); the devices and
+//!   strokes of its experts' words join the record's;
 //! - photos are stored as they are (a JPEG does not deflate), the JSON, strokes and PDF are
 //!   deflated;
 //! - the manifest lists every other file with its size and SHA-256 and is signed with the
@@ -35,9 +35,10 @@ use uuid::Uuid;
 use zip::{CompressionMethod, ZipWriter, write::SimpleFileOptions};
 
 use super::{
+    letter_pdf,
     manifest::{
-        self, DeviceKey, ENTITY, FileEntry, KEYS, KeysFile, LETTER, LETTER_ENTITY, LetterSummary,
-        Manifest, Missing, RECORD, RECORD_PDF, ServerKey, SignatureEntry,
+        self, DeviceKey, ENTITY, FileEntry, KEYS, KeysFile, LETTER, LETTER_ENTITY, LETTER_PDF,
+        LetterSummary, Manifest, Missing, RECORD, RECORD_PDF, ServerKey, SignatureEntry,
     },
     pdf,
 };
@@ -109,7 +110,8 @@ pub async fn bundle(state: &AppState, caller: &AuthUser, round_id: Uuid) -> Resu
             for word in letter.elements(OPINIONS_FIELD) {
                 named.statement(word);
             }
-            Some((doc, letter))
+            let pdf = letter_pdf::render_letter(state, doc.clone()).await?;
+            Some((doc, letter, pdf.bytes))
         }
         Err(AppError::NotFound(_)) => None,
         Err(e) => return Err(e),
@@ -123,7 +125,7 @@ pub async fn bundle(state: &AppState, caller: &AuthUser, round_id: Uuid) -> Resu
     w = w.add(RECORD_PDF, pdf.bytes, true).await?;
     w = w.add(KEYS, pretty(&keys)?, true).await?;
     let letter_summary = match letter {
-        Some((doc, entity)) => {
+        Some((doc, entity, pdf)) => {
             let summary = LetterSummary {
                 letter_id: doc.letter_id,
                 letter_hash: doc.letter_hash.clone(),
@@ -134,6 +136,7 @@ pub async fn bundle(state: &AppState, caller: &AuthUser, round_id: Uuid) -> Resu
                 .add(LETTER, serde_json::to_vec(&doc).map_err(internal)?, true)
                 .await?;
             w = w.add(LETTER_ENTITY, pretty(&entity)?, true).await?;
+            w = w.add(LETTER_PDF, pdf, true).await?;
             Some(summary)
         }
         None => None,

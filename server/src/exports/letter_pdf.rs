@@ -41,7 +41,11 @@ pub struct LetterPdf {
 
 /// The PDF of letter `id`, for a caller who may see it (else "not found").
 pub async fn letter_pdf(state: &AppState, caller: &AuthUser, id: Uuid) -> Result<LetterPdf> {
-    let letter = letters::assemble(state, caller, id).await?;
+    render_letter(state, letters::assemble(state, caller, id).await?).await
+}
+
+/// The PDF of a letter already assembled (for the caller who asked for it).
+pub async fn render_letter(state: &AppState, letter: AssembledLetter) -> Result<LetterPdf> {
     let font = cjk_font(state.settings.pdf_font_file.as_deref())?;
     let references: Vec<&serde_json::Value> = letter.opinions.iter().map(|o| &o.strokes).collect();
     let strokes = ink::load(state, &references).await?;
