@@ -9,7 +9,7 @@ mod common;
 use axum::http::{Method, StatusCode};
 use common::{
     Backend, Phone, TestApp,
-    letters::{EXPERTS, expert, passed, push_one, text, word, word_on},
+    letters::{EXPERTS, Passed, expert, passed, push_one, text, word, word_on},
 };
 use serde_json::{Value, json};
 use sync_protocol::{EntityId, OpResult, RejectCode, Value as SyncValue};
@@ -156,6 +156,26 @@ async fn a_letter_signed_by_every_specialty_is_issued_and_cancels_the_licence(b:
         .call(Method::GET, &format!("/api/v1/mines/{}", p.mine), None)
         .await;
     assert_eq!(mine["facts"]["stage"], "licence_cancelled", "{mine}");
+
+    // The archive: the bundle verifies offline; one flipped byte fails on exactly that file.
+    let bundle = fetch_bundle(&p).await;
+    let (ok, failed, out) = verify("bundle.zip", &bundle);
+    assert!(ok && failed.is_empty(), "{out}");
+    let files = unzip(&bundle);
+    for name in ["letter.pdf", "record.json", "manifest.json"] {
+        let mut broken = files.clone();
+        let bytes = broken.get_mut(name).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x01;
+        let (ok, failed, out) = verify("flipped.zip", &rezip(&broken));
+        assert!(!ok, "{name}: {out}");
+        assert_eq!(
+            failed,
+            std::collections::BTreeSet::from([name.to_owned()]),
+            "{out}"
+        );
+    }
+    assert!(files.keys().any(|k| k.starts_with("strokes/")), "{files:?}");
 }
 
 /// Without an issued letter the record's acceptance of a 注销 mine is refused, even with every
@@ -500,7 +520,6 @@ async fn upload(app: &TestApp, token: &str, record: &str, bytes: &[u8]) -> (Stat
 /// against its entity, the issue and every word; an edited letter text is blamed on the
 /// letter's entity alone.
 async fn the_round_bundle_archives_the_letter_and_verify_checks_it(b: Backend) {
-    use std::io::{Read, Write};
     let p = passed(b).await;
     let panel = p.panel().await;
     let letter = p.draft(&panel).await;
@@ -517,27 +536,8 @@ async fn the_round_bundle_archives_the_letter_and_verify_checks_it(b: Backend) {
         .await;
     assert_eq!(s, StatusCode::OK, "{issued}");
 
-    let req = axum::http::Request::builder()
-        .uri(format!("/api/v1/rounds/{}/bundle.zip", p.round.0))
-        .header("authorization", format!("Bearer {}", p.office))
-        .body(axum::body::Body::empty())
-        .unwrap();
-    let res = tower::ServiceExt::oneshot(p.app.router.clone(), req)
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let bundle = axum::body::to_bytes(res.into_body(), usize::MAX)
-        .await
-        .unwrap()
-        .to_vec();
-    let mut files = std::collections::BTreeMap::new();
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(&bundle)).unwrap();
-    for i in 0..zip.len() {
-        let mut f = zip.by_index(i).unwrap();
-        let mut bytes = Vec::new();
-        f.read_to_end(&mut bytes).unwrap();
-        files.insert(f.name().unwrap().into_owned(), bytes);
-    }
+    let bundle = fetch_bundle(&p).await;
+    let mut files = unzip(&bundle);
     assert!(files["letter.pdf"].starts_with(b"%PDF-"));
     let letter: Value = serde_json::from_slice(&files["letter.json"]).unwrap();
     assert_eq!(
@@ -580,24 +580,6 @@ async fn the_round_bundle_archives_the_letter_and_verify_checks_it(b: Backend) {
         .collect();
     assert_eq!(held, devices, "{keys}");
 
-    let dir = std::env::temp_dir().join(format!("yanshou-letter-bundle-{}", Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let verify = |name: &str, bytes: &[u8]| {
-        let path = dir.join(name);
-        std::fs::write(&path, bytes).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_yanshou"))
-            .arg("verify")
-            .arg(&path)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let failed: std::collections::BTreeSet<String> = stdout
-            .lines()
-            .filter_map(|l| l.strip_prefix("FAILED"))
-            .filter_map(|l| l.trim_start().split_once(": ").map(|(f, _)| f.to_owned()))
-            .collect();
-        (out.status.success(), failed, stdout)
-    };
     let (ok, _, out) = verify("bundle.zip", &bundle);
     assert!(ok, "{out}");
     for expected in [
@@ -626,13 +608,7 @@ async fn the_round_bundle_archives_the_letter_and_verify_checks_it(b: Backend) {
         "letter-entity.json".into(),
         serde_json::to_vec_pretty(&edited).unwrap(),
     );
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (name, bytes) in &files {
-        w.start_file(name.as_str(), zip::write::SimpleFileOptions::default())
-            .unwrap();
-        w.write_all(bytes).unwrap();
-    }
-    let (ok, failed, out) = verify("edited.zip", &w.finish().unwrap().into_inner());
+    let (ok, failed, out) = verify("edited.zip", &rezip(&files));
     assert!(!ok, "{out}");
     assert_eq!(
         failed,
@@ -640,7 +616,71 @@ async fn the_round_bundle_archives_the_letter_and_verify_checks_it(b: Backend) {
         "{out}"
     );
     assert!(out.contains("it was changed after it was issued"), "{out}");
+}
+
+/// The round's archive bundle, as the county office downloads it.
+async fn fetch_bundle(p: &Passed) -> Vec<u8> {
+    let req = axum::http::Request::builder()
+        .uri(format!("/api/v1/rounds/{}/bundle.zip", p.round.0))
+        .header("authorization", format!("Bearer {}", p.office))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = tower::ServiceExt::oneshot(p.app.router.clone(), req)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap()
+        .to_vec()
+}
+
+/// The files of a zip, by name.
+fn unzip(bundle: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use std::io::Read;
+    let mut files = std::collections::BTreeMap::new();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bundle)).unwrap();
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).unwrap();
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes).unwrap();
+        files.insert(f.name().unwrap().into_owned(), bytes);
+    }
+    files
+}
+
+/// A zip of `files` (as someone who changed one would write it again).
+fn rezip(files: &std::collections::BTreeMap<String, Vec<u8>>) -> Vec<u8> {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, bytes) in files {
+        w.start_file(name.as_str(), zip::write::SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(bytes).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+/// `yanshou verify` (the real binary) on `bytes` written as `name`: whether it passed, the files
+/// its FAILED lines name, and its output.
+fn verify(name: &str, bytes: &[u8]) -> (bool, std::collections::BTreeSet<String>, String) {
+    let dir = std::env::temp_dir().join(format!("yanshou-letter-bundle-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_yanshou"))
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
     std::fs::remove_dir_all(&dir).ok();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let failed = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("FAILED"))
+        .filter_map(|l| l.trim_start().split_once(": ").map(|(f, _)| f.to_owned()))
+        .collect();
+    (out.status.success(), failed, stdout)
 }
 
 both_backends!(
