@@ -468,6 +468,34 @@ async fn strokes_uploads_are_checked(b: Backend) {
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
 
+/// A phone revoked after it was lost cannot sign any more: its session is refused outright, the
+/// signature never reaches the record, and an expert's word from it neither.
+async fn a_revoked_device_signs_nothing(b: Backend) {
+    let p = passed(b).await;
+    let panel = p.panel().await;
+    let letter = p.draft(&panel).await;
+    let entity = EntityId(Uuid::parse_str(letter["letter_id"].as_str().unwrap()).unwrap());
+    let mut lost = p.expert_phone("zhuanjia.lin").await;
+    let element = word(&mut lost, entity, "sign", "");
+    lost.add(entity, OPINIONS_FIELD, element);
+    let device = lost.replica.device().0;
+    let (s, _) = p
+        .app
+        .call(
+            Method::POST,
+            &format!("/api/v1/devices/{device}/revoke"),
+            Some(&lost.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, body) = lost.post(&p.app, &lost.replica.build_request(None)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"]["message"], "device is revoked");
+    let after = p.letter(entity.0.to_string().as_str()).await;
+    assert_eq!(after["opinions"], json!([]), "{after}");
+}
+
 /// Declare, send and finish one upload; the status and body of the step that ended it.
 async fn upload(app: &TestApp, token: &str, record: &str, bytes: &[u8]) -> (StatusCode, Value) {
     use sha2::Digest;
@@ -689,4 +717,5 @@ both_backends!(
     a_cancel_mine_does_not_pass_without_an_issued_letter,
     letter_bad_input_is_refused_with_its_own_code,
     strokes_uploads_are_checked,
+    a_revoked_device_signs_nothing,
 );
