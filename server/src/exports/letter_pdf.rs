@@ -18,8 +18,8 @@ use uuid::Uuid;
 use super::{
     ink::{self, Ink, StrokesBlobs},
     typeset::{
-        BODY, BOTTOM, CELL, CONTENT_W, CjkFont, FOOT, Frame, HEADING, LEADING, Layout, MARGIN_X,
-        Metrics, Op, PAD, PAGE_H, PAGE_W, TOP, chinese_number, cjk_font, page_number, write,
+        BODY, BOTTOM, CELL, CONTENT_W, CjkFont, Frame, HEADING, LEADING, Layout, MARGIN_X, Metrics,
+        Op, PAD, PAGE_H, PAGE_W, TOP, chinese_number, cjk_font, footer, write,
     },
 };
 use crate::{
@@ -159,42 +159,22 @@ pub fn render(
                 angle: 0.0,
             });
         }
-        frame.over.extend([
-            Op::Line {
-                x1: MARGIN_X,
-                y1: PAGE_H - 48.0,
-                x2: PAGE_W - MARGIN_X,
-                y2: PAGE_H - 48.0,
-                width: 0.4,
-            },
-            Op::Text {
-                x: MARGIN_X,
-                y: PAGE_H - 36.0,
-                size: FOOT,
-                text: format!("意见书内容哈希 SHA-256：{}", letter.content_hash),
-            },
-            Op::Text {
-                x: PAGE_W - MARGIN_X - metrics.width(&page_number(n, total), FOOT),
-                y: PAGE_H - 36.0,
-                size: FOOT,
-                text: page_number(n, total),
-            },
-            Op::Text {
-                x: MARGIN_X,
-                y: PAGE_H - 25.0,
-                size: FOOT,
-                text: format!(
-                    "{} · {} · 文本哈希 {}… · {}",
-                    letter.text.number,
-                    letter.mine_name,
-                    letter.letter_hash.get(..16).unwrap_or(&letter.letter_hash),
-                    match &letter.issued {
-                        Some(issued) => format!("{}签发", day_of(Some(issued.at_ms))),
-                        None => "草稿".to_owned(),
-                    }
-                ),
-            },
-        ]);
+        frame.over.extend(footer(
+            &metrics,
+            n,
+            total,
+            format!("意见书内容哈希 SHA-256：{}", letter.content_hash),
+            format!(
+                "{} · {} · 文本哈希 {}… · {}",
+                letter.text.number,
+                letter.mine_name,
+                letter.letter_hash.get(..16).unwrap_or(&letter.letter_hash),
+                match &letter.issued {
+                    Some(issued) => format!("{}签发", day_of(Some(issued.at_ms))),
+                    None => "草稿".to_owned(),
+                }
+            ),
+        ));
         frame
     };
     let bytes = write(font, &metrics, &l, metadata, frame)?;

@@ -21,8 +21,8 @@ use uuid::Uuid;
 use super::{
     ink::{self, Ink, StrokesBlobs},
     typeset::{
-        BODY, BOTTOM, CELL, CONTENT_W, CjkFont, FOOT, Frame, HEADING, LEADING, Layout, MARGIN_X,
-        Metrics, Op, PAGE_H, PAGE_W, TITLE, chinese_number, cjk_font, page_number, write,
+        BODY, BOTTOM, CELL, CONTENT_W, CjkFont, Frame, HEADING, LEADING, Layout, MARGIN_X, Metrics,
+        Op, TITLE, chinese_number, cjk_font, footer, write,
     },
 };
 use crate::{
@@ -150,36 +150,17 @@ pub fn render(
         .creator("Yanshou".to_owned());
     let frame = |n: usize, total: usize| Frame {
         under: Vec::new(),
-        over: vec![
-            Op::Line {
-                x1: MARGIN_X,
-                y1: PAGE_H - 48.0,
-                x2: PAGE_W - MARGIN_X,
-                y2: PAGE_H - 48.0,
-                width: 0.4,
-            },
-            Op::Text {
-                x: MARGIN_X,
-                y: PAGE_H - 36.0,
-                size: FOOT,
-                text: format!("记录内容哈希 SHA-256：{}", record.content_hash),
-            },
-            Op::Text {
-                x: PAGE_W - MARGIN_X - metrics.width(&page_number(n, total), FOOT),
-                y: PAGE_H - 36.0,
-                size: FOOT,
-                text: page_number(n, total),
-            },
-            Op::Text {
-                x: MARGIN_X,
-                y: PAGE_H - 25.0,
-                size: FOOT,
-                text: format!(
-                    "{} · 第{}次验收 · 记录 {}",
-                    record.mine.name, record.round_no, record.record_id
-                ),
-            },
-        ],
+        over: footer(
+            &metrics,
+            n,
+            total,
+            format!("记录内容哈希 SHA-256：{}", record.content_hash),
+            format!(
+                "{} · 第{}次验收 · 记录 {}",
+                record.mine.name, record.round_no, record.record_id
+            ),
+        )
+        .into(),
     };
     let bytes = write(font, &metrics, &layout, metadata, frame)?;
     Ok((bytes, layout.pages.len()))

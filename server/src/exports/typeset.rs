@@ -688,6 +688,45 @@ pub(super) fn page_number(n: usize, total: usize) -> String {
     format!("第 {n} 页 共 {total} 页")
 }
 
+/// The footer of every page of a document: a rule, the document's hash line with `第 n 页 共 m
+/// 页` at the right, and a line saying which document it is.
+pub(super) fn footer(
+    metrics: &Metrics,
+    n: usize,
+    total: usize,
+    hash_line: String,
+    which: String,
+) -> [Op; 4] {
+    let number = page_number(n, total);
+    [
+        Op::Line {
+            x1: MARGIN_X,
+            y1: PAGE_H - 48.0,
+            x2: PAGE_W - MARGIN_X,
+            y2: PAGE_H - 48.0,
+            width: 0.4,
+        },
+        Op::Text {
+            x: MARGIN_X,
+            y: PAGE_H - 36.0,
+            size: FOOT,
+            text: hash_line,
+        },
+        Op::Text {
+            x: PAGE_W - MARGIN_X - metrics.width(&number, FOOT),
+            y: PAGE_H - 36.0,
+            size: FOOT,
+            text: number,
+        },
+        Op::Text {
+            x: MARGIN_X,
+            y: PAGE_H - 25.0,
+            size: FOOT,
+            text: which,
+        },
+    ]
+}
+
 /// 一, 二, … for headings.
 pub(super) fn chinese_number(n: usize) -> String {
     const DIGITS: [&str; 11] = [
