@@ -488,24 +488,9 @@ pub async fn assemble_with_entity(
             None => false,
         };
         let user = Uuid::parse_str(&word.user).unwrap_or_default();
-        let name = match &element.value {
-            Value::Map(m) => m
-                .get("statement")
-                .and_then(|s| match s {
-                    Value::Map(s) => s.get("signer"),
-                    _ => None,
-                })
-                .and_then(|s| match s {
-                    Value::Map(s) => s.get("name").and_then(Value::as_str),
-                    _ => None,
-                })
-                .unwrap_or_default()
-                .to_owned(),
-            _ => String::new(),
-        };
         opinions.push(OpinionRecord {
             user,
-            name,
+            name: word.name.clone(),
             specialty: word.specialty.clone(),
             decision: if word.signs { "sign" } else { "decline" }.to_owned(),
             reason: word.reason.clone(),

@@ -427,6 +427,8 @@ pub struct LetterOpinion {
     pub reason: String,
     /// The signer's user id.
     pub user: String,
+    /// The signer's name as signed.
+    pub name: String,
     /// The signer's specialty code.
     pub specialty: Option<String>,
     /// Device time of the word, ms since the epoch.
@@ -478,6 +480,11 @@ pub fn letter_opinion(element: &Value) -> Result<LetterOpinion, SignatureError> 
         .and_then(Value::as_str)
         .ok_or_else(|| malformed("signer.user is missing"))?
         .to_owned();
+    let name = signer
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     let specialty = signer
         .get("specialty")
         .and_then(Value::as_str)
@@ -499,6 +506,7 @@ pub fn letter_opinion(element: &Value) -> Result<LetterOpinion, SignatureError> 
         signs,
         reason,
         user,
+        name,
         specialty,
         signed_at_ms,
         strokes,
